@@ -1,0 +1,47 @@
+"""The ``rotator`` command. Subcommands are imported only when invoked, so ``--help`` stays fast."""
+
+from __future__ import annotations
+
+import importlib
+
+import click
+
+# name -> "module:attribute" of a click command; imported on first use.
+_COMMANDS: dict[str, tuple[str, str]] = {
+    "emulator": ("rotator.emulator.cli:emulator_command", "Run the emulated Entra tenant."),
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(_COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = _COMMANDS.get(cmd_name)
+        if target is None:
+            return None
+        module_name, attr = target[0].split(":")
+        command = getattr(importlib.import_module(module_name), attr)
+        assert isinstance(command, click.Command)
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        # Short help comes from the table, not from importing every command module.
+        rows = [(name, _COMMANDS[name][1]) for name in self.list_commands(ctx)]
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="rotator")
+def cli() -> None:
+    """rotator keeps Entra ID app registration credentials from ever expiring.
+
+    Settings come from ROTATOR_* and AZURE_* environment variables and the
+    policy file named by ROTATOR_CONFIG.
+    """
+
+
+def main() -> None:
+    cli()

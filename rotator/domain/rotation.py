@@ -1,0 +1,80 @@
+"""A rotation as a plain record: what the engine reads, decides on and writes back."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from enum import StrEnum
+
+from rotator.domain.credentials import CredentialKind
+from rotator.domain.states import ACTIVE_STATES, RotationState, check_transition
+
+
+class RotationReason(StrEnum):
+    DUE = "due"  # the scheduler found the credential inside its renewal window
+    MANUAL = "manual"  # an admin asked for it (``rotator rotate``)
+
+
+def new_rotation_id() -> str:
+    return uuid.uuid4().hex
+
+
+@dataclass(frozen=True, slots=True)
+class Rotation:
+    id: str
+    app_id: str
+    object_id: str
+    kind: CredentialKind
+    state: RotationState
+    reason: RotationReason
+    secret_name: str
+    vault_url: str
+    created_at: datetime
+    updated_at: datetime
+    old_key_id: str | None = None
+    new_key_id: str | None = None
+    new_key_end_at: datetime | None = None
+    staging_version: str | None = None
+    consumer_version: str | None = None
+    attempts: int = 0
+    last_error: str | None = None
+    next_attempt_at: datetime | None = None
+    retire_after: datetime | None = None
+    finished_at: datetime | None = None
+    lease_owner: str | None = None
+    lease_expires_at: datetime | None = None
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def active(self) -> bool:
+        return self.state in ACTIVE_STATES
+
+    @property
+    def staging_secret_name(self) -> str:
+        return staging_name(self.secret_name)
+
+    def advance(self, target: RotationState, now: datetime, **changes: object) -> Rotation:
+        """A copy in ``target`` state; raises if the state table forbids the move."""
+        check_transition(self.state, target)
+        return replace(self, state=target, updated_at=now, **changes)  # type: ignore[arg-type]
+
+    def with_changes(self, now: datetime, **changes: object) -> Rotation:
+        return replace(self, updated_at=now, **changes)  # type: ignore[arg-type]
+
+
+def staging_name(secret_name: str) -> str:
+    """The staging secret beside the consumer secret; consumers never read it."""
+    return f"{secret_name}-next"
+
+
+def credential_display_name(rotation_id: str) -> str:
+    """The new credential's display name carries the rotation id so recovery can find it."""
+    return f"rotator:{rotation_id}"
+
+
+def rotation_id_from_display_name(display_name: str | None) -> str | None:
+    if display_name and display_name.startswith("rotator:"):
+        rid = display_name.removeprefix("rotator:")
+        return rid or None
+    return None
