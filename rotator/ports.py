@@ -52,15 +52,20 @@ class DirectoryError(Exception):
         code: str | None = None,
         status: int | None = None,
         retry_after: float | None = None,
+        transient: bool | None = None,
     ) -> None:
         super().__init__(message)
         self.code = code
         self.status = status
         self.retry_after = retry_after
+        self._transient = transient
 
     @property
     def transient(self) -> bool:
-        return self.status in (429, 500, 502, 503, 504) or (
+        """Worth retrying later: throttling, outages, network, concurrent writes."""
+        if self._transient is not None:
+            return self._transient
+        return self.status in (408, 429, 500, 502, 503, 504) or (
             self.code is not None and "concurrent" in self.code.lower()
         )
 
@@ -99,14 +104,24 @@ class StoredSecret:
 
 
 class SecretStoreError(Exception):
-    def __init__(self, message: str, *, code: str | None = None, status: int | None = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        status: int | None = None,
+        transient: bool | None = None,
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.status = status
+        self._transient = transient
 
     @property
     def transient(self) -> bool:
-        return self.status in (429, 500, 502, 503, 504)
+        if self._transient is not None:
+            return self._transient
+        return self.status in (408, 429, 500, 502, 503, 504)
 
 
 class SecretStore(Protocol):

@@ -9,6 +9,11 @@ import click
 # name -> "module:attribute" of a click command; imported on first use.
 _COMMANDS: dict[str, tuple[str, str]] = {
     "emulator": ("rotator.emulator.cli:emulator_command", "Run the emulated Entra tenant."),
+    "db": ("rotator.cli.db:db_group", "Database maintenance (upgrade)."),
+    "scan": ("rotator.cli.scan:scan_command", "Scan all app registrations and their credentials."),
+    "rotate": ("rotator.cli.rotate:rotate_command", "Rotate a managed app's credential now."),
+    "status": ("rotator.cli.status:status_command", "Rotations in flight and failed ones."),
+    "history": ("rotator.cli.status:history_command", "The audit trail."),
 }
 
 

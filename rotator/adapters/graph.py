@@ -1,0 +1,218 @@
+"""Directory port over msgraph-sdk: list, read and change app registrations.
+
+Reads go through the SDK's request adapter as raw JSON (see graph_json); writes use
+the SDK's typed request builders. Every SDK or network error leaves this module as
+a ``DirectoryError`` carrying Graph's code and message, never a secret.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections import defaultdict
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import httpx
+
+from rotator.adapters.graph_json import APP_SELECT, AppParseError, parse_application
+from rotator.domain.credentials import AppRegistration
+from rotator.domain.secret_value import SecretValue
+from rotator.ports import DirectoryError, NewPassword, ScanItem
+
+if TYPE_CHECKING:
+    from msgraph.graph_service_client import GraphServiceClient
+
+T = TypeVar("T")
+PAGE_SIZE = 999
+
+
+def _retry_after(headers: object) -> float | None:
+    if not headers:
+        return None
+    try:
+        items = dict(headers).items()  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        return None
+    for key, value in items:
+        if str(key).lower() == "retry-after":
+            try:
+                return float(value if not isinstance(value, list) else value[0])
+            except (TypeError, ValueError):
+                return None
+    return None
+
+
+def translate_error(exc: BaseException, action: str) -> DirectoryError:
+    """Turn what the SDK raised into a DirectoryError with Graph's own words."""
+    from kiota_abstractions.api_error import APIError
+    from msgraph.generated.models.o_data_errors.o_data_error import ODataError
+
+    if isinstance(exc, ODataError):
+        code = exc.error.code if exc.error else None
+        message = exc.error.message if exc.error else None
+        status = exc.response_status_code
+        return DirectoryError(
+            f"Graph refused to {action}: {code or status}: {message or 'no message'}",
+            code=code,
+            status=status,
+            retry_after=_retry_after(exc.response_headers),
+        )
+    if isinstance(exc, APIError):
+        status = exc.response_status_code
+        return DirectoryError(
+            f"Graph refused to {action}: HTTP {status}",
+            status=status,
+            retry_after=_retry_after(exc.response_headers),
+        )
+    if isinstance(exc, httpx.HTTPError | OSError | asyncio.TimeoutError):
+        return DirectoryError(
+            f"could not reach Graph to {action}: {type(exc).__name__}", transient=True
+        )
+    return DirectoryError(f"Graph call to {action} failed: {type(exc).__name__}", transient=True)
+
+
+class GraphDirectory:
+    """The Directory port. Writes to one app are serialised: Graph answers concurrent
+    writes to the same application with an error, and retrying blindly makes it worse."""
+
+    def __init__(self, client: GraphServiceClient) -> None:
+        self._client = client
+        self._app_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+
+    async def _call(self, action: str, op: Callable[[], Awaitable[T]]) -> T:
+        try:
+            return await op()
+        except DirectoryError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - every SDK failure becomes a DirectoryError
+            raise translate_error(exc, action) from None
+
+    async def _get_json(self, request_info: Any, action: str) -> dict[str, Any] | None:
+        from msgraph.generated.models.o_data_errors.o_data_error import ODataError
+
+        adapter = self._client.request_adapter
+
+        async def send() -> bytes | None:
+            result: bytes | None = await adapter.send_primitive_async(
+                request_info, "bytes", {"XXX": ODataError}
+            )
+            return result
+
+        raw = await self._call(action, send)
+        if raw is None:
+            return None
+        try:
+            parsed = json.loads(raw)
+        except ValueError as exc:
+            raise DirectoryError(
+                f"Graph answered {action} with a body that is not JSON", transient=True
+            ) from exc
+        if not isinstance(parsed, dict):
+            raise DirectoryError(f"Graph answered {action} with unexpected JSON", transient=True)
+        return parsed
+
+    async def list_applications(self) -> AsyncIterator[ScanItem]:
+        from kiota_abstractions.base_request_configuration import RequestConfiguration
+        from msgraph.generated.applications.applications_request_builder import (
+            ApplicationsRequestBuilder,
+        )
+
+        params = ApplicationsRequestBuilder.ApplicationsRequestBuilderGetQueryParameters(
+            select=list(APP_SELECT), top=PAGE_SIZE
+        )
+        info = self._client.applications.to_get_request_information(
+            RequestConfiguration(query_parameters=params)
+        )
+        page_no = 0
+        while True:
+            page_no += 1
+            body = await self._get_json(info, f"list applications (page {page_no})")
+            if body is None:
+                raise DirectoryError("Graph answered a page of applications with no body")
+            values = body.get("value")
+            if not isinstance(values, list):
+                raise DirectoryError(f"page {page_no} of applications has no 'value' list")
+            for raw in values:
+                raw_id = raw.get("id") if isinstance(raw, dict) else None
+                try:
+                    yield ScanItem(app=parse_application(raw), raw_id=raw_id)
+                except AppParseError as exc:
+                    yield ScanItem(app=None, error=str(exc), raw_id=str(raw_id) if raw_id else None)
+            next_link = body.get("@odata.nextLink")
+            if not next_link:
+                return
+            info = self._client.applications.with_url(str(next_link)).to_get_request_information()
+
+    async def get_application(self, app_id: str) -> AppRegistration | None:
+        from kiota_abstractions.base_request_configuration import RequestConfiguration
+        from msgraph.generated.applications_with_app_id.applications_with_app_id_request_builder import (  # noqa: E501
+            ApplicationsWithAppIdRequestBuilder,
+        )
+
+        params = ApplicationsWithAppIdRequestBuilder.ApplicationsWithAppIdRequestBuilderGetQueryParameters(  # noqa: E501
+            select=list(APP_SELECT)
+        )
+        info = self._client.applications_with_app_id(app_id).to_get_request_information(
+            RequestConfiguration(query_parameters=params)
+        )
+        try:
+            body = await self._get_json(info, f"read application {app_id}")
+        except DirectoryError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        if body is None:
+            return None
+        try:
+            return parse_application(body)
+        except AppParseError as exc:
+            raise DirectoryError(f"Graph returned application {app_id} in a form rotator "
+                                 f"cannot read: {exc}") from None
+
+    async def add_password(self, object_id: str, display_name: str, end: datetime) -> NewPassword:
+        from msgraph.generated.applications.item.add_password.add_password_post_request_body import (  # noqa: E501
+            AddPasswordPostRequestBody,
+        )
+        from msgraph.generated.models.password_credential import PasswordCredential
+
+        body = AddPasswordPostRequestBody(
+            password_credential=PasswordCredential(display_name=display_name, end_date_time=end)
+        )
+        builder = self._client.applications.by_application_id(object_id).add_password
+        async with self._app_locks[object_id]:
+            created = await self._call("add a client secret", lambda: builder.post(body))
+        if created is None or created.key_id is None or not created.secret_text:
+            raise DirectoryError("Graph created a secret but returned no keyId or secretText")
+        secret = SecretValue(created.secret_text)
+        created.secret_text = None  # drop the SDK model's copy as early as possible
+        return NewPassword(
+            key_id=str(created.key_id).lower(),
+            secret=secret,
+            hint=created.hint,
+            start=created.start_date_time,
+            end=created.end_date_time,
+        )
+
+    async def remove_password(self, object_id: str, key_id: str) -> None:
+        from msgraph.generated.applications.item.remove_password.remove_password_post_request_body import (  # noqa: E501
+            RemovePasswordPostRequestBody,
+        )
+
+        body = RemovePasswordPostRequestBody(key_id=uuid.UUID(key_id))
+        builder = self._client.applications.by_application_id(object_id).remove_password
+        async with self._app_locks[object_id]:
+            try:
+                await self._call(f"remove client secret {key_id}", lambda: builder.post(body))
+            except DirectoryError as exc:
+                # Already removed (by a previous run that died before recording it).
+                if exc.status == 404 or (exc.status == 400 and _names_missing_key(exc)):
+                    return
+                raise
+
+
+def _names_missing_key(exc: DirectoryError) -> bool:
+    text = str(exc).lower()
+    return "no password credential" in text or "not found" in text or "does not exist" in text

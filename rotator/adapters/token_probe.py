@@ -1,0 +1,64 @@
+"""TokenProbe port: one client-credentials request per call through azure-identity.
+
+Each attempt builds a fresh credential object: MSAL caches token responses (and
+4xx answers for identical requests), and a verify loop that reuses one credential
+would prove nothing about propagation.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+import jwt
+
+from rotator.domain.secret_value import SecretValue
+from rotator.ports import TokenOutcome
+
+_AADSTS = re.compile(r"AADSTS\d+")
+
+
+def claims_of(access_token: str) -> Mapping[str, object]:
+    # The token came straight from the authority over TLS; its claims are only read
+    # to check what Entra issued, so the signature is not what is being tested here.
+    claims: dict[str, object] = jwt.decode(access_token, options={"verify_signature": False})
+    return claims
+
+
+def _scrub(text: str, secret: SecretValue) -> str:
+    value = secret.reveal()
+    return text.replace(value, "***") if value else text
+
+
+class AzureIdentityTokenProbe:
+    def __init__(self, *, authority_host: str | None, ca_bundle: str | None) -> None:
+        self._authority_host = authority_host
+        self._ca_bundle = ca_bundle
+
+    async def try_secret(
+        self, tenant_id: str, client_id: str, secret: SecretValue, scope: str
+    ) -> TokenOutcome:
+        from azure.core.exceptions import ClientAuthenticationError
+
+        from rotator.adapters.sdk_clients import async_secret_credential
+
+        credential = async_secret_credential(
+            tenant_id,
+            client_id,
+            secret.reveal(),
+            authority_host=self._authority_host,
+            ca_bundle=self._ca_bundle,
+        )
+        try:
+            async with credential:
+                token = await credential.get_token(scope)
+        except ClientAuthenticationError as exc:
+            message = _scrub(str(exc.message or exc), secret)
+            match = _AADSTS.search(message)
+            first_line = message.strip().splitlines()[0] if message.strip() else "refused"
+            return TokenOutcome(
+                ok=False, error_code=match.group(0) if match else None, message=first_line[:300]
+            )
+        except Exception as exc:  # noqa: BLE001 - any failure is one failed attempt
+            return TokenOutcome(ok=False, message=f"token request failed: {type(exc).__name__}")
+        return TokenOutcome(ok=True, claims=claims_of(token.token))

@@ -1,0 +1,103 @@
+"""Wiring: real adapters from settings. The CLI and the daemon both start here."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rotator.adapters.db.repo import Store
+    from rotator.config import Policy, Settings
+    from rotator.engine.context import EngineDeps
+    from rotator.ports import SecretStore
+
+
+@dataclass
+class Loaded:
+    settings: Settings
+    policy: Policy
+
+
+def load(environ: dict[str, str] | None = None) -> Loaded:
+    """Settings and policy; raises ConfigError with a message for people."""
+    from rotator.config import load_policy, load_settings
+
+    settings = load_settings(environ)
+    policy = load_policy(settings.config_path, settings)
+    return Loaded(settings, policy)
+
+
+def open_store(settings: Settings, *, upgrade: bool = True) -> Store:
+    """The database, migrated to the latest schema (safe to run on every start)."""
+    from rotator.adapters.db.migrate import upgrade as run_upgrade
+    from rotator.adapters.db.repo import Store
+    from rotator.adapters.db.session import make_engine
+
+    if upgrade:
+        run_upgrade(settings.database_url)
+    return Store(make_engine(settings.database_url))
+
+
+@contextlib.asynccontextmanager
+async def engine_deps(
+    loaded: Loaded, store: Store, **overrides: Any
+) -> AsyncIterator[EngineDeps]:
+    """EngineDeps over the real SDKs; closes every client on exit."""
+    from rotator.adapters import sdk_clients
+    from rotator.adapters.graph import GraphDirectory
+    from rotator.adapters.keyvault import KeyVaultSecretStore
+    from rotator.adapters.token_probe import AzureIdentityTokenProbe
+    from rotator.engine.context import EngineDeps
+
+    s = loaded.settings
+    ca_bundle = str(s.ca_bundle) if s.ca_bundle else None
+    tenant_id = s.tenant_id
+    if not tenant_id:
+        from rotator.config import ConfigError
+
+        raise ConfigError(
+            "AZURE_TENANT_ID is not set: rotator needs the tenant id of the apps it manages"
+        )
+    if s.client_secret is not None and s.client_id:
+        credential: Any = sdk_clients.async_secret_credential(
+            tenant_id, s.client_id, s.client_secret.get_secret_value(),
+            authority_host=s.authority_host, ca_bundle=ca_bundle,
+        )
+    else:
+        credential = sdk_clients.async_default_credential(
+            authority_host=s.authority_host, ca_bundle=ca_bundle
+        )
+    stores: dict[str, Any] = {}
+    clients: list[Any] = []
+
+    def secret_store_for(vault_url: str) -> SecretStore:
+        if vault_url not in stores:
+            client = sdk_clients.make_secret_client(vault_url, credential, ca_bundle=ca_bundle)
+            clients.append(client)
+            stores[vault_url] = KeyVaultSecretStore(client)
+        store_: SecretStore = stores[vault_url]
+        return store_
+
+    graph = sdk_clients.make_graph_client(credential, graph_url=s.graph_url, ca_bundle=ca_bundle)
+    deps = EngineDeps(
+        directory=GraphDirectory(graph),
+        secret_store_for=secret_store_for,
+        probe=AzureIdentityTokenProbe(authority_host=s.authority_host, ca_bundle=ca_bundle),
+        store=store,
+        policy=loaded.policy,
+        tenant_id=tenant_id,
+        **overrides,
+    )
+    try:
+        yield deps
+    finally:
+        for client in clients:
+            with contextlib.suppress(Exception):
+                await client.close()
+        with contextlib.suppress(Exception):
+            await credential.close()
+
+
+ProgressFn = Callable[[str], None]

@@ -1,0 +1,85 @@
+"""`rotator scan`: every credential of every app in the tenant, soonest expiry first."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from rotator.cli.app import EXIT_FAILED, EXIT_OK, CliApp, table
+
+if TYPE_CHECKING:
+    from rotator.adapters.db.views import InventoryRow
+
+
+def _iso(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def credential_json(r: InventoryRow, now: datetime) -> dict[str, Any]:
+    days = r.days_left(now)
+    return {
+        "app_id": r.app_id,
+        "object_id": r.object_id,
+        "display_name": r.app_display_name,
+        "key_id": r.key_id,
+        "kind": str(r.kind),
+        "end_date_time": _iso(r.end_at) if r.end_at else None,
+        "days_left": None if days is None else round(days, 1),
+        "managed": r.managed,
+        "thumbprint": r.thumbprint,
+    }
+
+
+@click.command("scan")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.option("--within-days", type=float, default=None,
+              help="Only credentials ending within N days (or already expired).")
+def scan_command(as_json: bool, within_days: float | None) -> None:
+    """Scan all app registrations and show their credentials."""
+    from rotator.bootstrap import engine_deps
+    from rotator.engine.scan import scan
+
+    cli = CliApp(as_json=as_json)
+    loaded = cli.loaded()
+    store = cli.store()
+
+    async def go() -> Any:
+        async with engine_deps(loaded, store) as deps:
+            return await scan(deps)
+
+    report = cli.run(go())
+    now = datetime.now(UTC)
+    rows = store.inventory(within_days=within_days, now=now)
+    items = [credential_json(r, now) for r in rows]
+    if as_json:
+        cli.emit_json({
+            "scan": {"id": report.scan_id, "status": report.status, "apps": report.apps_seen,
+                     "credentials": report.credentials_seen,
+                     "unreadable": [{"id": i, "error": e} for i, e in report.errors],
+                     "error": report.error},
+            "credentials": items,
+        })
+    else:
+        body = [
+            [r.app_display_name[:32], r.app_id, str(r.kind), r.key_id,
+             _iso(r.end_at)[:19] if r.end_at else "never",
+             "" if r.end_at is None else f"{r.days_left(now):.1f}",
+             "yes" if r.managed else "no", (r.thumbprint or "")[:12]]
+            for r in rows
+        ]
+        click.echo(table(body, ["APP", "APP ID", "KIND", "KEY ID", "ENDS (UTC)", "DAYS",
+                                "MANAGED", "THUMBPRINT"]))
+        click.echo(f"\n{len(items)} credential(s) shown; scan {report.status}: "
+                   f"{report.apps_seen} apps, {report.credentials_seen} credentials")
+    if report.status != "succeeded":
+        click.echo(
+            f"warning: the scan {report.status}"
+            + (f": {report.error}" if report.error else "")
+            + (f"; {len(report.errors)} app(s) could not be read" if report.errors else "")
+            + " — this list is not complete",
+            err=True,
+        )
+        raise SystemExit(EXIT_FAILED)
+    raise SystemExit(EXIT_OK)

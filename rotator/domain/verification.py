@@ -1,0 +1,113 @@
+"""Deciding whether a new credential is proven, from token outcomes alone.
+
+Entra is eventually consistent: a fresh credential is refused by some replicas
+for seconds to minutes, and one success does not mean every replica knows it.
+So the rule is N *consecutive* successes inside a deadline, and a refusal that
+only means "not propagated yet" restarts the count instead of failing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+
+from rotator.domain.credentials import CredentialKind
+
+# Codes Entra answers while a new credential has not reached every replica.
+NOT_PROPAGATED_YET = frozenset(
+    {
+        "AADSTS7000215",  # invalid client secret
+        "AADSTS700027",  # client assertion signature / unknown certificate
+        "AADSTS7000222",  # in real tenants also seen briefly for fresh secrets
+    }
+)
+
+# Codes that time will not fix: the app, its service principal or the scope is wrong.
+HINTS: Mapping[str, str] = {
+    "AADSTS700016": "the application was not found in the tenant",
+    "AADSTS7000229": "the application has no service principal in the tenant; create one",
+    "AADSTS1002012": "the verify scope must end in /.default",
+    "AADSTS500011": "the resource of the verify scope is not registered in the tenant; "
+    "check verify_scope",
+}
+
+
+class AttemptKind(StrEnum):
+    SUCCESS = "success"
+    NOT_YET = "not_yet"  # refused, most likely propagation; keep trying
+    TRANSIENT = "transient"  # network / 5xx from the token endpoint; keep trying
+    FATAL = "fatal"  # the credential works but the token is wrong, or the app is
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptVerdict:
+    kind: AttemptKind
+    message: str
+
+
+def judge_claims(
+    claims: Mapping[str, object],
+    *,
+    client_id: str,
+    tenant_id: str,
+    expected_roles: Collection[str],
+    credential_kind: CredentialKind,
+) -> AttemptVerdict:
+    """A token was issued; is it the token this credential should get?"""
+    app = claims.get("appid") or claims.get("azp")
+    if not isinstance(app, str) or app.lower() != client_id.lower():
+        return AttemptVerdict(AttemptKind.FATAL, f"token was issued to {app!r}, not {client_id}")
+    tid = claims.get("tid")
+    if not isinstance(tid, str) or tid.lower() != tenant_id.lower():
+        return AttemptVerdict(AttemptKind.FATAL, f"token tenant {tid!r} is not {tenant_id}")
+    acr = claims.get("appidacr", claims.get("azpacr"))
+    want_acr = "1" if credential_kind is CredentialKind.SECRET else "2"
+    if acr is not None and str(acr) != want_acr:
+        return AttemptVerdict(
+            AttemptKind.FATAL,
+            f"token says the client authenticated with appidacr={acr}, expected {want_acr}",
+        )
+    roles_claim = claims.get("roles") or []
+    roles = (
+        {r for r in roles_claim if isinstance(r, str)} if isinstance(roles_claim, list) else set()
+    )
+    missing = sorted(set(expected_roles) - roles)
+    if missing:
+        return AttemptVerdict(
+            AttemptKind.FATAL,
+            f"token lacks expected app role(s) {', '.join(missing)}: "
+            "grant them and give admin consent for the app",
+        )
+    return AttemptVerdict(AttemptKind.SUCCESS, "token issued with the expected claims")
+
+
+def judge_refusal(error_code: str | None, message: str | None) -> AttemptVerdict:
+    if error_code in NOT_PROPAGATED_YET:
+        return AttemptVerdict(AttemptKind.NOT_YET, f"{error_code}: not accepted yet")
+    if error_code is None:
+        return AttemptVerdict(AttemptKind.TRANSIENT, message or "token request failed")
+    if error_code in HINTS:
+        return AttemptVerdict(AttemptKind.FATAL, f"{error_code}: {HINTS[error_code]}")
+    return AttemptVerdict(AttemptKind.FATAL, f"{error_code}: {message or 'refused'}")
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyProgress:
+    """Consecutive-success counter; immutable so the loop's state is easy to test."""
+
+    required: int
+    consecutive: int = 0
+    attempts: int = 0
+    refusals: int = 0
+
+    def record(self, verdict: AttemptVerdict) -> VerifyProgress:
+        if verdict.kind is AttemptKind.SUCCESS:
+            return VerifyProgress(
+                self.required, self.consecutive + 1, self.attempts + 1, self.refusals
+            )
+        return VerifyProgress(self.required, 0, self.attempts + 1, self.refusals + 1)
+
+    @property
+    def proven(self) -> bool:
+        return self.consecutive >= self.required

@@ -1,0 +1,158 @@
+"""What every step needs, and the one way a step records what it did."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import socket
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from rotator.domain.rotation import Rotation
+from rotator.domain.states import RotationState
+from rotator.ports import (
+    Clock,
+    Directory,
+    DirectoryError,
+    SecretStore,
+    SecretStoreError,
+    TokenProbe,
+)
+
+if TYPE_CHECKING:
+    from rotator.adapters.db.repo import Store
+    from rotator.config import AppPolicy, Policy
+
+log = structlog.get_logger("rotator.engine")
+
+
+class SystemClock:
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+
+def default_owner() -> str:
+    """Lease owner id: unique per process, readable in `rotator status`."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyTiming:
+    """Pauses of the verify loop. After a success the next request still waits a
+    little, so consecutive successes come from different moments (and replicas)."""
+
+    success_interval: float = 1.0
+    refusal_base: float = 0.5
+    refusal_cap: float = 8.0
+
+
+@dataclass
+class EngineDeps:
+    directory: Directory
+    secret_store_for: Callable[[str], SecretStore]  # vault url -> store
+    probe: TokenProbe
+    store: Store
+    policy: Policy
+    tenant_id: str
+    clock: Clock = field(default_factory=SystemClock)
+    owner: str = field(default_factory=default_owner)
+    lease_seconds: float = 300.0
+    verify_timing: VerifyTiming = field(default_factory=VerifyTiming)
+    # Transient failures of one step before a rotation that has not promoted gives up.
+    max_step_attempts: int = 8
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+    rng: random.Random = field(default_factory=random.Random)
+    on_progress: Callable[[str], None] | None = None
+
+    def now(self) -> datetime:
+        return self.clock.now()
+
+    def app_policy(self, app_id: str) -> AppPolicy | None:
+        return self.policy.for_app(app_id)
+
+    def vault(self, rotation: Rotation) -> SecretStore:
+        return self.secret_store_for(rotation.vault_url)
+
+    def progress(self, message: str) -> None:
+        if self.on_progress is not None:
+            self.on_progress(message)
+
+
+class StepRetry(Exception):
+    """A transient failure: the step stays where it is and is retried later."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class StepFailed(Exception):
+    """A failure that waiting will not fix. Before promote it rolls the rotation back."""
+
+
+class LeaseLost(Exception):
+    """Another process took this rotation over; stop touching it."""
+
+
+def renew_lease(deps: EngineDeps, rotation: Rotation) -> None:
+    """Long steps (verify) call this between attempts so the lease does not lapse."""
+    if deps.store.claim(rotation.id, deps.owner, deps.now(), deps.lease_seconds) is None:
+        raise LeaseLost(f"rotation {rotation.id} is now owned by another process")
+
+
+def step_error(exc: DirectoryError | SecretStoreError) -> StepRetry | StepFailed:
+    """Outside refusals become step outcomes: wait and retry, or give up."""
+    if exc.transient:
+        return StepRetry(str(exc), retry_after=getattr(exc, "retry_after", None))
+    return StepFailed(str(exc))
+
+
+def record(
+    deps: EngineDeps,
+    before: Rotation,
+    after: Rotation,
+    *,
+    step: str,
+    message: str,
+    outcome: str = "ok",
+    details: Mapping[str, Any] | None = None,
+) -> Rotation:
+    """Compare-and-set the rotation, then append the audit event, then log one line.
+
+    The lease is extended on every write so a long rotation keeps its owner.
+    """
+    now = deps.now()
+    after = after.with_changes(
+        now,
+        lease_owner=deps.owner,
+        lease_expires_at=now + timedelta(seconds=deps.lease_seconds),
+    )
+    expected: RotationState = before.state
+    saved = deps.store.save_rotation(after, expected_state=expected)
+    deps.store.append_audit(
+        now,
+        step,
+        outcome,
+        message,
+        rotation_id=saved.id,
+        app_id=saved.app_id,
+        details=dict(details or {}),
+    )
+    log_method = log.info if outcome != "error" else log.warning
+    log_method(
+        message,
+        step=step,
+        outcome=outcome,
+        rotation_id=saved.id,
+        app_id=saved.app_id,
+        state=str(saved.state),
+        **{k: v for k, v in (details or {}).items() if isinstance(v, str | int | float | bool)},
+    )
+    deps.progress(f"{step}: {message}")
+    return saved

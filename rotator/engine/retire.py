@@ -1,0 +1,68 @@
+"""retire: after the grace period, remove the superseded credential, and only that one."""
+
+from __future__ import annotations
+
+from rotator.domain.policies import may_retire
+from rotator.domain.rotation import Rotation
+from rotator.domain.states import RotationState
+from rotator.engine.context import EngineDeps, StepFailed, record, step_error
+from rotator.ports import DirectoryError, SecretStoreError
+
+
+def retire_due(rotation: Rotation, deps: EngineDeps, *, retire_now: bool = False) -> bool:
+    if retire_now or rotation.retire_after is None:
+        return True
+    return deps.now() >= rotation.retire_after
+
+
+async def retire(deps: EngineDeps, rotation: Rotation) -> Rotation:
+    if rotation.state is RotationState.PROMOTED:
+        if rotation.old_key_id is None:
+            return record(
+                deps, rotation,
+                rotation.advance(RotationState.COMPLETED, deps.now(), finished_at=deps.now()),
+                step="retire", message="nothing to retire (no superseded credential)",
+            )
+        assert rotation.new_key_id is not None
+        try:
+            app = await deps.directory.get_application(rotation.app_id)
+            consumer = await deps.vault(rotation).get_secret(rotation.secret_name)
+        except (DirectoryError, SecretStoreError) as exc:
+            raise step_error(exc) from None
+        if app is None:
+            raise StepFailed(f"app {rotation.app_id} no longer exists in the tenant")
+        if app.credential(rotation.old_key_id) is None:
+            return record(
+                deps, rotation,
+                rotation.advance(RotationState.COMPLETED, deps.now(), finished_at=deps.now()),
+                step="retire", message=f"old credential {rotation.old_key_id} already gone",
+            )
+        held = consumer.tags.get("key_id") if consumer is not None else None
+        if held != rotation.new_key_id:
+            raise StepFailed(
+                f"the consumer secret {rotation.secret_name} no longer holds "
+                f"{rotation.new_key_id} (it holds {held or 'nothing'}); not retiring "
+                f"{rotation.old_key_id} — check who changed it"
+            )
+        decision = may_retire(app, rotation.old_key_id, rotation.new_key_id, deps.now())
+        if not decision.allowed:
+            raise StepFailed(f"not retiring {rotation.old_key_id}: {decision.reason}")
+        rotation = record(
+            deps, rotation, rotation.advance(RotationState.RETIRING, deps.now()),
+            step="retire", message=f"removing superseded credential {rotation.old_key_id}",
+            outcome="info",
+        )
+    assert rotation.old_key_id is not None
+    try:
+        await deps.directory.remove_password(rotation.object_id, rotation.old_key_id)
+    except DirectoryError as exc:
+        raise step_error(exc) from None
+    return record(
+        deps, rotation,
+        rotation.advance(RotationState.COMPLETED, deps.now(), finished_at=deps.now(),
+                         attempts=0, last_error=None, next_attempt_at=None),
+        step="retire", message=f"old credential {rotation.old_key_id} removed",
+        details={"old_key_id": rotation.old_key_id},
+    )
+
+

@@ -1,0 +1,64 @@
+"""rollback: a rotation that failed before promote removes what it created.
+
+The old credential and the consumer secret are never touched here.
+"""
+
+from __future__ import annotations
+
+from rotator.domain.backoff import failure_backoff
+from rotator.domain.rotation import Rotation, rotation_id_from_display_name
+from rotator.domain.states import RotationState
+from rotator.engine.context import EngineDeps, log, record, step_error
+from rotator.ports import DirectoryError, SecretStoreError
+
+
+async def begin_rollback(deps: EngineDeps, rotation: Rotation, reason: str) -> Rotation:
+    return record(
+        deps, rotation,
+        rotation.advance(RotationState.ROLLING_BACK, deps.now(), last_error=reason),
+        step="rollback", message=f"rolling back: {reason}", outcome="error",
+    )
+
+
+async def roll_back(deps: EngineDeps, rotation: Rotation) -> Rotation:
+    try:
+        app = await deps.directory.get_application(rotation.app_id)
+    except DirectoryError as exc:
+        raise step_error(exc) from None
+    removed: list[str] = []
+    if app is not None:
+        for cred in app.credentials:
+            if cred.key_id == rotation.old_key_id:
+                continue  # never, whatever its display name says
+            if (
+                rotation_id_from_display_name(cred.display_name) == rotation.id
+                or cred.key_id == rotation.new_key_id
+            ):
+                try:
+                    await deps.directory.remove_password(rotation.object_id, cred.key_id)
+                except DirectoryError as exc:
+                    raise step_error(exc) from None
+                removed.append(cred.key_id)
+    if rotation.staging_version is not None:
+        try:
+            await deps.vault(rotation).disable_version(
+                rotation.staging_secret_name, rotation.staging_version
+            )
+        except SecretStoreError as exc:
+            log.warning("could not disable the staging version", rotation_id=rotation.id,
+                        error=str(exc))
+    failures = 1 + sum(
+        1 for r in deps.store.list_rotations(app_id=rotation.app_id, limit=20)
+        if r.id != rotation.id and r.state is RotationState.FAILED
+    )
+    now = deps.now()
+    return record(
+        deps, rotation,
+        rotation.advance(RotationState.FAILED, now, finished_at=now,
+                         next_attempt_at=now + failure_backoff(failures)),
+        step="rollback",
+        message=f"rolled back; removed {len(removed)} new credential(s); old credential and "
+                "consumer secret untouched",
+        outcome="error",
+        details={"removed": ",".join(removed)},
+    )

@@ -1,0 +1,157 @@
+"""Starting (or resuming) a rotation for one managed app."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from rotator.domain.credentials import AppRegistration, Credential, CredentialKind
+from rotator.domain.policies import superseded_credential
+from rotator.domain.rotation import Rotation, RotationReason, new_rotation_id
+from rotator.domain.states import RotationState
+from rotator.engine.context import EngineDeps, log
+from rotator.ports import DirectoryError, SecretStoreError
+
+
+class RotationRefused(Exception):
+    """The request cannot be carried out as asked; the message says what to do."""
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    app: AppRegistration
+    kind: CredentialKind
+    old: Credential | None
+    secret_name: str
+    vault_url: str
+    new_end: datetime
+    resumed: Rotation | None = None
+
+    def describe(self) -> list[str]:
+        if self.resumed is not None:
+            return [
+                f"resume rotation {self.resumed.id} of app {self.app.app_id} "
+                f"(state {self.resumed.state})"
+            ]
+        old = f"{self.old.kind} {self.old.key_id} (ends {self.old.end})" if self.old else "nothing"
+        return [
+            f"create a new {self.kind} on app {self.app.display_name} ({self.app.app_id}) "
+            f"ending {self.new_end.isoformat()}",
+            f"stage it in {self.vault_url} secret {self.secret_name}-next and verify it",
+            f"promote it to {self.vault_url} secret {self.secret_name}",
+            f"then retire {old}",
+        ]
+
+
+def _kind_for(app: AppRegistration, configured: str | None, requested: Credential | None
+              ) -> CredentialKind:
+    if configured:
+        return CredentialKind(configured)
+    if requested is not None:
+        return requested.kind
+    # Default: the kind of the credential that expires first; secrets when there is none.
+    dated = [c for c in app.credentials if c.end is not None]
+    if dated:
+        return min(dated, key=lambda c: c.end or datetime.max).kind
+    return CredentialKind.SECRET
+
+
+async def plan_rotation(
+    deps: EngineDeps, app_id: str, *, requested_key_id: str | None = None
+) -> Plan:
+    app_id = app_id.strip().lower()
+    policy = deps.app_policy(app_id)
+    if policy is None:
+        raise RotationRefused(
+            f"app {app_id} is not managed by rotator: add an [[app]] table with "
+            f'app_id = "{app_id}" to the policy file (ROTATOR_CONFIG) to manage it'
+        )
+    try:
+        app = await deps.directory.get_application(app_id)
+    except DirectoryError as exc:
+        raise RotationRefused(f"could not read app {app_id}: {exc}") from None
+    if app is None:
+        raise RotationRefused(
+            f"the tenant has no app registration with application (client) id {app_id}; "
+            "check the app_id in the policy file"
+        )
+    active = deps.store.active_rotation(app_id)
+    requested = app.credential(requested_key_id.lower()) if requested_key_id else None
+    if requested_key_id and requested is None and active is None:
+        raise RotationRefused(
+            f"app {app_id} has no credential with key id {requested_key_id}; "
+            "`rotator scan` lists its credentials"
+        )
+    kind = _kind_for(app, policy.credential, requested)
+    if kind is CredentialKind.CERTIFICATE:
+        raise RotationRefused(
+            f"app {app_id} would rotate a certificate, which this version of rotator "
+            'cannot do yet; set credential = "secret" for it in the policy file'
+        )
+    now = deps.now()
+    consumer_key_id: str | None = None
+    try:
+        current = await deps.secret_store_for(policy.vault_url).get_secret(policy.secret_name)
+    except SecretStoreError as exc:
+        raise RotationRefused(f"could not read the consumer secret: {exc}") from None
+    if current is not None:
+        consumer_key_id = current.tags.get("key_id")
+    old = superseded_credential(
+        app, kind, now, requested_key_id=requested.key_id if requested else None,
+        consumer_key_id=consumer_key_id,
+    )
+    return Plan(
+        app=app,
+        kind=kind,
+        old=old,
+        secret_name=policy.secret_name,
+        vault_url=policy.vault_url,
+        new_end=now + timedelta(days=policy.lifetime_days),
+        resumed=active,
+    )
+
+
+def start_rotation(
+    deps: EngineDeps, plan: Plan, *, reason: RotationReason, retire_now: bool = False
+) -> Rotation:
+    """Record a pending rotation, or return the one already in flight for this app.
+
+    The database's partial unique index is what makes "one active rotation per
+    app" hold across processes; losing that race means resuming the winner.
+    """
+    from rotator.adapters.db.repo import RotationConflict
+
+    if plan.resumed is not None:
+        return plan.resumed
+    now = deps.now()
+    rotation = Rotation(
+        id=new_rotation_id(),
+        app_id=plan.app.app_id,
+        object_id=plan.app.object_id,
+        kind=plan.kind,
+        state=RotationState.PENDING,
+        reason=reason,
+        secret_name=plan.secret_name,
+        vault_url=plan.vault_url,
+        created_at=now,
+        updated_at=now,
+        old_key_id=plan.old.key_id if plan.old else None,
+        extra={"retire_now": "1"} if retire_now else {},
+    )
+    try:
+        created = deps.store.create_rotation(rotation)
+    except RotationConflict:
+        existing = deps.store.active_rotation(plan.app.app_id)
+        if existing is None:  # it finished in between; the caller may try again
+            raise RotationRefused(
+                f"another rotation of app {plan.app.app_id} just finished; run the command again"
+            ) from None
+        return existing
+    deps.store.append_audit(
+        now, "plan", "ok",
+        f"rotation of {plan.kind} planned ({reason})",
+        rotation_id=created.id, app_id=created.app_id,
+        details={"old_key_id": created.old_key_id or "", "secret_name": created.secret_name},
+    )
+    log.info("rotation planned", rotation_id=created.id, app_id=created.app_id, reason=str(reason))
+    return created

@@ -1,0 +1,99 @@
+"""verify: prove the staged credential gets the right token, several times in a row.
+
+Re-entrant: it reads the value back from the staging secret, so a restart simply
+starts counting again.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from rotator.domain.backoff import jittered
+from rotator.domain.rotation import Rotation
+from rotator.domain.states import RotationState
+from rotator.domain.verification import (
+    AttemptKind,
+    VerifyProgress,
+    judge_claims,
+    judge_refusal,
+)
+from rotator.engine.context import EngineDeps, StepFailed, log, record, renew_lease, step_error
+from rotator.ports import SecretStoreError
+
+
+async def verify(deps: EngineDeps, rotation: Rotation) -> Rotation:
+    policy = deps.app_policy(rotation.app_id)
+    if policy is None:
+        raise StepFailed("the app was taken out of the policy file during its rotation")
+    if rotation.staging_version is None:
+        raise StepFailed("the rotation has no staged version to verify")
+    try:
+        staged = await deps.vault(rotation).get_secret(
+            rotation.staging_secret_name, rotation.staging_version
+        )
+    except SecretStoreError as exc:
+        raise step_error(exc) from None
+    if staged is None or staged.value is None:
+        raise StepFailed(
+            f"staging secret {rotation.staging_secret_name} version "
+            f"{rotation.staging_version} is gone"
+        )
+    timing = deps.verify_timing
+    started = deps.now()
+    deadline = started + timedelta(seconds=policy.verify_timeout_seconds)
+    progress = VerifyProgress(required=policy.verify_successes)
+    last_refusal = "no attempt made"
+    while not progress.proven:
+        if deps.now() >= deadline:
+            raise StepFailed(
+                f"verification did not get {policy.verify_successes} consecutive tokens within "
+                f"{policy.verify_timeout_seconds:g} s ({progress.attempts} attempts); "
+                f"last refusal: {last_refusal}"
+            )
+        renew_lease(deps, rotation)
+        outcome = await deps.probe.try_secret(
+            deps.tenant_id, rotation.app_id, staged.value, policy.verify_scope
+        )
+        if outcome.ok:
+            verdict = judge_claims(
+                outcome.claims,
+                client_id=rotation.app_id,
+                tenant_id=deps.tenant_id,
+                expected_roles=policy.expected_roles,
+                credential_kind=rotation.kind,
+            )
+        else:
+            verdict = judge_refusal(outcome.error_code, outcome.message)
+        if verdict.kind is AttemptKind.FATAL:
+            raise StepFailed(f"verification failed: {verdict.message}")
+        progress = progress.record(verdict)
+        if verdict.kind is not AttemptKind.SUCCESS:
+            last_refusal = verdict.message
+        log.debug(
+            "verify attempt", rotation_id=rotation.id, app_id=rotation.app_id,
+            result=str(verdict.kind), consecutive=progress.consecutive,
+        )
+        deps.progress(
+            f"verify: attempt {progress.attempts}: {verdict.kind} "
+            f"({progress.consecutive}/{progress.required} consecutive)"
+        )
+        if progress.proven:
+            break
+        if verdict.kind is AttemptKind.SUCCESS:
+            delay = timing.success_interval
+        else:
+            raw = min(timing.refusal_cap, timing.refusal_base * 2 ** min(progress.refusals, 16))
+            delay = jittered(raw, deps.rng)
+        await deps.sleep(delay)
+    waited = (deps.now() - started).total_seconds()
+    return record(
+        deps, rotation,
+        rotation.advance(RotationState.VERIFIED, deps.now(), attempts=0, last_error=None,
+                         next_attempt_at=None,
+                         extra={**rotation.extra, "verify_seconds": f"{waited:.1f}",
+                                "verify_attempts": str(progress.attempts)}),
+        step="verify",
+        message=f"{progress.required} consecutive tokens after {progress.attempts} attempts "
+                f"in {waited:.1f} s",
+        details={"attempts": progress.attempts, "seconds": round(waited, 1)},
+    )

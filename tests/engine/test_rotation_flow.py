@@ -1,0 +1,203 @@
+"""Secret rotation through the real engine and database, with fake outside services."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from rotator.domain.rotation import RotationReason, rotation_id_from_display_name
+from rotator.domain.states import ACTIVE_STATES, RotationState
+from rotator.engine.driver import drive
+from rotator.engine.start import RotationRefused, plan_rotation, start_rotation
+from rotator.ports import DirectoryError, SecretStoreError
+from tests.engine.conftest import World
+from tests.fakes import CANARY, Crash, FakeApp
+
+
+async def rotate(world: World, app: FakeApp, *, retire_now: bool = True,
+                 **deps_overrides: object):  # type: ignore[no-untyped-def]
+    deps = world.deps(**deps_overrides)
+    plan = await plan_rotation(deps, app.app_id)
+    rotation = start_rotation(deps, plan, reason=RotationReason.MANUAL, retire_now=retire_now)
+    return await drive(deps, rotation.id, retire_now=retire_now)
+
+
+def assert_invariants(world: World, app: FakeApp) -> None:
+    # 1. the app keeps a working credential, and the consumer secret holds one
+    assert any(c.is_valid_at(world.clock.now()) for c in app.credentials)
+    consumer = world.vault.latest(f"{app.display_name}-secret")
+    if consumer is not None:
+        assert consumer.value is not None
+        assert consumer.value.reveal() in app.values.values()
+        assert consumer.tags["key_id"] in app.values
+    # 2. no secret value in the database file
+    for path in Path(world.tmp).glob("rotator.db*"):
+        assert CANARY.encode() not in path.read_bytes(), path
+    # 3. every credential rotator created is promoted, or belongs to a rotation in flight
+    active = {r.id for r in world.store.list_rotations(app_id=app.app_id)
+              if r.state in ACTIVE_STATES}
+    for cred in app.credentials:
+        rid = rotation_id_from_display_name(cred.display_name)
+        if rid is not None and rid not in active:
+            assert consumer is not None and consumer.tags["key_id"] == cred.key_id, cred
+    # 4. at most one rotation in flight for the app
+    assert len(active) <= 1
+
+
+async def test_rotation_promotes_a_proven_secret_and_retires_the_old_one(world: World) -> None:
+    app = world.directory.add_app("orders")
+    old_key = app.credentials[0].key_id
+    world.manage(app)
+    world.probe.refuse_first = 4  # propagation: the first attempts are refused
+    result = await rotate(world, app)
+    assert result.state is RotationState.COMPLETED
+    assert result.old_key_id == old_key
+    assert old_key not in app.values
+    consumer = world.vault.latest("orders-secret")
+    assert consumer is not None and consumer.tags["key_id"] == result.new_key_id
+    assert consumer.content_type == "text/plain"
+    assert consumer.expires_on == result.new_key_end_at
+    staging = world.vault.latest("orders-secret-next")
+    assert staging is not None and not staging.enabled
+    steps = [e.step for e in world.store.history(rotation_id=result.id)]
+    assert steps[0] == "plan" and "verify" in steps and "promote" in steps
+    assert steps[-1] == "retire"
+    assert_invariants(world, app)
+
+
+async def test_grace_period_keeps_the_old_credential_until_it_ends(world: World) -> None:
+    app = world.directory.add_app("orders")
+    old_key = app.credentials[0].key_id
+    world.manage(app, grace_hours=24)
+    result = await rotate(world, app, retire_now=False)
+    assert result.state is RotationState.PROMOTED
+    assert old_key in app.values
+    assert_invariants(world, app)
+    world.clock.advance(23 * 3600)
+    assert (await drive(world.deps(), result.id)).state is RotationState.PROMOTED
+    world.clock.advance(2 * 3600)
+    done = await drive(world.deps(), result.id)
+    assert done.state is RotationState.COMPLETED and old_key not in app.values
+    assert_invariants(world, app)
+
+
+async def test_verification_that_never_succeeds_rolls_back(world: World) -> None:
+    app = world.directory.add_app("orders")
+    world.manage(app)
+    world.probe.refuse_first = 10_000
+    result = await rotate(world, app)
+    assert result.state is RotationState.FAILED
+    assert "consecutive tokens" in (result.last_error or "")
+    assert len(app.credentials) == 1  # the new one was removed, the old one kept
+    assert world.vault.latest("orders-secret") is None  # consumers never saw it
+    assert result.next_attempt_at is not None and result.next_attempt_at > world.clock.now()
+    assert_invariants(world, app)
+
+
+async def test_missing_expected_role_fails_with_admin_consent_hint(world: World) -> None:
+    app = world.directory.add_app("orders", roles=["ReadOnly"])
+    world.manage(app)
+    app.roles = []  # consent revoked after the policy was written
+    result = await rotate(world, app)
+    assert result.state is RotationState.FAILED
+    assert "admin consent" in (result.last_error or "")
+    assert len(app.credentials) == 1
+    assert_invariants(world, app)
+
+
+async def test_lifetime_policy_refusal_keeps_the_policy_words(world: World) -> None:
+    app = world.directory.add_app("orders")
+    app.max_lifetime_days = 90
+    world.manage(app, lifetime_days=180)
+    result = await rotate(world, app)
+    assert result.state is RotationState.FAILED
+    assert "CredentialInvalidLifetimeAsPerAppPolicy" in (result.last_error or "")
+    assert "90 days" in (result.last_error or "")
+    assert_invariants(world, app)
+
+
+async def test_not_owner_is_refused_and_nothing_changes(world: World) -> None:
+    app = world.directory.add_app("orders", owned=False)
+    world.manage(app)
+    result = await rotate(world, app)
+    assert result.state is RotationState.FAILED
+    assert "Authorization_RequestDenied" in (result.last_error or "")
+    assert len(app.credentials) == 1
+
+
+async def test_unknown_and_unmanaged_apps_are_refused(world: World) -> None:
+    managed = world.directory.add_app("orders")
+    other = world.directory.add_app("other")
+    world.manage(managed)
+    deps = world.deps()
+    with pytest.raises(RotationRefused, match="not managed"):
+        await plan_rotation(deps, other.app_id)
+    world.directory.apps.pop(managed.object_id)
+    with pytest.raises(RotationRefused, match="no app registration"):
+        await plan_rotation(deps, managed.app_id)
+
+
+async def test_transient_errors_are_retried_and_throttling_honours_retry_after(
+    world: World,
+) -> None:
+    app = world.directory.add_app("orders")
+    world.manage(app)
+    world.faults.before["add_password"].append(
+        DirectoryError("throttled", status=429, retry_after=42))
+    world.faults.before["set_secret"].append(SecretStoreError("down", status=503))
+    start = world.clock.now()
+    result = await rotate(world, app)
+    assert result.state is RotationState.COMPLETED
+    assert (world.clock.now() - start).total_seconds() >= 42
+    assert_invariants(world, app)
+
+
+async def test_stage_failure_removes_the_unstored_secret(world: World) -> None:
+    app = world.directory.add_app("orders")
+    world.manage(app)
+    world.faults.before["set_secret"].append(
+        SecretStoreError("Key Vault refused: Forbidden", status=403))
+    result = await rotate(world, app)
+    assert result.state is RotationState.FAILED
+    assert len(app.credentials) == 1
+    assert_invariants(world, app)
+
+
+async def test_second_start_resumes_the_rotation_in_flight(world: World) -> None:
+    app = world.directory.add_app("orders")
+    world.manage(app)
+    deps = world.deps()
+    first = start_rotation(deps, await plan_rotation(deps, app.app_id),
+                           reason=RotationReason.MANUAL)
+    second = start_rotation(deps, await plan_rotation(deps, app.app_id),
+                            reason=RotationReason.DUE)
+    assert first.id == second.id
+
+
+CRASH_POINTS = [
+    "add_password",  # created in Entra, value only in memory
+    "set_secret:orders-secret-next",  # staged, not recorded
+    "set_secret:orders-secret",  # promoted in Key Vault, not recorded
+    "remove_password",  # old one removed, not recorded
+]
+
+
+@pytest.mark.parametrize("point", CRASH_POINTS)
+async def test_a_crash_after_any_write_converges_on_the_next_run(
+    world: World, point: str
+) -> None:
+    app = world.directory.add_app("orders")
+    old_key = app.credentials[0].key_id
+    world.manage(app)
+    world.faults.crash_after.add(point)
+    with pytest.raises(Crash):
+        await rotate(world, app)
+    assert_invariants(world, app)
+    # a new process: another lease owner, time moves on past any lease
+    world.clock.advance(600)
+    result = await rotate(world, app)
+    assert result.state is RotationState.COMPLETED, result.last_error
+    assert old_key not in app.values
+    assert_invariants(world, app)
+    assert len(app.credentials) == 1

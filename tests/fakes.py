@@ -1,0 +1,225 @@
+"""In-memory stand-ins for the ports, for fast engine tests without network.
+
+They behave like the real services in the ways the engine depends on: secret
+text exists only in the add_password answer, removal is idempotent, new
+credentials can be refused for a while (propagation), and any call can be made
+to fail or to "crash" the process right after its write took effect.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+
+from rotator.domain.credentials import AppRegistration, Credential, CredentialKind
+from rotator.domain.secret_value import SecretValue
+from rotator.ports import (
+    DirectoryError,
+    NewPassword,
+    ScanItem,
+    SecretStoreError,
+    StoredSecret,
+    TokenOutcome,
+)
+
+CANARY = "CANARY-"  # every secret these fakes mint starts with this
+
+
+class Crash(BaseException):
+    """The process dies here: not an Exception, so no step handler catches it."""
+
+
+class FakeClock:
+    def __init__(self, now: datetime | None = None) -> None:
+        self._now = now or datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+
+    def now(self) -> datetime:
+        return self._now
+
+    def advance(self, seconds: float) -> None:
+        self._now += timedelta(seconds=seconds)
+
+    async def sleep(self, seconds: float) -> None:
+        self.advance(seconds)
+
+
+@dataclass
+class Faults:
+    """Per-operation queues: an Exception to raise before the call, or a Crash after it."""
+
+    before: dict[str, list[BaseException]] = field(default_factory=lambda: defaultdict(list))
+    crash_after: set[str] = field(default_factory=set)
+
+    def check_before(self, op: str) -> None:
+        queue = self.before.get(op)
+        if queue:
+            raise queue.pop(0)
+
+    def check_after(self, op: str) -> None:
+        if op in self.crash_after:
+            self.crash_after.discard(op)
+            raise Crash(op)
+
+
+@dataclass
+class FakeApp:
+    object_id: str
+    app_id: str
+    display_name: str
+    credentials: list[Credential] = field(default_factory=list)
+    values: dict[str, str] = field(default_factory=dict)  # key_id -> secret text
+    owned: bool = True
+    roles: list[str] = field(default_factory=list)
+    max_lifetime_days: float | None = None
+
+    def snapshot(self) -> AppRegistration:
+        return AppRegistration(self.object_id, self.app_id, self.display_name,
+                               tuple(self.credentials))
+
+
+class FakeDirectory:
+    def __init__(self, clock: FakeClock, faults: Faults | None = None) -> None:
+        self.clock = clock
+        self.faults = faults or Faults()
+        self.apps: dict[str, FakeApp] = {}
+        self.calls: list[str] = []
+
+    def add_app(self, display_name: str, *, secret_days_left: float = 10,
+                owned: bool = True, roles: Sequence[str] = ()) -> FakeApp:
+        app = FakeApp(uuid.uuid4().hex, str(uuid.uuid4()), display_name, owned=owned,
+                      roles=list(roles))
+        self.apps[app.object_id] = app
+        now = self.clock.now()
+        key = str(uuid.uuid4())
+        app.credentials.append(Credential(key, CredentialKind.SECRET, "original",
+                                          now - timedelta(days=170),
+                                          now + timedelta(days=secret_days_left), "CAN"))
+        app.values[key] = f"{CANARY}{uuid.uuid4().hex}"
+        return app
+
+    def by_app_id(self, app_id: str) -> FakeApp | None:
+        return next((a for a in self.apps.values() if a.app_id == app_id), None)
+
+    async def list_applications(self) -> AsyncIterator[ScanItem]:
+        self.faults.check_before("list")
+        for app in list(self.apps.values()):
+            yield ScanItem(app=app.snapshot(), raw_id=app.object_id)
+
+    async def get_application(self, app_id: str) -> AppRegistration | None:
+        self.calls.append("get")
+        self.faults.check_before("get")
+        app = self.by_app_id(app_id)
+        return app.snapshot() if app else None
+
+    def _writable(self, object_id: str) -> FakeApp:
+        app = self.apps.get(object_id)
+        if app is None:
+            raise DirectoryError("Graph refused: Request_ResourceNotFound", status=404,
+                                 code="Request_ResourceNotFound")
+        if not app.owned:
+            raise DirectoryError(
+                "Graph refused to add a client secret: Authorization_RequestDenied: "
+                "Insufficient privileges to complete the operation.",
+                status=403, code="Authorization_RequestDenied")
+        return app
+
+    async def add_password(self, object_id: str, display_name: str, end: datetime
+                           ) -> NewPassword:
+        self.calls.append("add_password")
+        self.faults.check_before("add_password")
+        app = self._writable(object_id)
+        now = self.clock.now()
+        if app.max_lifetime_days is not None and end - now > timedelta(
+                days=app.max_lifetime_days):
+            raise DirectoryError(
+                "Graph refused to add a client secret: CredentialInvalidLifetimeAsPerAppPolicy: "
+                f"Credential lifetime exceeds the max value allowed as per assigned policy "
+                f"({app.max_lifetime_days:g} days)", status=400,
+                code="CredentialInvalidLifetimeAsPerAppPolicy")
+        key = str(uuid.uuid4())
+        value = f"{CANARY}{uuid.uuid4().hex}"
+        app.credentials.append(Credential(key, CredentialKind.SECRET, display_name, now, end,
+                                          value[:3]))
+        app.values[key] = value
+        self.faults.check_after("add_password")
+        return NewPassword(key, SecretValue(value), value[:3], now, end)
+
+    async def remove_password(self, object_id: str, key_id: str) -> None:
+        self.calls.append("remove_password")
+        self.faults.check_before("remove_password")
+        app = self._writable(object_id)
+        app.credentials = [c for c in app.credentials if c.key_id != key_id]
+        app.values.pop(key_id, None)
+        self.faults.check_after("remove_password")
+
+
+class FakeSecretStore:
+    def __init__(self, clock: FakeClock, faults: Faults | None = None) -> None:
+        self.clock = clock
+        self.faults = faults or Faults()
+        self.secrets: dict[str, list[StoredSecret]] = defaultdict(list)
+
+    def latest(self, name: str) -> StoredSecret | None:
+        versions = self.secrets.get(name) or []
+        return versions[-1] if versions else None
+
+    async def set_secret(self, name: str, value: SecretValue, *, content_type: str,
+                         tags: Mapping[str, str], expires_on: datetime | None = None,
+                         enabled: bool = True) -> StoredSecret:
+        self.faults.check_before("set_secret")
+        if not name.replace("-", "").isalnum():
+            raise SecretStoreError("Key Vault refused: BadParameter", status=400,
+                                   code="BadParameter")
+        stored = StoredSecret(name, uuid.uuid4().hex, enabled, content_type, dict(tags),
+                              expires_on, self.clock.now(), value)
+        self.secrets[name].append(stored)
+        self.faults.check_after(f"set_secret:{name}")
+        return replace(stored, value=None)
+
+    async def get_secret(self, name: str, version: str | None = None) -> StoredSecret | None:
+        self.faults.check_before("get_secret")
+        versions = self.secrets.get(name) or []
+        if version is None:
+            return versions[-1] if versions else None
+        return next((v for v in versions if v.version == version), None)
+
+    async def list_versions(self, name: str) -> Sequence[StoredSecret]:
+        return [replace(v, value=None) for v in self.secrets.get(name) or []]
+
+    async def disable_version(self, name: str, version: str) -> None:
+        self.faults.check_before("disable_version")
+        self.secrets[name] = [replace(v, enabled=False) if v.version == version else v
+                              for v in self.secrets[name]]
+
+
+class FakeProbe:
+    """Grants a token when the secret belongs to the app; can refuse the first N tries."""
+
+    def __init__(self, directory: FakeDirectory, tenant_id: str) -> None:
+        self.directory = directory
+        self.tenant_id = tenant_id
+        self.refuse_first = 0
+        self.attempts = 0
+        self.hook: Callable[[], None] | None = None
+
+    async def try_secret(self, tenant_id: str, client_id: str, secret: SecretValue,
+                         scope: str) -> TokenOutcome:
+        self.attempts += 1
+        if self.hook:
+            self.hook()
+        if self.refuse_first > 0:
+            self.refuse_first -= 1
+            return TokenOutcome(False, error_code="AADSTS7000215", message="invalid secret")
+        app = self.directory.by_app_id(client_id)
+        if app is None:
+            return TokenOutcome(False, error_code="AADSTS700016", message="not found")
+        if secret.reveal() not in app.values.values():
+            return TokenOutcome(False, error_code="AADSTS7000215", message="invalid secret")
+        claims: dict[str, object] = {"appid": client_id, "tid": self.tenant_id,
+                                     "appidacr": "1"}
+        if app.roles:
+            claims["roles"] = list(app.roles)
+        return TokenOutcome(True, claims=claims)
