@@ -1,0 +1,78 @@
+"""Run the Alembic migrations from code (the daemon and ``rotator`` commands use this).
+
+The migration scripts live in ``migrations/`` beside the ``rotator`` package in a
+source checkout or an editable install. A wheel built from the current
+packaging does not contain them: an installed-from-wheel service must be given
+the directory (``script_location``), e.g. one copied into the container image.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+
+from rotator.adapters.db.session import make_engine
+
+
+class MigrationsNotFound(RuntimeError):
+    pass
+
+
+def migrations_dir() -> Path:
+    """The ``migrations`` directory next to the package root."""
+    # rotator/adapters/db/migrate.py -> the directory holding the ``rotator`` package.
+    return _checked(Path(__file__).resolve().parents[3] / "migrations")
+
+
+def _checked(location: Path) -> Path:
+    if not (location / "env.py").is_file():
+        raise MigrationsNotFound(
+            f"no Alembic migrations at {location}: install rotator from a source "
+            "checkout (pip install -e .) or pass script_location= the migrations directory"
+        )
+    return location
+
+
+def alembic_config(url: str, script_location: str | Path | None = None) -> Config:
+    """An Alembic config built in code, so no ``alembic.ini`` is needed at run time."""
+    location = _checked(Path(script_location)) if script_location is not None else migrations_dir()
+    cfg = Config()
+    cfg.set_main_option("script_location", str(location))
+    cfg.set_main_option("path_separator", "os")
+    # Handed over as an attribute, not a main option: ConfigParser would treat a
+    # '%' in an URL-encoded password as interpolation.
+    cfg.attributes["url"] = url
+    return cfg
+
+
+def upgrade(url: str, revision: str = "head", *, script_location: str | Path | None = None) -> None:
+    """Bring the database at ``url`` up to ``revision`` (creating tables on an empty one)."""
+    command.upgrade(alembic_config(url, script_location), revision)
+
+
+def downgrade(url: str, revision: str, *, script_location: str | Path | None = None) -> None:
+    command.downgrade(alembic_config(url, script_location), revision)
+
+
+def current_revision(url: str) -> str | None:
+    """The revision the database is at; ``None`` for a database never migrated."""
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
+    finally:
+        engine.dispose()
+
+
+def head_revision(script_location: str | Path | None = None) -> str | None:
+    cfg = alembic_config("", script_location)
+    return ScriptDirectory.from_config(cfg).get_current_head()
+
+
+def is_up_to_date(url: str, *, script_location: str | Path | None = None) -> bool:
+    """Whether the database is at the newest revision (a readiness check before serving)."""
+    return current_revision(url) == head_revision(script_location)

@@ -1,0 +1,198 @@
+"""SQLAlchemy models: the schema that the migrations in ``migrations/versions`` create.
+
+Keep the two in step: a test runs ``upgrade head`` and compares the result with
+this metadata. Status-like columns are plain strings with CHECK constraints
+rather than native enums, so adding a state is a constraint change, not an
+``ALTER TYPE`` that PostgreSQL cannot run inside a transaction.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, Final
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+from rotator.domain.credentials import CredentialKind
+from rotator.domain.states import ACTIVE_STATES, RotationState
+
+# Explicit names keep constraints identical on SQLite and PostgreSQL, so later
+# migrations can drop or alter them by name on both.
+NAMING_CONVENTION: Final[dict[str, str]] = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+SCAN_STATUSES: Final = ("running", "succeeded", "partial", "failed")
+AUDIT_OUTCOMES: Final = ("ok", "error", "info")
+CREDENTIAL_KINDS: Final = tuple(k.value for k in CredentialKind)
+ROTATION_STATES: Final = tuple(s.value for s in RotationState)
+# Sorted so the rendered index predicate is stable and matches the migration text.
+ACTIVE_STATE_VALUES: Final = tuple(sorted(s.value for s in ACTIVE_STATES))
+ROTATION_REASONS: Final = ("due", "manual")
+
+# Capped so one pathological scan cannot bloat a row; the count stays exact.
+MAX_SCAN_ERRORS: Final = 100
+
+
+def _in_list(column: str, values: tuple[str, ...]) -> str:
+    quoted = ", ".join(f"'{v}'" for v in values)
+    return f"{column} IN ({quoted})"
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC in, timezone-aware UTC out, on every backend.
+
+    SQLite has no timestamp type and silently drops ``tzinfo``; the stored text
+    is naive UTC and gets its zone back on the way out. Naive datetimes are
+    refused on the way in: guessing their zone is how expiry times drift by hours.
+    """
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"naive datetime {value!r}: pass a timezone-aware UTC datetime")
+        value = value.astimezone(UTC)
+        if dialect.name == "sqlite":
+            return value.replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {
+        datetime: UTCDateTime(),
+        dict[str, Any]: sa.JSON(),
+        list[dict[str, Any]]: sa.JSON(),
+    }
+
+
+class ScanRunModel(Base):
+    __tablename__ = "scan_runs"
+    __table_args__ = (
+        sa.CheckConstraint(_in_list("status", SCAN_STATUSES), name="status"),
+        sa.Index(None, "started_at"),
+    )
+
+    id: Mapped[str] = mapped_column(sa.String(32), primary_key=True)
+    started_at: Mapped[datetime]
+    finished_at: Mapped[datetime | None]
+    status: Mapped[str] = mapped_column(sa.String(16))
+    apps_seen: Mapped[int] = mapped_column(default=0)
+    credentials_seen: Mapped[int] = mapped_column(default=0)
+    error_count: Mapped[int] = mapped_column(default=0)
+    error: Mapped[str | None] = mapped_column(sa.Text)
+    errors: Mapped[list[dict[str, Any]]] = mapped_column(default=list)
+
+
+class CredentialModel(Base):
+    """Inventory as of the last scan that saw each app. Never a secret value."""
+
+    __tablename__ = "credentials"
+    __table_args__ = (
+        sa.CheckConstraint(_in_list("kind", CREDENTIAL_KINDS), name="kind"),
+        sa.Index(None, "end_at"),
+        sa.Index(None, "scan_run_id"),
+    )
+
+    app_id: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    key_id: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    object_id: Mapped[str] = mapped_column(sa.String(64))
+    app_display_name: Mapped[str] = mapped_column(sa.Text)
+    kind: Mapped[str] = mapped_column(sa.String(16))
+    display_name: Mapped[str | None] = mapped_column(sa.Text)
+    start_at: Mapped[datetime | None]
+    end_at: Mapped[datetime | None]
+    hint: Mapped[str | None] = mapped_column(sa.String(64))
+    thumbprint: Mapped[str | None] = mapped_column(sa.String(128))
+    managed: Mapped[bool] = mapped_column(default=False)
+    scan_run_id: Mapped[str] = mapped_column(sa.String(32), sa.ForeignKey("scan_runs.id"))
+    seen_at: Mapped[datetime]
+
+
+class RotationModel(Base):
+    """Mirrors :class:`rotator.domain.rotation.Rotation` field for field."""
+
+    __tablename__ = "rotations"
+    __table_args__ = (
+        sa.CheckConstraint(_in_list("state", ROTATION_STATES), name="state"),
+        sa.CheckConstraint(_in_list("kind", CREDENTIAL_KINDS), name="kind"),
+        sa.CheckConstraint(_in_list("reason", ROTATION_REASONS), name="reason"),
+        # Invariant 4: at most one active rotation per app, across all replicas.
+        sa.Index(
+            "uq_rotations_active_app_id",
+            "app_id",
+            unique=True,
+            sqlite_where=sa.text(_in_list("state", ACTIVE_STATE_VALUES)),
+            postgresql_where=sa.text(_in_list("state", ACTIVE_STATE_VALUES)),
+        ),
+        sa.Index(None, "state", "next_attempt_at"),
+        sa.Index(None, "app_id", "created_at"),
+    )
+
+    id: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    app_id: Mapped[str] = mapped_column(sa.String(64))
+    object_id: Mapped[str] = mapped_column(sa.String(64))
+    kind: Mapped[str] = mapped_column(sa.String(16))
+    state: Mapped[str] = mapped_column(sa.String(16))
+    reason: Mapped[str] = mapped_column(sa.String(16))
+    secret_name: Mapped[str] = mapped_column(sa.String(127))
+    vault_url: Mapped[str] = mapped_column(sa.Text)
+    old_key_id: Mapped[str | None] = mapped_column(sa.String(64))
+    new_key_id: Mapped[str | None] = mapped_column(sa.String(64))
+    new_key_end_at: Mapped[datetime | None]
+    staging_version: Mapped[str | None] = mapped_column(sa.String(64))
+    consumer_version: Mapped[str | None] = mapped_column(sa.String(64))
+    attempts: Mapped[int] = mapped_column(default=0)
+    last_error: Mapped[str | None] = mapped_column(sa.Text)
+    next_attempt_at: Mapped[datetime | None]
+    retire_after: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    lease_owner: Mapped[str | None] = mapped_column(sa.String(255))
+    lease_expires_at: Mapped[datetime | None]
+    extra: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class AuditEventModel(Base):
+    """Append-only log of every step. Never a secret value."""
+
+    __tablename__ = "audit_events"
+    __table_args__ = (
+        sa.CheckConstraint(_in_list("outcome", AUDIT_OUTCOMES), name="outcome"),
+        sa.Index(None, "rotation_id"),
+        sa.Index(None, "app_id"),
+    )
+
+    # BigInteger on PostgreSQL, INTEGER on SQLite (only INTEGER PRIMARY KEY autoincrements there).
+    id: Mapped[int] = mapped_column(
+        sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True, autoincrement=True
+    )
+    at: Mapped[datetime]
+    rotation_id: Mapped[str | None] = mapped_column(sa.String(64))
+    app_id: Mapped[str | None] = mapped_column(sa.String(64))
+    step: Mapped[str] = mapped_column(sa.String(128))
+    outcome: Mapped[str] = mapped_column(sa.String(8))
+    message: Mapped[str] = mapped_column(sa.Text)
+    details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+metadata: Final = Base.metadata

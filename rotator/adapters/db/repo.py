@@ -1,0 +1,729 @@
+"""The store: every read and write the engine, daemon and CLI make to the database.
+
+Each public method is one short transaction and returns frozen domain values,
+never ORM objects, so nothing outside this package holds a session. Rotation
+writes are compare-and-set on the recorded state (and lease), so two replicas
+acting on one stale read cannot both win.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, fields
+from datetime import datetime, timedelta
+from enum import Enum
+from typing import Any, Final, cast
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Dialect, Engine
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from rotator.adapters.db.models import (
+    MAX_SCAN_ERRORS,
+    AuditEventModel,
+    CredentialModel,
+    RotationModel,
+    ScanRunModel,
+)
+from rotator.adapters.db.session import make_engine, make_sessionmaker
+from rotator.adapters.db.views import (
+    AuditEvent,
+    AuditOutcome,
+    InventoryRow,
+    ScanError,
+    ScanRun,
+    ScanStatus,
+    SecretInStore,
+    reject_secrets,
+)
+from rotator.domain.credentials import CredentialKind
+from rotator.domain.rotation import Rotation, RotationReason
+from rotator.domain.secret_value import SecretValue
+from rotator.domain.states import ACTIVE_STATES, RotationState, check_transition
+
+DEFAULT_BATCH_SIZE: Final = 5_000
+# Long tracebacks or service messages are cut so one error cannot bloat a row.
+MAX_ERROR_CHARS: Final = 2_000
+ACTIVE_VALUES: Final = tuple(sorted(s.value for s in ACTIVE_STATES))
+
+_credentials: Final = cast(sa.Table, CredentialModel.__table__)
+_INVENTORY_FIELDS: Final = tuple(f.name for f in fields(InventoryRow))
+_PG_STAGING: Final = "rotator_inventory_in"
+# Columns an upsert refreshes: everything but the key.
+_INVENTORY_UPDATE_COLUMNS: Final = tuple(
+    c.name for c in _credentials.columns if c.name not in ("app_id", "key_id")
+)
+# Columns a save may change; id, app_id and created_at are fixed at creation.
+_ROTATION_FIXED: Final = frozenset({"id", "app_id", "created_at"})
+
+
+class StoreError(Exception):
+    """Base of the store's own errors."""
+
+
+class RotationConflict(StoreError):
+    """The app already has an active rotation (the database refused a second one)."""
+
+    def __init__(self, app_id: str, active_rotation_id: str | None) -> None:
+        super().__init__(
+            f"app {app_id} already has an active rotation"
+            + (f" ({active_rotation_id})" if active_rotation_id else "")
+        )
+        self.app_id = app_id
+        self.active_rotation_id = active_rotation_id
+
+
+class StaleRotation(StoreError):
+    """The rotation changed (state or lease) since the caller read it; re-read and decide again."""
+
+    def __init__(
+        self,
+        rotation_id: str,
+        expected_state: RotationState,
+        actual_state: RotationState | None,
+        lease_owner: str | None,
+    ) -> None:
+        if actual_state is None:
+            detail = "it does not exist"
+        elif actual_state != expected_state:
+            detail = f"it is {actual_state}"
+        else:
+            detail = f"its lease is held by {lease_owner}"
+        super().__init__(
+            f"rotation {rotation_id} was expected in state {expected_state} but {detail}"
+        )
+        self.rotation_id = rotation_id
+        self.expected_state = expected_state
+        self.actual_state = actual_state
+        self.lease_owner = lease_owner
+
+
+def _norm_app_id(app_id: str) -> str:
+    # Client ids are GUIDs, which compare case-insensitively; one spelling per app
+    # keeps the one-active-rotation index from being sidestepped by case.
+    return app_id.strip().lower()
+
+
+def _jsonable(value: Any, where: str) -> Any:
+    """A copy of ``value`` that the JSON column accepts; refuses secret values."""
+    reject_secrets(value, where)
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v, where) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_jsonable(v, where) for v in value]
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, Enum):
+        return value.value
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    return str(value)
+
+
+def _fields(obj: Rotation | InventoryRow) -> dict[str, Any]:
+    # Not dataclasses.asdict: it deep-copies, and a SecretValue refuses to be copied
+    # with a TypeError that would hide what went wrong.
+    return {f.name: getattr(obj, f.name) for f in fields(obj)}
+
+
+def _chunks(rows: Iterable[InventoryRow], size: int) -> Iterator[list[InventoryRow]]:
+    batch: list[InventoryRow] = []
+    for row in rows:
+        batch.append(row)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+# ----------------------------------------------------------------- row <-> value
+
+
+def _scan_from_model(m: ScanRunModel) -> ScanRun:
+    return ScanRun(
+        id=m.id,
+        started_at=m.started_at,
+        finished_at=m.finished_at,
+        status=ScanStatus(m.status),
+        apps_seen=m.apps_seen,
+        credentials_seen=m.credentials_seen,
+        error_count=m.error_count,
+        error=m.error,
+        errors=tuple(ScanError(e.get("raw_id"), str(e.get("error", ""))) for e in m.errors or ()),
+    )
+
+
+def _inventory_from_model(m: CredentialModel) -> InventoryRow:
+    return InventoryRow(
+        app_id=m.app_id,
+        key_id=m.key_id,
+        object_id=m.object_id,
+        app_display_name=m.app_display_name,
+        kind=CredentialKind(m.kind),
+        display_name=m.display_name,
+        start_at=m.start_at,
+        end_at=m.end_at,
+        hint=m.hint,
+        thumbprint=m.thumbprint,
+        managed=m.managed,
+        scan_run_id=m.scan_run_id,
+        seen_at=m.seen_at,
+    )
+
+
+def _rotation_from_model(m: RotationModel) -> Rotation:
+    return Rotation(
+        id=m.id,
+        app_id=m.app_id,
+        object_id=m.object_id,
+        kind=CredentialKind(m.kind),
+        state=RotationState(m.state),
+        reason=RotationReason(m.reason),
+        secret_name=m.secret_name,
+        vault_url=m.vault_url,
+        created_at=m.created_at,
+        updated_at=m.updated_at,
+        old_key_id=m.old_key_id,
+        new_key_id=m.new_key_id,
+        new_key_end_at=m.new_key_end_at,
+        staging_version=m.staging_version,
+        consumer_version=m.consumer_version,
+        attempts=m.attempts,
+        last_error=m.last_error,
+        next_attempt_at=m.next_attempt_at,
+        retire_after=m.retire_after,
+        finished_at=m.finished_at,
+        lease_owner=m.lease_owner,
+        lease_expires_at=m.lease_expires_at,
+        extra={str(k): str(v) for k, v in (m.extra or {}).items()},
+    )
+
+
+def _rotation_values(r: Rotation) -> dict[str, Any]:
+    values = _fields(r)
+    reject_secrets(values, f"rotation {r.id}")
+    values["app_id"] = _norm_app_id(r.app_id)
+    values["kind"] = CredentialKind(r.kind).value
+    values["state"] = RotationState(r.state).value
+    values["reason"] = RotationReason(r.reason).value
+    values["extra"] = _jsonable(dict(r.extra), f"rotation {r.id} extra")
+    return values
+
+
+def _audit_from_model(m: AuditEventModel) -> AuditEvent:
+    return AuditEvent(
+        id=m.id,
+        at=m.at,
+        step=m.step,
+        outcome=AuditOutcome(m.outcome),
+        message=m.message,
+        rotation_id=m.rotation_id,
+        app_id=m.app_id,
+        details=dict(m.details or {}),
+    )
+
+
+# ----------------------------------------------------------------- inventory upsert
+
+
+@dataclass(frozen=True, slots=True)
+class _UpsertPlan:
+    """The inventory upsert, prepared once per store and run per batch.
+
+    A scan writes hundreds of thousands of rows, and SQLAlchemy's per-row
+    parameter handling costs more than the database does. The SQL and the
+    per-column converters still come from SQLAlchemy (so timestamps are stored
+    exactly as the ORM stores them); only the per-row loop is ours. PostgreSQL
+    gets each batch by COPY into a temporary table and one INSERT ... SELECT,
+    several times faster than a pipelined executemany.
+    """
+
+    dialect: str
+    sql: str
+    names: tuple[str, ...]
+    processors: Mapping[str, Callable[[Any], Any]]
+
+    @classmethod
+    def for_dialect(cls, dialect: Dialect) -> _UpsertPlan:
+        columns = tuple(c.name for c in _credentials.columns)
+        processors: dict[str, Callable[[Any], Any]] = {}
+        for name in columns:
+            proc = _credentials.c[name].type.dialect_impl(dialect).bind_processor(dialect)
+            if proc is not None:
+                processors[name] = proc
+        if dialect.name == "postgresql":
+            staging = sa.table(_PG_STAGING, *(sa.column(c) for c in columns))
+            pg_insert = postgresql.insert(_credentials).from_select(
+                list(columns), sa.select(*staging.c)
+            )
+            pg_upsert = pg_insert.on_conflict_do_update(
+                index_elements=["app_id", "key_id"],
+                set_={c: pg_insert.excluded[c] for c in _INVENTORY_UPDATE_COLUMNS},
+            )
+            sql = str(pg_upsert.compile(dialect=dialect))
+            return cls("postgresql", sql, columns, processors)
+        if dialect.name == "sqlite":
+            lite_insert = sqlite.insert(_credentials)
+            stmt = lite_insert.on_conflict_do_update(
+                index_elements=["app_id", "key_id"],
+                set_={c: lite_insert.excluded[c] for c in _INVENTORY_UPDATE_COLUMNS},
+            )
+            compiled = stmt.compile(dialect=dialect, column_keys=list(columns))
+            names = tuple(compiled.positiontup or ())
+            return cls("sqlite", str(compiled), names, processors)
+        raise StoreError(f"inventory upsert is not implemented for {dialect.name}")
+
+    def convert(self, name: str, value: Any) -> Any:
+        proc = self.processors.get(name)
+        return proc(value) if proc is not None else value
+
+    def write(self, conn: sa.Connection, rows: Iterable[Mapping[str, Any]]) -> None:
+        """Upsert ``rows`` (values already converted) inside ``conn``'s transaction."""
+        params = [tuple(r[n] for n in self.names) for r in rows]
+        if self.dialect == "sqlite":
+            conn.exec_driver_sql(self.sql, params)
+            return
+        driver = conn.connection.driver_connection
+        assert driver is not None
+        cursor = driver.cursor()
+        try:
+            # Dropped at commit, so a pooled connection never carries it into the next batch.
+            cursor.execute(
+                f"CREATE TEMP TABLE {_PG_STAGING} "
+                "(LIKE credentials INCLUDING DEFAULTS) ON COMMIT DROP"
+            )
+            with cursor.copy(f"COPY {_PG_STAGING} ({', '.join(self.names)}) FROM STDIN") as copy:
+                for row in params:
+                    copy.write_row(row)
+            cursor.execute(self.sql)
+        finally:
+            cursor.close()
+
+
+# ----------------------------------------------------------------- the store
+
+
+class Store:
+    def __init__(self, engine: Engine, *, batch_size: int = DEFAULT_BATCH_SIZE) -> None:
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        self._engine = engine
+        self._sessions = make_sessionmaker(engine)
+        self._batch_size = batch_size
+
+    @classmethod
+    def from_url(cls, url: str) -> Store:
+        return cls(make_engine(url))
+
+    @property
+    def engine(self) -> Engine:
+        return self._engine
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    def _session(self) -> Session:
+        return self._sessions()
+
+    def ping(self) -> None:
+        """Raises if the database cannot answer a trivial query (readiness probe)."""
+        with self._engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1")).scalar_one()
+
+    # ------------------------------------------------------------- scans
+
+    def start_scan(self, now: datetime) -> str:
+        scan_id = uuid.uuid4().hex
+        with self._session() as s, s.begin():
+            s.add(
+                ScanRunModel(
+                    id=scan_id,
+                    started_at=now,
+                    status=ScanStatus.RUNNING.value,
+                    apps_seen=0,
+                    credentials_seen=0,
+                    error_count=0,
+                    errors=[],
+                )
+            )
+        return scan_id
+
+    def record_inventory(self, scan_id: str, rows: Iterable[InventoryRow], now: datetime) -> int:
+        """Upsert ``rows`` as seen by ``scan_id``; returns how many were written.
+
+        Each batch is its own transaction: a crash midway leaves rows stamped
+        with an unfinished scan, which :meth:`finish_scan` of a later scan
+        sorts out, and the writer lock is never held for the whole listing.
+        """
+        written = 0
+        plan: _UpsertPlan | None = None
+        for batch in _chunks(rows, self._batch_size):
+            with self._engine.begin() as conn:
+                if plan is None:
+                    plan = _UpsertPlan.for_dialect(conn.dialect)
+                conv = plan.convert
+                seen_at = conv("seen_at", now)
+                # One statement may not touch a key twice on PostgreSQL; the last report wins.
+                by_key: dict[tuple[str, str], dict[str, Any]] = {}
+                for row in batch:
+                    for name in _INVENTORY_FIELDS:
+                        if isinstance(getattr(row, name), SecretValue):
+                            raise SecretInStore(
+                                f"inventory row {name}: a secret value must never be stored"
+                            )
+                    app_id = _norm_app_id(row.app_id)
+                    by_key[(app_id, row.key_id)] = {
+                        "app_id": app_id,
+                        "key_id": row.key_id,
+                        "object_id": row.object_id,
+                        "app_display_name": row.app_display_name,
+                        "kind": CredentialKind(row.kind).value,
+                        "display_name": row.display_name,
+                        "start_at": conv("start_at", row.start_at),
+                        "end_at": conv("end_at", row.end_at),
+                        "hint": row.hint,
+                        "thumbprint": row.thumbprint,
+                        "managed": conv("managed", bool(row.managed)),
+                        "scan_run_id": scan_id,
+                        "seen_at": seen_at,
+                    }
+                plan.write(conn, by_key.values())
+            written += len(by_key)
+        return written
+
+    def finish_scan(
+        self,
+        scan_id: str,
+        now: datetime,
+        *,
+        status: ScanStatus | str,
+        apps_seen: int,
+        credentials_seen: int,
+        errors: Sequence[tuple[str | None, str]],
+        error: str | None = None,
+    ) -> ScanRun:
+        """Close a running scan and prune the inventory it proved stale.
+
+        ``succeeded``: every credential not refreshed since this scan started is
+        gone from the tenant and is deleted. ``partial``: only apps this scan
+        read are pruned (of their credentials that disappeared); apps it failed
+        to read keep their last known credentials, so their expiry still shows.
+        ``failed``: nothing is pruned.
+        """
+        status = ScanStatus(status)
+        if status is ScanStatus.RUNNING:
+            raise ValueError("finish_scan needs a final status, not running")
+        if status is ScanStatus.SUCCEEDED and (errors or error):
+            # A scan with errors must never look clean to alerting or metrics.
+            raise ValueError("a scan with errors is partial or failed, not succeeded")
+        reject_secrets([errors, error], "scan errors")
+        stored_errors = [
+            {"raw_id": raw_id, "error": str(message)[:MAX_ERROR_CHARS]}
+            for raw_id, message in errors[:MAX_SCAN_ERRORS]
+        ]
+        with self._session() as s, s.begin():
+            result = s.execute(
+                sa.update(ScanRunModel)
+                .where(ScanRunModel.id == scan_id, ScanRunModel.status == ScanStatus.RUNNING.value)
+                .values(
+                    finished_at=now,
+                    status=status.value,
+                    apps_seen=apps_seen,
+                    credentials_seen=credentials_seen,
+                    error_count=len(errors) + (1 if error else 0),
+                    error=error[:MAX_ERROR_CHARS] if error else None,
+                    errors=stored_errors,
+                )
+                .execution_options(synchronize_session=False)
+            )
+            if _rowcount(result) != 1:
+                raise StoreError(f"scan {scan_id} is unknown or already finished")
+            scan = s.get_one(ScanRunModel, scan_id)
+            if status is not ScanStatus.FAILED:
+                # Rows refreshed by a scan that started later (another replica) are kept.
+                stale = sa.and_(
+                    CredentialModel.scan_run_id != scan_id,
+                    CredentialModel.seen_at < scan.started_at,
+                )
+                if status is ScanStatus.PARTIAL:
+                    seen_apps = (
+                        sa.select(CredentialModel.app_id)
+                        .where(CredentialModel.scan_run_id == scan_id)
+                        .distinct()
+                    )
+                    stale = sa.and_(stale, CredentialModel.app_id.in_(seen_apps))
+                s.execute(
+                    sa.delete(CredentialModel)
+                    .where(stale)
+                    .execution_options(synchronize_session=False)
+                )
+            return _scan_from_model(scan)
+
+    def get_scan(self, scan_id: str) -> ScanRun | None:
+        with self._session() as s:
+            m = s.get(ScanRunModel, scan_id)
+            return _scan_from_model(m) if m else None
+
+    def last_scan(self) -> ScanRun | None:
+        """The most recently started scan, whatever its outcome (it may still be running)."""
+        with self._session() as s:
+            m = s.scalars(
+                sa.select(ScanRunModel)
+                .order_by(ScanRunModel.started_at.desc(), ScanRunModel.id.desc())
+                .limit(1)
+            ).first()
+            return _scan_from_model(m) if m else None
+
+    def last_successful_scan(self) -> ScanRun | None:
+        with self._session() as s:
+            m = s.scalars(
+                sa.select(ScanRunModel)
+                .where(ScanRunModel.status == ScanStatus.SUCCEEDED.value)
+                .order_by(ScanRunModel.finished_at.desc(), ScanRunModel.id.desc())
+                .limit(1)
+            ).first()
+            return _scan_from_model(m) if m else None
+
+    def inventory(
+        self,
+        *,
+        within_days: float | None = None,
+        now: datetime | None = None,
+        app_id: str | None = None,
+    ) -> list[InventoryRow]:
+        """Inventory sorted by expiry, soonest first, never-expiring last.
+
+        ``within_days`` keeps credentials that end before ``now + within_days``
+        (already expired ones included) and needs ``now``.
+        """
+        query = sa.select(CredentialModel)
+        if within_days is not None:
+            if now is None:
+                raise ValueError("inventory(within_days=...) needs now")
+            query = query.where(CredentialModel.end_at <= now + timedelta(days=within_days))
+        if app_id is not None:
+            query = query.where(CredentialModel.app_id == _norm_app_id(app_id))
+        query = query.order_by(
+            CredentialModel.end_at.asc().nulls_last(),
+            CredentialModel.app_id,
+            CredentialModel.key_id,
+        )
+        with self._session() as s:
+            return [_inventory_from_model(m) for m in s.scalars(query)]
+
+    # ------------------------------------------------------------- rotations
+
+    def create_rotation(self, r: Rotation) -> Rotation:
+        """Insert ``r``; raises :class:`RotationConflict` if its app already has an active one."""
+        values = _rotation_values(r)
+        try:
+            with self._session() as s, s.begin():
+                s.add(RotationModel(**values))
+        except IntegrityError as exc:
+            if not r.active:
+                raise
+            active = self.active_rotation(values["app_id"])
+            if active is not None and active.id != r.id:
+                raise RotationConflict(values["app_id"], active.id) from exc
+            if "active_app_id" in str(exc.orig) or "rotations.app_id" in str(exc.orig):
+                # The other one finished between the refusal and the look-up.
+                raise RotationConflict(values["app_id"], None) from exc
+            raise
+        created = self.get_rotation(r.id)
+        assert created is not None
+        return created
+
+    def get_rotation(self, rotation_id: str) -> Rotation | None:
+        with self._session() as s:
+            m = s.get(RotationModel, rotation_id)
+            return _rotation_from_model(m) if m else None
+
+    def active_rotation(self, app_id: str) -> Rotation | None:
+        with self._session() as s:
+            m = s.scalars(
+                sa.select(RotationModel).where(
+                    RotationModel.app_id == _norm_app_id(app_id),
+                    RotationModel.state.in_(ACTIVE_VALUES),
+                )
+            ).first()
+            return _rotation_from_model(m) if m else None
+
+    def list_rotations(
+        self,
+        *,
+        states: Iterable[RotationState] | None = None,
+        app_id: str | None = None,
+        limit: int | None = None,
+    ) -> list[Rotation]:
+        """Newest first."""
+        query = sa.select(RotationModel)
+        if states is not None:
+            query = query.where(RotationModel.state.in_([RotationState(x).value for x in states]))
+        if app_id is not None:
+            query = query.where(RotationModel.app_id == _norm_app_id(app_id))
+        query = query.order_by(RotationModel.created_at.desc(), RotationModel.id.desc())
+        if limit is not None:
+            query = query.limit(limit)
+        with self._session() as s:
+            return [_rotation_from_model(m) for m in s.scalars(query)]
+
+    def save_rotation(self, r: Rotation, *, expected_state: RotationState) -> Rotation:
+        """Write ``r`` if the row is still in ``expected_state`` and its lease (if any) is ours.
+
+        Raises :class:`StaleRotation` otherwise, and
+        :class:`~rotator.domain.states.IllegalTransition` for a move the state
+        table forbids.
+        """
+        if r.state != expected_state:
+            check_transition(expected_state, r.state)
+        values = {k: v for k, v in _rotation_values(r).items() if k not in _ROTATION_FIXED}
+        with self._session() as s, s.begin():
+            result = s.execute(
+                sa.update(RotationModel)
+                .where(
+                    RotationModel.id == r.id,
+                    RotationModel.state == RotationState(expected_state).value,
+                    sa.or_(
+                        RotationModel.lease_owner.is_(None),
+                        RotationModel.lease_owner == r.lease_owner,
+                    ),
+                )
+                .values(**values)
+                .execution_options(synchronize_session=False)
+            )
+            if _rowcount(result) == 1:
+                return _rotation_from_model(s.get_one(RotationModel, r.id))
+            current = s.get(RotationModel, r.id)
+            raise StaleRotation(
+                r.id,
+                RotationState(expected_state),
+                RotationState(current.state) if current else None,
+                current.lease_owner if current else None,
+            )
+
+    def due_rotations(self, now: datetime, limit: int) -> list[Rotation]:
+        """Active rotations whose next attempt is due and whose lease is free or expired."""
+        query = (
+            sa.select(RotationModel)
+            .where(
+                RotationModel.state.in_(ACTIVE_VALUES),
+                sa.or_(
+                    RotationModel.next_attempt_at.is_(None),
+                    RotationModel.next_attempt_at <= now,
+                ),
+                self._lease_free(now),
+            )
+            .order_by(
+                RotationModel.next_attempt_at.asc().nulls_first(),
+                RotationModel.created_at,
+                RotationModel.id,
+            )
+            .limit(limit)
+        )
+        with self._session() as s:
+            return [_rotation_from_model(m) for m in s.scalars(query)]
+
+    @staticmethod
+    def _lease_free(now: datetime) -> sa.ColumnElement[bool]:
+        return sa.or_(
+            RotationModel.lease_owner.is_(None),
+            RotationModel.lease_expires_at.is_(None),
+            RotationModel.lease_expires_at <= now,
+        )
+
+    def claim(
+        self, rotation_id: str, owner: str, now: datetime, lease_seconds: float
+    ) -> Rotation | None:
+        """Take (or renew) the lease on an active rotation; ``None`` if someone else holds it.
+
+        A single conditional UPDATE: on PostgreSQL a concurrent claimer waits for
+        the first one's row lock and then re-checks the condition, so exactly one wins.
+        """
+        if lease_seconds <= 0:
+            raise ValueError("lease_seconds must be positive")
+        if not owner:
+            raise ValueError("a lease needs an owner")
+        with self._session() as s, s.begin():
+            result = s.execute(
+                sa.update(RotationModel)
+                .where(
+                    RotationModel.id == rotation_id,
+                    RotationModel.state.in_(ACTIVE_VALUES),
+                    sa.or_(self._lease_free(now), RotationModel.lease_owner == owner),
+                )
+                .values(
+                    lease_owner=owner,
+                    lease_expires_at=now + timedelta(seconds=lease_seconds),
+                )
+                .execution_options(synchronize_session=False)
+            )
+            if _rowcount(result) != 1:
+                return None
+            return _rotation_from_model(s.get_one(RotationModel, rotation_id))
+
+    def release(self, rotation_id: str, owner: str) -> bool:
+        """Give up the lease if ``owner`` holds it; returns whether it did."""
+        with self._session() as s, s.begin():
+            result = s.execute(
+                sa.update(RotationModel)
+                .where(RotationModel.id == rotation_id, RotationModel.lease_owner == owner)
+                .values(lease_owner=None, lease_expires_at=None)
+                .execution_options(synchronize_session=False)
+            )
+            return _rowcount(result) == 1
+
+    # ------------------------------------------------------------- audit
+
+    def append_audit(
+        self,
+        at: datetime,
+        step: str,
+        outcome: AuditOutcome | str,
+        message: str,
+        *,
+        rotation_id: str | None = None,
+        app_id: str | None = None,
+        details: Mapping[str, Any] | None = None,
+    ) -> AuditEvent:
+        reject_secrets([step, message, rotation_id, app_id], "audit event")
+        model = AuditEventModel(
+            at=at,
+            step=step,
+            outcome=AuditOutcome(outcome).value,
+            message=message,
+            rotation_id=rotation_id,
+            app_id=_norm_app_id(app_id) if app_id else None,
+            details=_jsonable(dict(details or {}), "audit details"),
+        )
+        with self._session() as s, s.begin():
+            s.add(model)
+            s.flush()
+            return _audit_from_model(model)
+
+    def history(
+        self,
+        *,
+        app_id: str | None = None,
+        rotation_id: str | None = None,
+        limit: int = 500,
+    ) -> list[AuditEvent]:
+        """The latest ``limit`` matching events, oldest first (in the order they were written)."""
+        query = sa.select(AuditEventModel)
+        if app_id is not None:
+            query = query.where(AuditEventModel.app_id == _norm_app_id(app_id))
+        if rotation_id is not None:
+            query = query.where(AuditEventModel.rotation_id == rotation_id)
+        query = query.order_by(AuditEventModel.id.desc()).limit(limit)
+        with self._session() as s:
+            events = [_audit_from_model(m) for m in s.scalars(query)]
+        events.reverse()
+        return events
+
+
+def _rowcount(result: sa.Result[Any]) -> int:
+    count = getattr(result, "rowcount", -1)
+    return int(count)

@@ -1,0 +1,139 @@
+"""Frozen values that the store returns besides :class:`~rotator.domain.rotation.Rotation`."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from rotator.domain.credentials import AppRegistration, Credential, CredentialKind
+from rotator.domain.secret_value import SecretValue
+
+
+class ScanStatus(StrEnum):
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    # Some apps could not be read: the inventory is incomplete, never "all clear".
+    PARTIAL = "partial"
+    FAILED = "failed"
+
+
+class AuditOutcome(StrEnum):
+    OK = "ok"
+    ERROR = "error"
+    INFO = "info"
+
+
+class SecretInStore(TypeError):
+    """A secret value was handed to the database layer, which must never store one."""
+
+
+@dataclass(frozen=True, slots=True)
+class InventoryRow:
+    """One credential as the last scan saw it (metadata only)."""
+
+    app_id: str
+    key_id: str
+    object_id: str
+    app_display_name: str
+    kind: CredentialKind
+    display_name: str | None
+    start_at: datetime | None
+    end_at: datetime | None
+    hint: str | None = None
+    thumbprint: str | None = None
+    managed: bool = False
+    # Filled when read back from the store; ignored when writing.
+    scan_run_id: str | None = None
+    seen_at: datetime | None = None
+
+    @classmethod
+    def from_credential(
+        cls, app: AppRegistration, credential: Credential, *, managed: bool
+    ) -> InventoryRow:
+        return cls(
+            app_id=app.app_id,
+            key_id=credential.key_id,
+            object_id=app.object_id,
+            app_display_name=app.display_name,
+            kind=credential.kind,
+            display_name=credential.display_name,
+            start_at=credential.start,
+            end_at=credential.end,
+            hint=credential.hint,
+            thumbprint=credential.thumbprint,
+            managed=managed,
+        )
+
+    def to_credential(self) -> Credential:
+        return Credential(
+            key_id=self.key_id,
+            kind=self.kind,
+            display_name=self.display_name,
+            start=self.start_at,
+            end=self.end_at,
+            hint=self.hint,
+            thumbprint=self.thumbprint,
+        )
+
+    def days_left(self, now: datetime) -> float | None:
+        return self.to_credential().days_left(now)
+
+
+@dataclass(frozen=True, slots=True)
+class ScanError:
+    raw_id: str | None
+    error: str
+
+
+@dataclass(frozen=True, slots=True)
+class ScanRun:
+    id: str
+    started_at: datetime
+    finished_at: datetime | None
+    status: ScanStatus
+    apps_seen: int
+    credentials_seen: int
+    error_count: int
+    error: str | None
+    # At most the first MAX_SCAN_ERRORS; ``error_count`` is the true total.
+    errors: tuple[ScanError, ...] = ()
+
+    @property
+    def clean(self) -> bool:
+        """True only for a finished scan that read every app without error."""
+        return self.status is ScanStatus.SUCCEEDED and self.error_count == 0
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEvent:
+    id: int
+    at: datetime
+    step: str
+    outcome: AuditOutcome
+    message: str
+    rotation_id: str | None = None
+    app_id: str | None = None
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+
+_SCALARS: frozenset[type] = frozenset({str, int, float, bool, type(None), datetime})
+
+
+def reject_secrets(value: object, where: str) -> None:
+    """Raise :class:`SecretInStore` if ``value`` is or contains a :class:`SecretValue`."""
+    stack: list[object] = [value]
+    while stack:
+        item = stack.pop()
+        # Exact-type fast path: this runs for every inventory field of every scan.
+        if type(item) in _SCALARS:
+            continue
+        if isinstance(item, SecretValue):
+            raise SecretInStore(f"{where}: a secret value must never be written to the database")
+        if isinstance(item, dict | Mapping):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple | set | frozenset):
+            stack.extend(item)

@@ -1,0 +1,686 @@
+"""Settings from the environment and the per-app policy from a TOML file.
+
+Everything is checked at load time, so a typo in the policy file stops the
+service at start-up with a message that names the file, the line, the key and
+the fix, instead of surfacing as a failed rotation weeks later.
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+import os
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Final, Literal
+from urllib.parse import urlsplit
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from rotator.domain.credentials import CredentialKind
+from rotator.domain.rotation import staging_name
+
+
+class ConfigError(Exception):
+    """Configuration that cannot be used; the message says where and what to do."""
+
+
+# ============================================================================ settings
+
+
+def _env(name: str) -> Any:
+    """An optional setting read from the environment variable ``name``."""
+    return Field(None, validation_alias=AliasChoices(name))
+
+
+class Settings(BaseSettings):
+    """Process settings. ``Settings()`` reads the environment; prefer :func:`load_settings`."""
+
+    model_config = SettingsConfigDict(
+        extra="ignore",
+        frozen=True,
+        # A validation error must never echo a value back (it could be the client secret).
+        hide_input_in_errors=True,
+        env_ignore_empty=True,
+    )
+
+    authority_host: str = Field(
+        "https://login.microsoftonline.com",
+        validation_alias=AliasChoices("ROTATOR_AUTHORITY_HOST"),
+    )
+    graph_url: str = Field(
+        "https://graph.microsoft.com/v1.0", validation_alias=AliasChoices("ROTATOR_GRAPH_URL")
+    )
+    vault_url: str | None = _env("ROTATOR_VAULT_URL")
+    ca_bundle: Path | None = _env("ROTATOR_CA_BUNDLE")
+    database_url: str = Field(
+        "sqlite:///rotator.db", validation_alias=AliasChoices("ROTATOR_DATABASE_URL")
+    )
+    config_path: Path | None = _env("ROTATOR_CONFIG")
+    http_port: int = Field(9464, ge=1, le=65535, validation_alias=AliasChoices("ROTATOR_HTTP_PORT"))
+    log_format: Literal["auto", "json", "console"] = Field(
+        "auto", validation_alias=AliasChoices("ROTATOR_LOG_FORMAT")
+    )
+    log_level: str = Field("INFO", validation_alias=AliasChoices("ROTATOR_LOG_LEVEL"))
+    env_file: Path | None = _env("ROTATOR_ENV_FILE")
+    tenant_id: str | None = _env("AZURE_TENANT_ID")
+    client_id: str | None = _env("AZURE_CLIENT_ID")
+    client_secret: SecretStr | None = _env("AZURE_CLIENT_SECRET")
+
+    @field_validator("vault_url", "ca_bundle", "config_path", "env_file", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
+    @field_validator("authority_host", "graph_url")
+    @classmethod
+    def _https_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme != "https" or not parts.hostname:
+            raise ValueError("must be an https:// URL")
+        return value.rstrip("/")
+
+    @field_validator("ca_bundle")
+    @classmethod
+    def _ca_exists(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"file {value} does not exist; set it to a PEM CA bundle or unset it")
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _level(cls, value: str) -> str:
+        level = value.strip().upper()
+        if level not in ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG"):
+            raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
+        return level
+
+    @property
+    def log_level_number(self) -> int:
+        return logging.getLevelNamesMapping()[self.log_level]
+
+
+# Environment names of the settings, in field order (aliases are the single source).
+SETTINGS_ENV: Final[Mapping[str, str]] = MappingProxyType(
+    {
+        name: str(info.validation_alias.choices[0])
+        for name, info in Settings.model_fields.items()
+        if isinstance(info.validation_alias, AliasChoices)
+    }
+)
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """``KEY=VALUE`` lines; blank lines and ``#`` comments are skipped, ``export`` is allowed."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(
+            f"ROTATOR_ENV_FILE names {path}, which cannot be read ({exc.strerror or exc}); "
+            "point it at an existing KEY=VALUE file or unset it"
+        ) from None
+    values: dict[str, str] = {}
+    for lineno, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        line = line.removeprefix("export ").lstrip()
+        key, sep, value = line.partition("=")
+        key = key.strip()
+        if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
+            raise ConfigError(f"{path}:{lineno}: expected KEY=VALUE; fix or remove this line")
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+            value = value[1:-1]
+        values[key] = value
+    return values
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Settings from ``environ`` (default: the process environment).
+
+    Values from the file named by ``ROTATOR_ENV_FILE`` fill in what the
+    environment does not set; the environment always wins.
+    """
+    env = dict(os.environ if environ is None else environ)
+    env_file = env.get("ROTATOR_ENV_FILE", "").strip()
+    if env_file:
+        for key, value in read_env_file(Path(env_file)).items():
+            if not env.get(key):
+                env[key] = value
+    data = {alias: env[alias] for alias in SETTINGS_ENV.values() if env.get(alias, "") != ""}
+    try:
+        # model_validate skips the settings sources, so only ``env`` is consulted.
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors(include_url=False, include_input=False):
+            loc = ".".join(str(p) for p in err["loc"])
+            problems.append(f"{loc}: {err['msg']}")
+        raise ConfigError("invalid settings: " + "; ".join(problems)) from None
+
+
+# ============================================================================ policy
+
+
+class KeyType(StrEnum):
+    RSA2048 = "RSA2048"
+    RSA3072 = "RSA3072"
+    RSA4096 = "RSA4096"
+    EC_P256 = "EC_P256"
+
+
+class KeyVaultFormat(StrEnum):
+    PEM = "pem"
+    PKCS12 = "pkcs12"
+
+
+@dataclass(frozen=True, slots=True)
+class AppPolicy:
+    """Everything rotator needs to know about one managed app, fully resolved."""
+
+    app_id: str  # lower-case GUID
+    vault_url: str
+    secret_name: str
+    renew_before_days: float
+    lifetime_days: int
+    grace_hours: float
+    verify_scope: str
+    verify_successes: int
+    verify_timeout_seconds: float
+    # None: the same kind as the credential that is expiring.
+    credential: CredentialKind | None
+    key_type: KeyType
+    certificate_subject: str
+    key_vault_format: KeyVaultFormat
+    expected_roles: tuple[str, ...] = ()
+
+    @property
+    def staging_secret_name(self) -> str:
+        return staging_name(self.secret_name)
+
+
+@dataclass(frozen=True, slots=True)
+class AppDefaults:
+    """The ``[defaults]`` table resolved against the built-in defaults."""
+
+    vault_url: str | None
+    renew_before_days: float
+    lifetime_days: int
+    grace_hours: float
+    verify_scope: str
+    verify_successes: int
+    verify_timeout_seconds: float
+    credential: CredentialKind | None
+    key_type: KeyType
+    certificate_subject: str
+    key_vault_format: KeyVaultFormat
+    expected_roles: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class DaemonPolicy:
+    scan_interval_minutes: float = 60
+    reconcile_interval_seconds: float = 60
+    max_concurrent_rotations: int = 8
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    defaults: AppDefaults
+    daemon: DaemonPolicy
+    apps: Mapping[str, AppPolicy] = field(default_factory=dict)
+    source: Path | None = None
+
+    def for_app(self, app_id: str) -> AppPolicy | None:
+        return self.apps.get(app_id.strip().lower())
+
+    @property
+    def managed_app_ids(self) -> frozenset[str]:
+        return frozenset(self.apps)
+
+
+# ---------------------------------------------------------------- key table
+
+_SECRET_NAME: Final = re.compile(r"^[0-9a-zA-Z-]{1,127}$")
+MAX_SECRET_NAME: Final = 127
+
+
+def default_secret_name(app_id: str) -> str:
+    return f"rotator-{app_id.lower()}"
+
+
+@dataclass(frozen=True, slots=True)
+class _Key:
+    """One policy key: where it may appear, its built-in default and its check."""
+
+    check: Callable[[object], Any]  # returns the parsed value or raises ValueError(hint)
+    default: Any
+    in_defaults: bool = True
+    in_app: bool = True
+
+
+def _number(lo: float, hi: float, *, unit: str) -> Callable[[object], float]:
+    def check(value: object) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError(f"must be a number of {unit}, got {_show(value)}")
+        if not lo <= value <= hi:
+            raise ValueError(f"must be between {lo:g} and {hi:g} {unit}, got {value:g}")
+        return float(value)
+
+    return check
+
+
+def _whole(lo: int, hi: int, *, unit: str) -> Callable[[object], int]:
+    def check(value: object) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"must be a whole number of {unit}, got {_show(value)}")
+        if not lo <= value <= hi:
+            raise ValueError(f"must be between {lo} and {hi} {unit}, got {value}")
+        return value
+
+    return check
+
+
+def _positive(*, unit: str, hi: float) -> Callable[[object], float]:
+    def check(value: object) -> float:
+        result = _number(0, hi, unit=unit)(value)
+        if result <= 0:
+            raise ValueError(f"must be more than 0 {unit}, got {result:g}")
+        return result
+
+    return check
+
+
+def _choice(enum: type[StrEnum]) -> Callable[[object], Any]:
+    options = [e.value for e in enum]
+
+    def check(value: object) -> Any:
+        if isinstance(value, str):
+            for member in enum:
+                if member.value.lower() == value.strip().lower():
+                    return member
+        raise ValueError(f"must be one of {', '.join(options)}, got {_show(value)}")
+
+    return check
+
+
+def _scope(value: object) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"must be a scope string, got {_show(value)}")
+    if not value.endswith("/.default"):
+        raise ValueError(
+            f"client-credentials scopes must end in /.default, got {value!r}; "
+            f"use e.g. {value.rstrip('/')}/.default"
+        )
+    return value
+
+
+def _text(value: object) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"must be a non-empty string, got {_show(value)}")
+    return value.strip()
+
+
+def _vault_url(value: object) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"must be a URL string, got {_show(value)}")
+    return check_vault_url(value)
+
+
+def check_vault_url(value: str) -> str:
+    parts = urlsplit(value.strip())
+    if parts.scheme != "https" or not parts.hostname:
+        raise ValueError(
+            f"must be an https:// Key Vault URL such as https://myvault.vault.azure.net, "
+            f"got {value!r}"
+        )
+    return value.strip().rstrip("/")
+
+
+def _secret_name(value: object) -> str:
+    if not isinstance(value, str) or not _SECRET_NAME.fullmatch(value):
+        raise ValueError(
+            f"must be 1-{MAX_SECRET_NAME} letters, digits and dashes (Key Vault's rule), "
+            f"got {_show(value)}"
+        )
+    staging = staging_name(value)
+    if len(staging) > MAX_SECRET_NAME:
+        raise ValueError(
+            f"is {len(value)} characters; its staging secret {staging[:20]}…-next would exceed "
+            f"{MAX_SECRET_NAME}, so use at most {MAX_SECRET_NAME - len(staging) + len(value)}"
+        )
+    return value
+
+
+def _roles(value: object) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(r, str) and r.strip() for r in value):
+        raise ValueError(f'must be a list of role names such as ["ReadOnly"], got {_show(value)}')
+    return tuple(r.strip() for r in value)
+
+
+_GUID: Final = re.compile(r"^[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
+
+
+def _app_id(value: object) -> str:
+    if isinstance(value, str) and _GUID.fullmatch(value.strip()):
+        return value.strip().lower()
+    raise ValueError(
+        "must be the application (client) id, a GUID like "
+        f"00000000-0000-0000-0000-000000000000, got {_show(value)}"
+    )
+
+
+def _credential(value: object) -> CredentialKind:
+    result: CredentialKind = _choice(CredentialKind)(value)
+    return result
+
+
+def _show(value: object) -> str:
+    if isinstance(value, str):
+        return repr(value)
+    return f"{type(value).__name__} {value!r}"
+
+
+KEYS: Final[Mapping[str, _Key]] = MappingProxyType(
+    {
+        "app_id": _Key(_app_id, None, in_defaults=False),
+        "secret_name": _Key(_secret_name, None, in_defaults=False),
+        "vault_url": _Key(_vault_url, None),
+        "renew_before_days": _Key(_positive(unit="days", hi=3650), 30.0),
+        "lifetime_days": _Key(_whole(1, 3650, unit="days"), 180),
+        "grace_hours": _Key(_number(0, 24 * 365, unit="hours"), 24.0),
+        "verify_scope": _Key(_scope, "https://graph.microsoft.com/.default"),
+        "verify_successes": _Key(_whole(1, 100, unit="successes"), 3),
+        "verify_timeout_seconds": _Key(_positive(unit="seconds", hi=86_400), 600.0),
+        "credential": _Key(_credential, None),
+        "key_type": _Key(_choice(KeyType), KeyType.RSA2048),
+        "certificate_subject": _Key(_text, "CN=rotator"),
+        "key_vault_format": _Key(_choice(KeyVaultFormat), KeyVaultFormat.PEM),
+        "expected_roles": _Key(_roles, ()),
+        "scan_interval_minutes": _Key(
+            _positive(unit="minutes", hi=7 * 24 * 60), 60.0, in_app=False
+        ),
+        "reconcile_interval_seconds": _Key(
+            _positive(unit="seconds", hi=86_400), 60.0, in_app=False
+        ),
+        "max_concurrent_rotations": _Key(_whole(1, 1000, unit="rotations"), 8, in_app=False),
+    }
+)
+_DEFAULTS_KEYS: Final = tuple(k for k, spec in KEYS.items() if spec.in_defaults)
+_APP_KEYS: Final = tuple(k for k, spec in KEYS.items() if spec.in_app)
+_TOP_KEYS: Final = ("defaults", "app")
+
+
+# ---------------------------------------------------------------- locating lines
+
+
+class _Lines:
+    """Finds the line of a table or key in the policy text, for error messages."""
+
+    _HEADER = re.compile(r"^\s*\[\[?\s*([A-Za-z0-9_.\"' -]+?)\s*\]\]?\s*(#.*)?$")
+
+    def __init__(self, text: str) -> None:
+        self._lines = text.splitlines()
+        # (line number, table name, is array-of-tables) for every header.
+        self._headers: list[tuple[int, str, bool]] = []
+        for no, line in enumerate(self._lines, start=1):
+            m = self._HEADER.match(line)
+            if m:
+                self._headers.append((no, m.group(1).strip().strip("\"'"), "[[" in line))
+
+    def section(self, name: str, index: int = 0) -> tuple[int | None, int | None]:
+        """(header line, line where the section ends) of the ``index``-th ``name`` table."""
+        found = [i for i, (_, n, _) in enumerate(self._headers) if n == name]
+        if index >= len(found):
+            return None, None
+        i = found[index]
+        start = self._headers[i][0]
+        end = self._headers[i + 1][0] if i + 1 < len(self._headers) else len(self._lines) + 1
+        return start, end
+
+    def key(self, section: str | None, key: str, index: int = 0) -> int | None:
+        if section is None:
+            start, end = 0, (self._headers[0][0] if self._headers else len(self._lines) + 1)
+        else:
+            header, stop = self.section(section, index)
+            if header is None or stop is None:
+                return None
+            start, end = header, stop
+        pattern = re.compile(rf"^\s*[\"']?{re.escape(key)}[\"']?\s*=")
+        for no in range(start + 1 if section else 1, end):
+            if pattern.match(self._lines[no - 1]):
+                return no
+        return start if section else None
+
+
+# ---------------------------------------------------------------- loading
+
+
+class _Problems:
+    def __init__(self, path: Path, text: str) -> None:
+        self.path = path
+        self.lines = _Lines(text)
+        self.items: list[str] = []
+
+    def add(self, line: int | None, where: str, message: str) -> None:
+        loc = f"{self.path}:{line}" if line else str(self.path)
+        self.items.append(f"{loc}: {where}: {message}")
+
+    def raise_if_any(self) -> None:
+        if self.items:
+            count = len(self.items)
+            head = "1 problem" if count == 1 else f"{count} problems"
+            raise ConfigError(f"policy file {self.path}: {head}:\n  " + "\n  ".join(self.items))
+
+
+def _suggest(key: str, allowed: tuple[str, ...]) -> str:
+    close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
+    if close:
+        return f"did you mean {close[0]!r}?"
+    return "known keys: " + ", ".join(allowed)
+
+
+def empty_policy(settings: Settings | None = None) -> Policy:
+    vault = settings.vault_url if settings is not None else None
+    return Policy(
+        defaults=_builtin_defaults(vault), daemon=DaemonPolicy(), apps=MappingProxyType({})
+    )
+
+
+def _builtin_defaults(vault_url: str | None) -> AppDefaults:
+    values = {k: KEYS[k].default for k in _DEFAULTS_KEYS if KEYS[k].in_app}
+    values["vault_url"] = vault_url
+    return AppDefaults(**values)
+
+
+def load_policy(path: str | os.PathLike[str] | None, settings: Settings) -> Policy:
+    """The policy in the TOML file at ``path``; no path means nothing is managed."""
+    if path is None or str(path) == "":
+        policy = empty_policy(settings)
+        if settings.vault_url is not None:
+            try:
+                check_vault_url(settings.vault_url)
+            except ValueError as exc:
+                raise ConfigError(f"ROTATOR_VAULT_URL {exc}") from None
+        return policy
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ConfigError(
+            f"policy file {file} cannot be read ({reason}); set ROTATOR_CONFIG to the path of "
+            "a readable TOML policy file, or unset it to manage no apps"
+        ) from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(
+            f"policy file {file} is not valid TOML: {exc}; fix the syntax there"
+        ) from None
+    return _parse(file, text, data, settings)
+
+
+def _parse(file: Path, text: str, data: Mapping[str, Any], settings: Settings) -> Policy:
+    problems = _Problems(file, text)
+    lines = problems.lines
+
+    for key in data:
+        if key not in _TOP_KEYS:
+            problems.add(
+                lines.key(None, key) or lines.section(key)[0],
+                f"top-level key {key!r}",
+                "unknown; the file has a [defaults] table and [[app]] tables; "
+                + _suggest(key, _TOP_KEYS),
+            )
+
+    # ---- [defaults]
+    raw_defaults = data.get("defaults", {})
+    resolved: dict[str, Any] = {k: KEYS[k].default for k in _DEFAULTS_KEYS}
+    env_vault = settings.vault_url
+    if env_vault is not None:
+        try:
+            resolved["vault_url"] = check_vault_url(env_vault)
+        except ValueError as exc:
+            problems.add(None, "ROTATOR_VAULT_URL", str(exc))
+    if not isinstance(raw_defaults, dict):
+        problems.add(lines.key(None, "defaults"), "defaults", "must be a table: write [defaults]")
+        raw_defaults = {}
+    for key, value in raw_defaults.items():
+        line = lines.key("defaults", key)
+        if key not in KEYS:
+            problems.add(
+                line, f"[defaults] key {key!r}", "unknown; " + _suggest(key, _DEFAULTS_KEYS)
+            )
+            continue
+        if not KEYS[key].in_defaults:
+            problems.add(
+                line, f"[defaults] key {key!r}", "is per app; move it into an [[app]] table"
+            )
+            continue
+        try:
+            resolved[key] = KEYS[key].check(value)
+        except ValueError as exc:
+            problems.add(line, f"[defaults] key {key!r}", str(exc))
+    if resolved["renew_before_days"] >= resolved["lifetime_days"]:
+        problems.add(
+            lines.key("defaults", "renew_before_days"),
+            "[defaults] key 'renew_before_days'",
+            f"must be less than lifetime_days ({resolved['lifetime_days']}), or every new "
+            "credential would be due at once; lower it or raise lifetime_days",
+        )
+    defaults = AppDefaults(**{k: resolved[k] for k in _DEFAULTS_KEYS if KEYS[k].in_app})
+    daemon = DaemonPolicy(**{k: resolved[k] for k in _DEFAULTS_KEYS if not KEYS[k].in_app})
+
+    # ---- [[app]]
+    raw_apps = data.get("app", [])
+    if not isinstance(raw_apps, list):
+        problems.add(
+            lines.section("app")[0], "app", "must be an array of tables: write [[app]] per app"
+        )
+        raw_apps = []
+    apps: dict[str, AppPolicy] = {}
+    app_lines: dict[str, int | None] = {}
+    secret_owner: dict[tuple[str, str], str] = {}
+    for index, raw in enumerate(raw_apps):
+        header = lines.section("app", index)[0]
+        label = f"[[app]] #{index + 1}"
+        if not isinstance(raw, dict):
+            problems.add(header, label, "must be a table")
+            continue
+        raw_id = raw.get("app_id")
+        if isinstance(raw_id, str) and _GUID.fullmatch(raw_id.strip()):
+            # Checked before the rest so a duplicate shows even when both copies have errors.
+            norm_id = raw_id.strip().lower()
+            if norm_id in app_lines:
+                problems.add(
+                    lines.key("app", "app_id", index),
+                    f"{label} key 'app_id'",
+                    f"{norm_id} is already configured at line {app_lines[norm_id]}; "
+                    "merge the two [[app]] tables into one",
+                )
+                continue
+            app_lines[norm_id] = header
+        app = _parse_app(raw, index, label, defaults, problems)
+        if app is None:
+            continue
+        owner_key = (app.vault_url.lower(), app.secret_name.lower())
+        if owner_key in secret_owner:
+            problems.add(
+                lines.key("app", "secret_name", index),
+                f"{label} key 'secret_name'",
+                f"{app.secret_name!r} in {app.vault_url} is already the secret of app "
+                f"{secret_owner[owner_key]}; give each app its own secret_name",
+            )
+            continue
+        secret_owner[owner_key] = app.app_id
+        apps[app.app_id] = app
+    problems.raise_if_any()
+    return Policy(defaults=defaults, daemon=daemon, apps=MappingProxyType(apps), source=file)
+
+
+def _parse_app(
+    raw: Mapping[str, Any],
+    index: int,
+    label: str,
+    defaults: AppDefaults,
+    problems: _Problems,
+) -> AppPolicy | None:
+    lines = problems.lines
+    header = lines.section("app", index)[0]
+    values: dict[str, Any] = {
+        k: getattr(defaults, k) for k in _APP_KEYS if k not in ("app_id", "secret_name")
+    }
+    ok = True
+    for key, value in raw.items():
+        line = lines.key("app", key, index)
+        if key not in KEYS:
+            problems.add(line, f"{label} key {key!r}", "unknown; " + _suggest(key, _APP_KEYS))
+            ok = False
+            continue
+        if not KEYS[key].in_app:
+            problems.add(
+                line, f"{label} key {key!r}", "applies to the daemon; move it into [defaults]"
+            )
+            ok = False
+            continue
+        try:
+            values[key] = KEYS[key].check(value)
+        except ValueError as exc:
+            problems.add(line, f"{label} key {key!r}", str(exc))
+            ok = False
+    if "app_id" not in raw:
+        problems.add(header, label, 'app_id is missing; add app_id = "<application (client) id>"')
+        return None
+    if not ok:
+        return None
+    app_id: str = values["app_id"]
+    label = f"{label} ({app_id})"
+    if values["vault_url"] is None:
+        problems.add(
+            header,
+            f"{label} key 'vault_url'",
+            "no Key Vault is configured; set vault_url here or in [defaults], "
+            "or set ROTATOR_VAULT_URL",
+        )
+        return None
+    if values["renew_before_days"] >= values["lifetime_days"]:
+        where = "renew_before_days" if "renew_before_days" in raw else "lifetime_days"
+        problems.add(
+            lines.key("app", where, index),
+            f"{label} key {where!r}",
+            f"renew_before_days ({values['renew_before_days']:g}) must be less than "
+            f"lifetime_days ({values['lifetime_days']}); lower one or raise the other",
+        )
+        return None
+    values.setdefault("secret_name", default_secret_name(app_id))
+    return AppPolicy(**values)
