@@ -1,0 +1,231 @@
+"""Build the Azure SDK clients for any cloud: public, national, or the emulated tenant.
+
+The emulator is just one more "cloud": an authority host, a Graph URL, a vault URL and a CA
+file. Everything that differs between clouds is decided here so adapters stay cloud-agnostic.
+msgraph is imported inside functions because importing it costs over a second.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import importlib
+import os
+import ssl
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlparse
+
+if TYPE_CHECKING:
+    import azure.identity
+    import azure.identity.aio
+    from azure.core.credentials import TokenCredential
+    from azure.core.credentials_async import AsyncTokenCredential
+    from azure.keyvault.secrets import SecretClient as SyncSecretClient
+    from azure.keyvault.secrets.aio import SecretClient
+    from msgraph.graph_service_client import GraphServiceClient
+
+PUBLIC_GRAPH_URL = "https://graph.microsoft.com/v1.0"
+
+# Authority hosts MSAL already knows; instance discovery must stay on for them.
+_KNOWN_AUTHORITY_HOSTS = frozenset(
+    {
+        "login.microsoftonline.com",
+        "login.microsoft.com",
+        "login.windows.net",
+        "sts.windows.net",
+        "login.microsoftonline.us",
+        "login.usgovcloudapi.net",
+        "login.chinacloudapi.cn",
+        "login.partner.microsoftonline.cn",
+    }
+)
+# Graph hosts of the national clouds have their own resource id; anything else is Graph public.
+_GRAPH_HOSTS = frozenset(
+    {
+        "graph.microsoft.com",
+        "graph.microsoft.us",
+        "dod-graph.microsoft.us",
+        "microsoftgraph.chinacloudapi.cn",
+    }
+)
+_VAULT_SUFFIXES = (
+    ".vault.azure.net",
+    ".vault.usgovcloudapi.net",
+    ".vault.azure.cn",
+    ".vault.microsoftazure.de",
+    ".managedhsm.azure.net",
+    ".managedhsm.usgovcloudapi.net",
+    ".managedhsm.azure.cn",
+)
+
+
+def _host(url: str) -> str:
+    return (urlparse(url if "://" in url else f"https://{url}").hostname or "").lower()
+
+
+@functools.lru_cache(maxsize=8)
+def _bundle_with_system(ca_bundle: str, mtime_ns: int) -> str:
+    """A PEM file holding the system trust store plus ``ca_bundle``.
+
+    azure-core's transports take a file path, not an SSL context, and a path alone would
+    replace the system store; merging keeps real hosts verifiable next to the extra CA.
+    """
+    parts: list[str] = []
+    for cert in ssl.create_default_context().get_ca_certs(binary_form=True):
+        if isinstance(cert, bytes):
+            parts.append(ssl.DER_cert_to_PEM_cert(cert))
+    default_file = ssl.get_default_verify_paths().cafile
+    if not parts and default_file and os.path.exists(default_file):
+        parts.append(Path(default_file).read_text())
+    if not parts:
+        # Hash-directory stores cannot be listed; fall back to requests' own bundle.
+        with contextlib.suppress(ImportError, OSError):
+            parts.append(Path(importlib.import_module("certifi").where()).read_text())
+    parts.append(Path(ca_bundle).read_text())
+    directory = tempfile.mkdtemp(prefix="rotator-ca-")
+    target = Path(directory) / "ca-bundle.pem"
+    target.write_text("\n".join(parts))
+    return str(target)
+
+
+def trust_bundle(ca_bundle: str | None) -> str | None:
+    """Path for ``connection_verify``: system CAs plus the extra one; None means defaults."""
+    if not ca_bundle:
+        return None
+    path = os.path.abspath(ca_bundle)
+    return _bundle_with_system(path, os.stat(path).st_mtime_ns)
+
+
+def ssl_context(ca_bundle: str | None) -> ssl.SSLContext:
+    """System trust store, plus ``ca_bundle`` when given (never only the extra CA)."""
+    context = ssl.create_default_context()
+    if ca_bundle:
+        context.load_verify_locations(cafile=ca_bundle)
+    return context
+
+
+def identity_options(authority_host: str | None, ca_bundle: str | None) -> dict[str, object]:
+    """Keyword arguments for azure-identity credentials (sync and async)."""
+    options: dict[str, object] = {}
+    if authority_host:
+        options["authority"] = authority_host.rstrip("/")
+        if _host(authority_host) not in _KNOWN_AUTHORITY_HOSTS:
+            # MSAL would ask login.microsoftonline.com whether this host is a valid authority.
+            options["disable_instance_discovery"] = True
+    verify = trust_bundle(ca_bundle)
+    if verify:
+        options["connection_verify"] = verify
+    return options
+
+
+def async_secret_credential(
+    tenant_id: str,
+    client_id: str,
+    client_secret: str,
+    *,
+    authority_host: str | None = None,
+    ca_bundle: str | None = None,
+) -> azure.identity.aio.ClientSecretCredential:
+    from azure.identity.aio import ClientSecretCredential
+
+    options: dict[str, Any] = identity_options(authority_host, ca_bundle)
+    return ClientSecretCredential(tenant_id, client_id, client_secret, **options)
+
+
+def sync_secret_credential(
+    tenant_id: str,
+    client_id: str,
+    client_secret: str,
+    *,
+    authority_host: str | None = None,
+    ca_bundle: str | None = None,
+) -> azure.identity.ClientSecretCredential:
+    from azure.identity import ClientSecretCredential
+
+    options: dict[str, Any] = identity_options(authority_host, ca_bundle)
+    return ClientSecretCredential(tenant_id, client_id, client_secret, **options)
+
+
+def async_default_credential(
+    *, authority_host: str | None = None, ca_bundle: str | None = None
+) -> AsyncTokenCredential:
+    """DefaultAzureCredential: env vars, workload identity, managed identity, CLI..."""
+    from azure.identity.aio import DefaultAzureCredential
+
+    options: dict[str, Any] = identity_options(authority_host, ca_bundle)
+    return DefaultAzureCredential(**options)
+
+
+def graph_scopes(graph_url: str) -> list[str]:
+    host = _host(graph_url)
+    if host in _GRAPH_HOSTS:
+        return [f"https://{host}/.default"]
+    # Any other host (the emulator) stands in for public Graph and takes its tokens.
+    return ["https://graph.microsoft.com/.default"]
+
+
+def make_graph_client(
+    credential: AsyncTokenCredential,
+    *,
+    graph_url: str = PUBLIC_GRAPH_URL,
+    ca_bundle: str | None = None,
+) -> GraphServiceClient:
+    import httpx
+    from kiota_authentication_azure.azure_identity_authentication_provider import (
+        AzureIdentityAuthenticationProvider,
+    )
+    from msgraph.graph_request_adapter import GraphRequestAdapter
+    from msgraph.graph_request_adapter import options as graph_options
+    from msgraph.graph_service_client import GraphServiceClient
+
+    # msgraph_core ships no type information; reach it without making mypy guess.
+    graph_client_factory: Any = importlib.import_module("msgraph_core").GraphClientFactory
+
+    base_url = graph_url.rstrip("/")  # a trailing slash would make every path start with //
+    host = _host(base_url)
+    auth = AzureIdentityAuthenticationProvider(
+        credential, scopes=graph_scopes(base_url), allowed_hosts=[host]
+    )
+    http = httpx.AsyncClient(
+        base_url=base_url,
+        verify=ssl_context(ca_bundle),
+        timeout=httpx.Timeout(60.0, connect=10.0),
+        http2=False,
+    )
+    # A custom client skips Graph's retry/redirect middleware unless wrapped like this.
+    http = graph_client_factory.create_with_default_middleware(client=http, options=graph_options)
+    adapter = GraphRequestAdapter(auth, client=http)
+    adapter.base_url = base_url
+    return GraphServiceClient(request_adapter=adapter)
+
+
+def _vault_options(vault_url: str, ca_bundle: str | None) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    if not _host(vault_url).endswith(_VAULT_SUFFIXES):
+        # The emulator's challenge names https://vault.azure.net, which is not its own host.
+        options["verify_challenge_resource"] = False
+    verify = trust_bundle(ca_bundle)
+    if verify:
+        options["connection_verify"] = verify
+    return options
+
+
+def make_secret_client(
+    vault_url: str, credential: AsyncTokenCredential, *, ca_bundle: str | None = None
+) -> SecretClient:
+    from azure.keyvault.secrets.aio import SecretClient
+
+    return SecretClient(vault_url, credential, **_vault_options(vault_url, ca_bundle))
+
+
+def make_sync_secret_client(
+    vault_url: str,
+    credential: TokenCredential,
+    *,
+    ca_bundle: str | None = None,
+) -> SyncSecretClient:
+    from azure.keyvault.secrets import SecretClient as SyncClient
+
+    return SyncClient(vault_url, credential, **_vault_options(vault_url, ca_bundle))

@@ -1,0 +1,58 @@
+"""``rotator emulator``: run the emulated tenant in the foreground until SIGINT/SIGTERM."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+@click.command("emulator")
+@click.option("--port", type=int, default=0, show_default=True, help="0 picks a free port.")
+@click.option(
+    "--env-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="Where to write AZURE_* / ROTATOR_* settings (mode 0600); the CA PEM goes next to it.",
+)
+@click.option("--apps", type=int, default=20, show_default=True, help="Seeded app registrations.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed for ids and secrets.")
+@click.option(
+    "--propagation-seconds",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="Max delay before a new credential is known to every token replica.",
+)
+def emulator_command(
+    port: int, env_file: Path, apps: int, seed: int, propagation_seconds: float
+) -> None:
+    """Run the emulated Entra tenant (Graph, token endpoint, Key Vault) over HTTPS."""
+    # Imported here so `rotator --help` does not pay for uvicorn and cryptography.
+    import logging
+    import signal
+    import threading
+    from types import FrameType
+
+    from rotator.emulator.runner import ENV_KEYS, RunningEmulator
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    emulator = RunningEmulator.start(
+        apps=apps, seed=seed, propagation_seconds=propagation_seconds, port=port, env_file=env_file
+    )
+    try:
+        for key in ENV_KEYS:
+            shown = "***" if key == "AZURE_CLIENT_SECRET" else emulator.env[key]
+            click.echo(f"{key}={shown}")
+        click.echo(f"# written to {emulator.env_file}", err=True)
+        while not stop.wait(0.5):
+            pass
+    finally:
+        emulator.stop()

@@ -1,0 +1,287 @@
+"""Injected trouble: latency, 5xx rates, lost responses, throttling, concurrent-write conflicts.
+
+One ``Faults`` object is shared by all routes; tests change its fields while the server runs
+(plain attribute writes are atomic enough; the buckets and counters take a lock).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+import threading
+import time
+from collections import defaultdict
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from functools import wraps
+from typing import Any, Literal
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from rotator.emulator.errors import (
+    AadError,
+    GraphError,
+    aad_error_response,
+    graph_error_response,
+    vault_error_response,
+)
+
+Service = Literal["graph", "vault", "token", "admin"]
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+class TokenBucket:
+    def __init__(self, capacity: float, refill_per_second: float) -> None:
+        self.capacity = capacity
+        self.refill = refill_per_second
+        self.tokens = capacity
+        self.stamp = time.monotonic()
+
+    def take(self) -> float:
+        """0 when a token was taken, else the seconds until one will be there."""
+        now = time.monotonic()
+        self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.refill)
+        self.stamp = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return 0.0
+        if self.refill <= 0:
+            return 60.0
+        return (1 - self.tokens) / self.refill
+
+
+@dataclass
+class Faults:
+    latency_ms: float = 0.0
+    # route name (or "graph.*", "*") -> {status: probability}; e.g. {"graph.addPassword": {503: .2}}
+    error_rates: dict[str, dict[int, float]] = field(default_factory=dict)
+    # route -> probability that a write is applied but its response is lost (500 returned).
+    lost_response_rates: dict[str, float] = field(default_factory=dict)
+    # Graph write token buckets: per calling app, and per tenant. None disables a bucket.
+    throttle_app_capacity: float | None = None
+    throttle_app_refill_per_second: float = 1.0
+    throttle_tenant_capacity: float | None = None
+    throttle_tenant_refill_per_second: float = 10.0
+    # How long a Graph write holds its target app; a second write inside the window gets 409.
+    write_hold_ms: float = 0.0
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        self._lock = threading.Lock()
+        # Fault rolls need repeatability, not secrecy.
+        self._rng = random.Random(self.seed)  # noqa: S311
+        self._app_buckets: dict[str, TokenBucket] = {}
+        self._tenant_bucket: TokenBucket | None = None
+        self._busy: dict[str, int] = defaultdict(int)
+        self._counts: dict[str, dict[int, int]] = defaultdict(lambda: defaultdict(int))
+
+    # ------------------------------------------------------------------ configuration
+
+    def update(self, data: Mapping[str, Any]) -> None:
+        """Apply a JSON patch from the admin route; unknown keys are an error."""
+        for key, value in data.items():
+            if key == "error_rates":
+                self.error_rates = {
+                    str(route): {int(status): float(p) for status, p in rates.items()}
+                    for route, rates in dict(value).items()
+                }
+            elif key == "lost_response_rates":
+                self.lost_response_rates = {str(k): float(v) for k, v in dict(value).items()}
+            elif key in ("throttle_app_capacity", "throttle_tenant_capacity"):
+                setattr(self, key, None if value is None else float(value))
+                self.reset_buckets()
+            elif key in (
+                "latency_ms",
+                "throttle_app_refill_per_second",
+                "throttle_tenant_refill_per_second",
+                "write_hold_ms",
+            ):
+                setattr(self, key, float(value))
+                self.reset_buckets()
+            else:
+                raise KeyError(key)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "latency_ms": self.latency_ms,
+            "error_rates": {
+                r: {str(s): p for s, p in v.items()} for r, v in self.error_rates.items()
+            },
+            "lost_response_rates": dict(self.lost_response_rates),
+            "throttle_app_capacity": self.throttle_app_capacity,
+            "throttle_app_refill_per_second": self.throttle_app_refill_per_second,
+            "throttle_tenant_capacity": self.throttle_tenant_capacity,
+            "throttle_tenant_refill_per_second": self.throttle_tenant_refill_per_second,
+            "write_hold_ms": self.write_hold_ms,
+        }
+
+    def reset_buckets(self) -> None:
+        with self._lock:
+            self._app_buckets.clear()
+            self._tenant_bucket = None
+
+    # ------------------------------------------------------------------ decisions
+
+    def _rate(self, table: Mapping[str, Any], route: str) -> Any:
+        service = route.split(".", 1)[0]
+        for key in (route, f"{service}.*", "*"):
+            if key in table:
+                return table[key]
+        return None
+
+    def pick_error(self, route: str) -> int | None:
+        rates: dict[int, float] | None = self._rate(self.error_rates, route)
+        if not rates:
+            return None
+        with self._lock:
+            roll = self._rng.random()
+        for status, probability in rates.items():
+            if roll < probability:
+                return status
+            roll -= probability
+        return None
+
+    def lose_response(self, route: str) -> bool:
+        probability: float | None = self._rate(self.lost_response_rates, route)
+        if not probability:
+            return False
+        with self._lock:
+            return self._rng.random() < probability
+
+    def admit_write(self, caller_app_id: str) -> None:
+        """Take a write token or raise Graph's 429 with the Retry-After the buckets imply."""
+        with self._lock:
+            wait = 0.0
+            if self.throttle_app_capacity is not None:
+                bucket = self._app_buckets.get(caller_app_id)
+                if bucket is None:
+                    bucket = TokenBucket(
+                        self.throttle_app_capacity, self.throttle_app_refill_per_second
+                    )
+                    self._app_buckets[caller_app_id] = bucket
+                wait = bucket.take()
+            if wait == 0 and self.throttle_tenant_capacity is not None:
+                if self._tenant_bucket is None:
+                    self._tenant_bucket = TokenBucket(
+                        self.throttle_tenant_capacity, self.throttle_tenant_refill_per_second
+                    )
+                wait = self._tenant_bucket.take()
+        if wait > 0:
+            seconds = max(1, math.ceil(wait))
+            raise GraphError(
+                429,
+                "TooManyRequests",
+                "Too many requests. Your request is throttled temporarily. "
+                f"Please try after {seconds} seconds.",
+                headers={"Retry-After": str(seconds)},
+            )
+
+    @asynccontextmanager
+    async def write_window(self, object_id: str) -> AsyncIterator[None]:
+        """Hold the app for ``write_hold_ms``; an overlapping write fails as in Entra."""
+        with self._lock:
+            if self._busy[object_id] > 0:
+                raise GraphError(
+                    409,
+                    "Directory_ConcurrencyViolation",
+                    "Error due to concurrent requests being made to the tenant. "
+                    "Please wait briefly and retry.",
+                )
+            self._busy[object_id] += 1
+        try:
+            if self.write_hold_ms > 0:
+                await asyncio.sleep(self.write_hold_ms / 1000)
+            yield
+        finally:
+            with self._lock:
+                self._busy[object_id] -= 1
+                if self._busy[object_id] <= 0:
+                    del self._busy[object_id]
+
+    # ------------------------------------------------------------------ counters
+
+    def count(self, route: str, status: int) -> None:
+        with self._lock:
+            self._counts[route][status] += 1
+
+    def counters(self) -> dict[str, dict[str, int]]:
+        with self._lock:
+            return {r: {str(s): n for s, n in v.items()} for r, v in self._counts.items()}
+
+    def count_of(self, route: str | None = None, status: int | None = None) -> int:
+        """Sum of requests matching a route (prefix with ``.*``) and/or a status."""
+        with self._lock:
+            total = 0
+            for name, by_status in self._counts.items():
+                if route is not None and not (
+                    name == route or (route.endswith(".*") and name.startswith(route[:-1]))
+                ):
+                    continue
+                for code, n in by_status.items():
+                    if status is None or code == status:
+                        total += n
+            return total
+
+    def reset_counters(self) -> None:
+        with self._lock:
+            self._counts.clear()
+
+
+def _injected(service: Service, status: int, request: Request) -> Response:
+    if service == "graph":
+        code, message = (
+            ("serviceNotAvailable", "The service is temporarily unavailable. Please retry.")
+            if status == 503
+            else ("generalException", "An internal server error occurred. Please retry.")
+        )
+        headers = {"Retry-After": "1"} if status == 503 else {}
+        return graph_error_response(request, GraphError(status, code, message, headers=headers))
+    if service == "vault":
+        return vault_error_response(
+            status,
+            "ServiceUnavailable" if status == 503 else "InternalServerError",
+            "The service is temporarily unavailable." if status == 503 else "Internal error.",
+            None,
+        )
+    if status == 503:
+        return aad_error_response(
+            AadError(503, "temporarily_unavailable", 90033, "A transient error has occurred.")
+        )
+    return aad_error_response(
+        AadError(
+            500,
+            "server_error",
+            50000,
+            "There was an error issuing a token or an issue with our sign-in service.",
+        )
+    )
+
+
+def guarded(route: str, service: Service) -> Callable[[Endpoint], Endpoint]:
+    """Wrap an endpoint with latency, injected errors, lost responses and counting."""
+
+    def decorate(endpoint: Endpoint) -> Endpoint:
+        @wraps(endpoint)
+        async def wrapper(request: Request) -> Response:
+            faults: Faults = request.app.state.faults
+            response: Response | None = None
+            try:
+                if faults.latency_ms > 0:
+                    await asyncio.sleep(faults.latency_ms / 1000)
+                injected = faults.pick_error(route)
+                if injected is not None:
+                    response = _injected(service, injected, request)
+                    return response
+                response = await endpoint(request)
+                if response.status_code < 400 and faults.lose_response(route):
+                    response = _injected(service, 500, request)
+                return response
+            finally:
+                faults.count(route, response.status_code if response is not None else 500)
+
+        return wrapper
+
+    return decorate

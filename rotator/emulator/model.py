@@ -1,0 +1,221 @@
+"""The directory objects the emulated tenant holds, and their Graph JSON shapes."""
+
+from __future__ import annotations
+
+import base64
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import cached_property
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
+
+from rotator.emulator.pki import placeholder_cert_der
+
+JsonDict = dict[str, Any]
+
+
+def iso(dt: datetime | None) -> str | None:
+    """Graph's timestamp format: UTC, ``Z``, seven fractional digits when there is a fraction."""
+    if dt is None:
+        return None
+    dt = dt.astimezone(UTC)
+    if dt.microsecond:
+        return f"{dt:%Y-%m-%dT%H:%M:%S}.{dt.microsecond:06d}0Z"
+    return f"{dt:%Y-%m-%dT%H:%M:%S}Z"
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(slots=True)
+class AppRole:
+    id: str
+    value: str
+    display_name: str
+    description: str = ""
+    allowed_member_types: tuple[str, ...] = ("Application",)
+    is_enabled: bool = True
+
+    def to_json(self) -> JsonDict:
+        return {
+            "allowedMemberTypes": list(self.allowed_member_types),
+            "description": self.description,
+            "displayName": self.display_name,
+            "id": self.id,
+            "isEnabled": self.is_enabled,
+            "origin": "Application",
+            "value": self.value,
+        }
+
+
+# Per-replica monotonic times at which a credential becomes known; empty means "everywhere".
+Visibility = tuple[float, ...]
+
+
+def known_to(visible_at: Visibility, replica: int) -> bool:
+    return not visible_at or time.monotonic() >= visible_at[replica % len(visible_at)]
+
+
+@dataclass(eq=False, slots=True)
+class PasswordCredential:
+    key_id: str
+    display_name: str | None
+    secret_text: str
+    start: datetime
+    end: datetime
+    visible_at: Visibility = ()
+
+    @property
+    def hint(self) -> str:
+        return self.secret_text[:3]
+
+    def to_json(self, *, with_secret: bool = False) -> JsonDict:
+        return {
+            "customKeyIdentifier": None,
+            "displayName": self.display_name,
+            "endDateTime": iso(self.end),
+            "hint": self.hint,
+            "keyId": self.key_id,
+            "secretText": self.secret_text if with_secret else None,
+            "startDateTime": iso(self.start),
+        }
+
+    def __repr__(self) -> str:  # never show the secret in tracebacks or logs
+        return f"PasswordCredential(key_id={self.key_id!r}, hint={self.hint!r}, end={self.end})"
+
+
+@dataclass(eq=False)
+class KeyCredential:
+    key_id: str
+    display_name: str | None
+    start: datetime
+    end: datetime
+    # SHA-1 of the DER: what an assertion's x5t names. Random for seeded placeholders.
+    thumbprint: bytes
+    sha256: bytes | None = None
+    der: bytes | None = None
+    custom_key_identifier: str | None = None
+    type: str = "AsymmetricX509Cert"
+    usage: str = "Verify"
+    visible_at: Visibility = ()
+
+    @cached_property
+    def public_key(self) -> PublicKeyTypes | None:
+        if self.der is None:
+            return None
+        return x509.load_der_x509_certificate(self.der).public_key()
+
+    def key_der(self) -> bytes:
+        if self.der is None:
+            # Seeded credentials carry no real certificate; make one only when it is asked for.
+            self.der = placeholder_cert_der(self.display_name or "seeded", self.start, self.end)
+        return self.der
+
+    def to_json(self, *, with_key: bool = False) -> JsonDict:
+        return {
+            "customKeyIdentifier": self.custom_key_identifier or self.thumbprint.hex().upper(),
+            "displayName": self.display_name,
+            "endDateTime": iso(self.end),
+            "key": base64.b64encode(self.key_der()).decode() if with_key else None,
+            "keyId": self.key_id,
+            "startDateTime": iso(self.start),
+            "type": self.type,
+            "usage": self.usage,
+        }
+
+
+@dataclass(eq=False)
+class Application:
+    id: str
+    app_id: str
+    display_name: str
+    created: datetime
+    identifier_uris: list[str] = field(default_factory=list)
+    app_roles: list[AppRole] = field(default_factory=list)
+    password_credentials: list[PasswordCredential] = field(default_factory=list)
+    key_credentials: list[KeyCredential] = field(default_factory=list)
+    owners: set[str] = field(default_factory=set)  # service principal object ids
+    sign_in_audience: str = "AzureADMyOrg"
+    deleted: bool = False
+    _json: JsonDict | None = field(default=None, repr=False)
+
+    def changed(self) -> None:
+        self._json = None
+
+    def to_json(self) -> JsonDict:
+        """The full object; cached because large tenants are paged over and over."""
+        if self._json is None:
+            self._json = {
+                "id": self.id,
+                "deletedDateTime": None,
+                "appId": self.app_id,
+                "createdDateTime": iso(self.created),
+                "description": None,
+                "displayName": self.display_name,
+                "identifierUris": list(self.identifier_uris),
+                "notes": None,
+                "publisherDomain": "emulated.onmicrosoft.com",
+                "signInAudience": self.sign_in_audience,
+                "tags": [],
+                "appRoles": [r.to_json() for r in self.app_roles],
+                "keyCredentials": [k.to_json() for k in self.key_credentials],
+                "passwordCredentials": [p.to_json() for p in self.password_credentials],
+                "requiredResourceAccess": [],
+            }
+        return self._json
+
+
+@dataclass(eq=False)
+class ServicePrincipal:
+    id: str
+    app_id: str
+    display_name: str
+    created: datetime
+    service_principal_names: list[str] = field(default_factory=list)
+    # Only first-party resources (Graph, Key Vault) keep roles here; tenant apps use the app's.
+    own_app_roles: list[AppRole] = field(default_factory=list)
+
+    def to_json(self, app_roles: list[AppRole]) -> JsonDict:
+        return {
+            "id": self.id,
+            "deletedDateTime": None,
+            "accountEnabled": True,
+            "appId": self.app_id,
+            "appDisplayName": self.display_name,
+            "displayName": self.display_name,
+            "servicePrincipalNames": list(self.service_principal_names),
+            "servicePrincipalType": "Application",
+            "appRoles": [r.to_json() for r in app_roles],
+            "keyCredentials": [],
+            "passwordCredentials": [],
+        }
+
+
+@dataclass(eq=False, slots=True)
+class AppRoleAssignment:
+    id: str
+    principal_id: str
+    resource_id: str
+    app_role_id: str
+    created: datetime
+    # False models "requested in the app's API permissions but never admin-consented".
+    consented: bool = True
+    principal_display_name: str = ""
+    resource_display_name: str = ""
+
+    def to_json(self) -> JsonDict:
+        return {
+            "id": self.id,
+            "deletedDateTime": None,
+            "appRoleId": self.app_role_id,
+            "createdDateTime": iso(self.created),
+            "principalDisplayName": self.principal_display_name,
+            "principalId": self.principal_id,
+            "principalType": "ServicePrincipal",
+            "resourceDisplayName": self.resource_display_name,
+            "resourceId": self.resource_id,
+        }

@@ -1,0 +1,115 @@
+"""Deterministic tenant contents: the rotator's identity, the walkthrough apps, and N more.
+
+Same seed, same ids and secrets. Dates are relative to the moment of seeding, so "expires in
+12 days" stays true whenever the emulator starts.
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+from datetime import timedelta
+
+from rotator.emulator.model import (
+    Application,
+    AppRole,
+    KeyCredential,
+    PasswordCredential,
+    ServicePrincipal,
+    utcnow,
+)
+from rotator.emulator.tenant import GRAPH_APP_ID, Tenant, make_secret_text
+
+ROTATOR_NAME = "rotator"
+WEB_API_NAME = "mywebapi"
+WEB_API_URI = "api://myapis/mywebapi"
+CLIENT_NAME = "myclient"
+NO_CONSENT_CLIENT_NAME = "myclient-noconsent"
+
+_WORDS = (
+    "billing", "orders", "payroll", "crm", "reports", "ingest", "search", "mailer",
+    "portal", "etl", "backup", "audit", "gateway", "scheduler", "inventory", "hr",
+)  # fmt: skip
+_LIFETIMES = (90, 180, 365, 730)
+
+
+def _uuid(rng: random.Random) -> str:
+    return str(uuid.UUID(int=rng.getrandbits(128), version=4))
+
+
+def seed_tenant(apps: int = 20, seed: int = 0, propagation_seconds: float = 0.0) -> Tenant:
+    # Determinism is the point: same seed, same tenant (live secrets use SystemRandom).
+    rng = random.Random(seed)  # noqa: S311
+    tenant = Tenant(_uuid(rng), propagation_seconds=propagation_seconds, seed=seed)
+    now = utcnow()
+
+    rotator_secret = make_secret_text(rng)
+    rotator = tenant.create_app(
+        ROTATOR_NAME,
+        owned_by_rotator=False,
+        secrets=[(rotator_secret, now + timedelta(days=365))],
+    )
+    tenant.rotator_app_id = rotator.app_id
+    tenant.rotator_secret = rotator_secret
+    tenant.grant_app_role(rotator.app_id, GRAPH_APP_ID, "Application.ReadWrite.OwnedBy")
+    tenant.grant_vault_access(rotator.app_id)
+
+    web_api = tenant.create_app(
+        WEB_API_NAME,
+        owned_by_rotator=False,
+        identifier_uris=[WEB_API_URI],
+        app_roles=[
+            AppRole(_uuid(rng), "Admin", "Admin Role", "Allows any operation on the web api"),
+            AppRole(_uuid(rng), "ReadOnly", "Read-Only Role", "Allows read-only access"),
+        ],
+    )
+    for name, consented in ((CLIENT_NAME, True), (NO_CONSENT_CLIENT_NAME, False)):
+        secret = make_secret_text(rng)
+        client = tenant.create_app(name, secrets=[(secret, now + timedelta(days=180))])
+        tenant.grant_app_role(client.app_id, web_api.app_id, "ReadOnly", consented=consented)
+        tenant.scenario_secrets[name] = secret
+
+    rotator_sp = tenant.sp_by_app_id(rotator.app_id)
+    assert rotator_sp is not None
+    _bulk(tenant, rng, apps, rotator_sp.id)
+    return tenant
+
+
+def _bulk(tenant: Tenant, rng: random.Random, count: int, rotator_sp_id: str) -> None:
+    """The mass of ordinary apps; built directly because 100,000 of them must take seconds."""
+    now = utcnow()
+    for index in range(count):
+        created = now - timedelta(days=rng.randint(30, 1500))
+        app = Application(
+            id=_uuid(rng),
+            app_id=_uuid(rng),
+            display_name=f"app-{index:05d}-{rng.choice(_WORDS)}",
+            created=created,
+        )
+        # Most apps are managed by the rotator; the rest belong to someone else.
+        if rng.random() < 0.8:
+            app.owners.add(rotator_sp_id)
+        for n in range(rng.choice((1, 1, 2, 2, 3))):
+            end = now + timedelta(days=rng.uniform(-90, 730))
+            app.password_credentials.append(
+                PasswordCredential(
+                    key_id=_uuid(rng),
+                    display_name=f"secret {n + 1}",
+                    secret_text=make_secret_text(rng),
+                    start=end - timedelta(days=rng.choice(_LIFETIMES)),
+                    end=end,
+                )
+            )
+        for n in range(rng.choice((0, 0, 0, 0, 1, 1, 1, 2))):
+            end = now + timedelta(days=rng.uniform(-60, 730))
+            app.key_credentials.append(
+                KeyCredential(
+                    key_id=_uuid(rng),
+                    display_name=f"CN={app.display_name}-{n + 1}",
+                    start=end - timedelta(days=rng.choice(_LIFETIMES)),
+                    end=end,
+                    thumbprint=rng.getrandbits(160).to_bytes(20, "big"),
+                )
+            )
+        sp = ServicePrincipal(_uuid(rng), app.app_id, app.display_name, created, [app.app_id])
+        tenant.insert_seeded(app, sp)

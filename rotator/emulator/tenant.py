@@ -1,0 +1,654 @@
+"""The emulated tenant's state: applications, service principals, consent, policy, one vault.
+
+All public methods take the tenant lock, so tests may poke at state while the server runs.
+Graph-facing operations raise ``GraphError`` with the codes the real service uses.
+"""
+
+from __future__ import annotations
+
+import base64
+import hmac
+import random
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime, timedelta
+
+from cryptography import x509
+
+from rotator.emulator.errors import GraphError, graph_not_found
+from rotator.emulator.model import (
+    Application,
+    AppRole,
+    AppRoleAssignment,
+    KeyCredential,
+    PasswordCredential,
+    ServicePrincipal,
+    Visibility,
+    utcnow,
+)
+from rotator.emulator.pki import cert_thumbprints
+from rotator.emulator.timeparse import parse_iso
+from rotator.emulator.vaultstore import VaultStore
+
+GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"
+GRAPH_RESOURCE = "https://graph.microsoft.com"
+VAULT_APP_ID = "cfa8b339-82a2-471a-a3c9-0fc0be7a4093"
+VAULT_RESOURCE = "https://vault.azure.net"
+# Real Graph app role ids, so role assignments look like a real tenant's.
+GRAPH_ROLES: dict[str, str] = {
+    "Application.Read.All": "9a5d68dd-52b0-4cc2-bd40-abcf44ac3a30",
+    "Application.ReadWrite.All": "1bfefb4e-e0b5-418b-a88f-73c46d2cc8e9",
+    "Application.ReadWrite.OwnedBy": "18a4783c-866b-4cc7-a460-3d5e5662c884",
+    "AppRoleAssignment.ReadWrite.All": "06b708a9-e830-4db3-a914-8e69da51d44f",
+}
+DEFAULT_LIFETIME = timedelta(days=730)  # Graph's default when endDateTime is left out
+LIFETIME_POLICY_ID = "00000000-0000-0000-0000-00000000d0c5"
+SECRET_ALPHABET = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.~"
+
+
+def make_secret_text(rng: random.Random | None = None) -> str:
+    """40 characters shaped like Entra's: a 3-character hint, a version marker, then noise."""
+    source = rng or random.SystemRandom()
+    head = "".join(source.choices(SECRET_ALPHABET[:62], k=3))
+    # base64url of random bits is fast and uses the same alphabet real secrets draw from.
+    noise = base64.urlsafe_b64encode(source.getrandbits(208).to_bytes(26, "big")).decode()
+    return head + "8Q~" + noise[:34]
+
+
+class Tenant:
+    def __init__(
+        self,
+        tenant_id: str,
+        *,
+        propagation_seconds: float = 0.0,
+        replicas: int = 4,
+        seed: int = 0,
+        domain: str = "emulated.onmicrosoft.com",
+    ) -> None:
+        self.tenant_id = tenant_id
+        self.domain = domain
+        self.propagation_seconds = propagation_seconds
+        self.replicas = replicas
+        self.lifetime_max_days: int | None = None
+        self.vault = VaultStore()
+        self.rotator_app_id = ""
+        self.rotator_secret = ""
+        # Secrets of the walkthrough client apps, by display name (tests log in with them).
+        self.scenario_secrets: dict[str, str] = {}
+        self._lock = threading.RLock()
+        # Replica choice and ids repeat per seed; secret values come from SystemRandom.
+        self._rng = random.Random(seed ^ 0x5EED)  # noqa: S311
+        self._uuid_rng = random.Random(seed ^ 0x0B1)  # noqa: S311
+        self._apps: dict[str, Application] = {}
+        self._apps_by_app_id: dict[str, Application] = {}
+        # Creation order; positions never move, so skip tokens stay valid across deletes.
+        self._order: list[str] = []
+        self._sps: dict[str, ServicePrincipal] = {}
+        self._sps_by_app_id: dict[str, ServicePrincipal] = {}
+        self._assignments: list[AppRoleAssignment] = []
+        self._vault_access: set[str] = set()
+        self.graph_sp = self._first_party_sp(
+            GRAPH_APP_ID,
+            "Microsoft Graph",
+            [GRAPH_RESOURCE, "https://graph.microsoft.com/", GRAPH_APP_ID],
+            [AppRole(rid, value, value) for value, rid in GRAPH_ROLES.items()],
+        )
+        self.vault_sp = self._first_party_sp(
+            VAULT_APP_ID, "Azure Key Vault", [VAULT_RESOURCE, VAULT_APP_ID], []
+        )
+
+    # ------------------------------------------------------------------ ids and time
+
+    def new_uuid(self) -> str:
+        with self._lock:
+            return str(uuid.UUID(int=self._uuid_rng.getrandbits(128), version=4))
+
+    def _visibility(self) -> Visibility:
+        if self.propagation_seconds <= 0:
+            return ()
+        now = time.monotonic()
+        return tuple(
+            now + self._rng.uniform(0, self.propagation_seconds) for _ in range(self.replicas)
+        )
+
+    def pick_replica(self) -> int:
+        with self._lock:
+            return self._rng.randrange(self.replicas)
+
+    # ------------------------------------------------------------------ lookups
+
+    def find_app(self, *, app_id: str | None = None, object_id: str | None = None) -> Application:
+        with self._lock:
+            app = (
+                self._apps_by_app_id.get(app_id)
+                if app_id is not None
+                else self._apps.get(object_id or "")
+            )
+            if app is None or app.deleted:
+                raise graph_not_found(app_id or object_id or "")
+            return app
+
+    def get_app(self, object_id: str) -> Application | None:
+        with self._lock:
+            app = self._apps.get(object_id)
+            return None if app is None or app.deleted else app
+
+    def app_by_app_id(self, app_id: str) -> Application | None:
+        with self._lock:
+            app = self._apps_by_app_id.get(app_id)
+            return None if app is None or app.deleted else app
+
+    def app_by_display_name(self, name: str) -> Application:
+        with self._lock:
+            for object_id in self._order:
+                app = self._apps.get(object_id)
+                if app is not None and not app.deleted and app.display_name == name:
+                    return app
+        raise KeyError(name)
+
+    def sp_by_app_id(self, app_id: str) -> ServicePrincipal | None:
+        with self._lock:
+            return self._sps_by_app_id.get(app_id)
+
+    def sp(self, sp_id: str) -> ServicePrincipal | None:
+        with self._lock:
+            return self._sps.get(sp_id)
+
+    def app_count(self) -> int:
+        with self._lock:
+            return len(self._apps)
+
+    def secret_of(self, display_name: str) -> str:
+        """The value of a seeded walkthrough client's secret (``myclient``...)."""
+        return self.scenario_secrets[display_name]
+
+    def passwords(self, app_id: str) -> list[PasswordCredential]:
+        """Snapshot of an app's secrets (with values: emulator only)."""
+        with self._lock:
+            return list(self.find_app(app_id=app_id).password_credentials)
+
+    def keys(self, app_id: str) -> list[KeyCredential]:
+        with self._lock:
+            return list(self.find_app(app_id=app_id).key_credentials)
+
+    def app_roles_of(self, sp: ServicePrincipal) -> list[AppRole]:
+        if sp.own_app_roles:
+            return sp.own_app_roles
+        app = self.app_by_app_id(sp.app_id)
+        return list(app.app_roles) if app else []
+
+    def page(
+        self,
+        start: int,
+        top: int,
+        predicate: Callable[[Application], bool] | None = None,
+    ) -> tuple[list[Application], int | None]:
+        """Up to ``top`` live apps from position ``start``; the position to continue at."""
+        out: list[Application] = []
+        with self._lock:
+            order, apps = self._order, self._apps
+            index = max(start, 0)
+            while index < len(order):
+                app = apps[order[index]]
+                index += 1
+                if app.deleted or (predicate is not None and not predicate(app)):
+                    continue
+                if len(out) == top:
+                    return out, index - 1
+                out.append(app)
+            return out, None
+
+    # ------------------------------------------------------------------ creation
+
+    def _first_party_sp(
+        self, app_id: str, name: str, names: list[str], roles: list[AppRole]
+    ) -> ServicePrincipal:
+        sp = ServicePrincipal(self.new_uuid(), app_id, name, utcnow(), names, roles)
+        self._sps[sp.id] = sp
+        self._sps_by_app_id[app_id] = sp
+        return sp
+
+    def insert_app(self, app: Application) -> Application:
+        with self._lock:
+            self._apps[app.id] = app
+            self._apps_by_app_id[app.app_id] = app
+            self._order.append(app.id)
+            return app
+
+    def insert_seeded(self, app: Application, sp: ServicePrincipal) -> None:
+        with self._lock:
+            self.insert_app(app)
+            self._sps[sp.id] = sp
+            self._sps_by_app_id[sp.app_id] = sp
+
+    def create_app(
+        self,
+        display_name: str,
+        *,
+        owned_by_rotator: bool = True,
+        owners: Iterable[str] = (),
+        secrets: Sequence[tuple[str, datetime]] = (),
+        certificates: Sequence[bytes] = (),
+        service_principal: bool = True,
+        identifier_uris: Sequence[str] = (),
+        app_roles: Sequence[AppRole] = (),
+    ) -> Application:
+        """Test and seed helper: credentials given here are known to every replica at once."""
+        with self._lock:
+            app = Application(
+                id=self.new_uuid(),
+                app_id=self.new_uuid(),
+                display_name=display_name,
+                created=utcnow(),
+                identifier_uris=list(identifier_uris),
+                app_roles=list(app_roles),
+            )
+            self.insert_app(app)
+            owner_ids = set(owners)
+            if owned_by_rotator and self.rotator_app_id:
+                rotator_sp = self.sp_by_app_id(self.rotator_app_id)
+                if rotator_sp is not None:
+                    owner_ids.add(rotator_sp.id)
+            app.owners = owner_ids
+            for value, end in secrets:
+                self.add_secret(app.id, value, end)
+            for der in certificates:
+                self.add_certificate(app.id, der)
+            if service_principal:
+                self.create_service_principal(app.app_id)
+            return app
+
+    def add_secret(
+        self,
+        object_id: str,
+        value: str,
+        end: datetime,
+        display_name: str | None = None,
+        *,
+        start: datetime | None = None,
+        propagate: bool = False,
+    ) -> PasswordCredential:
+        with self._lock:
+            app = self.find_app(object_id=object_id)
+            cred = PasswordCredential(
+                key_id=self.new_uuid(),
+                display_name=display_name,
+                secret_text=value,
+                start=start or utcnow(),
+                end=end,
+                visible_at=self._visibility() if propagate else (),
+            )
+            app.password_credentials.append(cred)
+            app.changed()
+            return cred
+
+    def add_certificate(
+        self,
+        object_id: str,
+        der: bytes,
+        display_name: str | None = None,
+        *,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        propagate: bool = False,
+    ) -> KeyCredential:
+        with self._lock:
+            app = self.find_app(object_id=object_id)
+            cred = self.make_key_credential(der, display_name, start=start, end=end)
+            if not propagate:
+                cred.visible_at = ()
+            app.key_credentials.append(cred)
+            app.changed()
+            return cred
+
+    def make_key_credential(
+        self,
+        der: bytes,
+        display_name: str | None,
+        *,
+        key_id: str | None = None,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        custom_key_identifier: str | None = None,
+        usage: str = "Verify",
+        key_type: str = "AsymmetricX509Cert",
+    ) -> KeyCredential:
+        try:
+            cert = x509.load_der_x509_certificate(der)
+        except ValueError as exc:
+            raise GraphError(
+                400,
+                "KeyCredentialsInvalidValue",
+                "Key credential value is invalid: the key is not a valid X.509 certificate.",
+            ) from exc
+        sha1, sha256 = cert_thumbprints(der)
+        cred = KeyCredential(
+            key_id=key_id or self.new_uuid(),
+            display_name=display_name or cert.subject.rfc4514_string(),
+            # Graph takes the dates from the certificate when the caller leaves them out.
+            start=start or cert.not_valid_before_utc,
+            end=end or cert.not_valid_after_utc,
+            thumbprint=sha1,
+            sha256=sha256,
+            der=der,
+            custom_key_identifier=custom_key_identifier,
+            usage=usage,
+            type=key_type,
+            visible_at=self._visibility(),
+        )
+        return cred
+
+    def create_service_principal(self, app_id: str) -> ServicePrincipal:
+        with self._lock:
+            app = self.app_by_app_id(app_id)
+            if app is None:
+                raise GraphError(
+                    400,
+                    "Request_BadRequest",
+                    f"The appId '{app_id}' of the service principal does not reference a valid "
+                    "application object.",
+                )
+            if app_id in self._sps_by_app_id:
+                raise GraphError(
+                    409,
+                    "Request_MultipleObjectsWithSameKeyValue",
+                    "The service principal cannot be created, updated, or restored because the "
+                    "service principal name "
+                    f"{app_id} is already in use.",
+                )
+            sp = ServicePrincipal(
+                self.new_uuid(),
+                app_id,
+                app.display_name,
+                utcnow(),
+                [*app.identifier_uris, app_id],
+            )
+            self._sps[sp.id] = sp
+            self._sps_by_app_id[app_id] = sp
+            return sp
+
+    # ------------------------------------------------------------------ Graph operations
+
+    def check_lifetime(self, start: datetime, end: datetime) -> None:
+        max_days = self.lifetime_max_days
+        if max_days is not None and end - start > timedelta(days=max_days):
+            raise GraphError(
+                400,
+                "CredentialInvalidLifetimeAsPerAppPolicy",
+                "Credential lifetime exceeds the max value allowed as per assigned policy "
+                f"'{LIFETIME_POLICY_ID}'. The maximum allowed lifetime is {max_days} days.",
+            )
+
+    def add_password(
+        self,
+        object_id: str,
+        display_name: str | None,
+        end: datetime | None,
+        start: datetime | None = None,
+    ) -> PasswordCredential:
+        with self._lock:
+            app = self.find_app(object_id=object_id)
+            start = start or utcnow()
+            end = end or start + DEFAULT_LIFETIME
+            self.check_lifetime(start, end)
+            cred = PasswordCredential(
+                key_id=self.new_uuid(),
+                display_name=display_name,
+                secret_text=make_secret_text(),
+                start=start,
+                end=end,
+                visible_at=self._visibility(),
+            )
+            app.password_credentials.append(cred)
+            app.changed()
+            return cred
+
+    def remove_password(self, object_id: str, key_id: str) -> None:
+        with self._lock:
+            app = self.find_app(object_id=object_id)
+            kept = [c for c in app.password_credentials if c.key_id != key_id.lower()]
+            if len(kept) == len(app.password_credentials):
+                raise GraphError(
+                    404,
+                    "Request_ResourceNotFound",
+                    f"No password credential found with keyId '{key_id}'.",
+                )
+            app.password_credentials = kept
+            app.changed()
+
+    def add_key(self, object_id: str, cred: KeyCredential) -> KeyCredential:
+        with self._lock:
+            app = self.find_app(object_id=object_id)
+            self.check_lifetime(cred.start, cred.end)
+            app.key_credentials.append(cred)
+            app.changed()
+            return cred
+
+    def remove_key(self, object_id: str, key_id: str) -> None:
+        with self._lock:
+            app = self.find_app(object_id=object_id)
+            kept = [c for c in app.key_credentials if c.key_id != key_id.lower()]
+            if len(kept) == len(app.key_credentials):
+                raise GraphError(
+                    404,
+                    "Request_ResourceNotFound",
+                    f"No key credential found with keyId '{key_id}'.",
+                )
+            app.key_credentials = kept
+            app.changed()
+
+    def replace_key_credentials(self, object_id: str, entries: list[dict[str, object]]) -> None:
+        """PATCH semantics: the list replaces the old one; known keyIds may omit ``key``."""
+        with self._lock:
+            app = self.find_app(object_id=object_id)
+            existing = {c.key_id: c for c in app.key_credentials}
+            new: list[KeyCredential] = []
+            for entry in entries:
+                key_id = str(entry.get("keyId") or "").lower() or None
+                raw = entry.get("key")
+                if raw is None:
+                    if key_id is None or key_id not in existing:
+                        raise GraphError(
+                            400,
+                            "KeyCredentialsInvalidValue",
+                            "Key credential value is invalid: a new key credential needs 'key'.",
+                        )
+                    new.append(existing[key_id])
+                    continue
+                der = base64.b64decode(str(raw))
+                if key_id in existing and existing[key_id].der not in (None, der):
+                    raise GraphError(
+                        400,
+                        "Request_BadRequest",
+                        f"Update to existing credential with KeyId '{key_id}' is not allowed.",
+                    )
+                if key_id in existing:
+                    new.append(existing[key_id])
+                    continue
+                cred = self.make_key_credential(
+                    der,
+                    _opt_str(entry.get("displayName")),
+                    key_id=key_id,
+                    start=_opt_dt(entry.get("startDateTime")),
+                    end=_opt_dt(entry.get("endDateTime")),
+                    usage=str(entry.get("usage") or "Verify"),
+                    key_type=str(entry.get("type") or "AsymmetricX509Cert"),
+                )
+                self.check_lifetime(cred.start, cred.end)
+                new.append(cred)
+            app.key_credentials = new
+            app.changed()
+
+    def rename_app(self, object_id: str, display_name: str) -> None:
+        with self._lock:
+            app = self.find_app(object_id=object_id)
+            app.display_name = display_name
+            app.changed()
+
+    def delete_app(self, object_id: str) -> None:
+        with self._lock:
+            app = self.find_app(object_id=object_id)
+            app.deleted = True
+            self._apps_by_app_id.pop(app.app_id, None)
+            sp = self._sps_by_app_id.pop(app.app_id, None)
+            if sp is not None:
+                self._sps.pop(sp.id, None)
+                self._assignments = [
+                    a for a in self._assignments if sp.id not in (a.principal_id, a.resource_id)
+                ]
+
+    # ------------------------------------------------------------------ consent and access
+
+    def grant_app_role(
+        self, client_app_id: str, resource_app_id: str, role_value: str, consented: bool = True
+    ) -> AppRoleAssignment:
+        with self._lock:
+            client = self._sps_by_app_id.get(client_app_id)
+            resource = self._sps_by_app_id.get(resource_app_id)
+            if client is None or resource is None:
+                raise KeyError("both apps need a service principal")
+            role = next((r for r in self.app_roles_of(resource) if r.value == role_value), None)
+            if role is None:
+                raise KeyError(f"{resource.display_name} has no app role {role_value!r}")
+            return self._add_assignment(client, resource, role.id, consented)
+
+    def assign_app_role(
+        self, principal_id: str, resource_id: str, app_role_id: str
+    ) -> AppRoleAssignment:
+        """The Graph operation behind admin consent."""
+        with self._lock:
+            client = self._sps.get(principal_id)
+            resource = self._sps.get(resource_id)
+            if client is None:
+                raise graph_not_found(principal_id)
+            if resource is None:
+                raise graph_not_found(resource_id)
+            if not any(r.id == app_role_id for r in self.app_roles_of(resource)):
+                raise GraphError(
+                    400,
+                    "Request_BadRequest",
+                    f"Permission being assigned was not found on application '{resource.app_id}'.",
+                )
+            return self._add_assignment(client, resource, app_role_id, True)
+
+    def _add_assignment(
+        self,
+        client: ServicePrincipal,
+        resource: ServicePrincipal,
+        app_role_id: str,
+        consented: bool,
+    ) -> AppRoleAssignment:
+        for existing in self._assignments:
+            if (existing.principal_id, existing.resource_id, existing.app_role_id) == (
+                client.id,
+                resource.id,
+                app_role_id,
+            ):
+                if consented and not existing.consented:
+                    existing.consented = True
+                    return existing
+                if existing.consented:
+                    raise GraphError(
+                        409,
+                        "Request_BadRequest",
+                        "Permission being assigned already exists on the object",
+                    )
+                return existing
+        assignment = AppRoleAssignment(
+            id=base64.urlsafe_b64encode(uuid.UUID(self.new_uuid()).bytes).decode().rstrip("="),
+            principal_id=client.id,
+            resource_id=resource.id,
+            app_role_id=app_role_id,
+            created=utcnow(),
+            consented=consented,
+            principal_display_name=client.display_name,
+            resource_display_name=resource.display_name,
+        )
+        self._assignments.append(assignment)
+        return assignment
+
+    def assignments(
+        self, *, principal_id: str | None = None, resource_id: str | None = None
+    ) -> list[AppRoleAssignment]:
+        with self._lock:
+            return [
+                a
+                for a in self._assignments
+                if a.consented
+                and (principal_id is None or a.principal_id == principal_id)
+                and (resource_id is None or a.resource_id == resource_id)
+            ]
+
+    def roles_for(self, client: ServicePrincipal, resource: ServicePrincipal) -> list[str]:
+        """Values of the app roles granted (with admin consent) to ``client`` on ``resource``."""
+        with self._lock:
+            by_id = {r.id: r.value for r in self.app_roles_of(resource) if r.is_enabled}
+            return sorted(
+                {
+                    by_id[a.app_role_id]
+                    for a in self._assignments
+                    if a.consented
+                    and a.principal_id == client.id
+                    and a.resource_id == resource.id
+                    and a.app_role_id in by_id
+                }
+            )
+
+    def grant_vault_access(self, app_id: str) -> None:
+        with self._lock:
+            self._vault_access.add(app_id)
+
+    def has_vault_access(self, app_id: str) -> bool:
+        with self._lock:
+            return app_id in self._vault_access
+
+    def set_lifetime_policy(self, max_days: int | None) -> None:
+        with self._lock:
+            self.lifetime_max_days = max_days
+
+    def resolve_resource(self, resource: str) -> ServicePrincipal | None:
+        """The service principal a ``{resource}/.default`` scope names, as Entra resolves it."""
+        wanted = resource.rstrip("/").lower()
+        with self._lock:
+            for sp in (self.graph_sp, self.vault_sp):
+                if wanted in (n.rstrip("/").lower() for n in sp.service_principal_names):
+                    return sp
+            by_app_id = self._sps_by_app_id.get(resource)
+            if by_app_id is not None:
+                return by_app_id
+            # Identifier URIs can change after the service principal exists, so ask the app.
+            for app in self._apps_by_app_id.values():
+                if any(uri.rstrip("/").lower() == wanted for uri in app.identifier_uris):
+                    return self._sps_by_app_id.get(app.app_id)
+        return None
+
+    def owns(self, caller_sp_id: str, app: Application) -> bool:
+        with self._lock:
+            return caller_sp_id in app.owners
+
+    def add_owner(self, object_id: str, sp_id: str) -> None:
+        with self._lock:
+            app = self.find_app(object_id=object_id)
+            if sp_id not in self._sps:
+                raise graph_not_found(sp_id)
+            app.owners.add(sp_id)
+
+    def match_secret(self, app: Application, secret: str) -> PasswordCredential | None:
+        with self._lock:
+            creds = list(app.password_credentials)
+        found = None
+        for cred in creds:
+            # Compare every candidate so timing does not tell which one matched.
+            if hmac.compare_digest(cred.secret_text.encode(), secret.encode()):
+                found = cred
+        return found
+
+
+def _opt_str(value: object) -> str | None:
+    return None if value is None else str(value)
+
+
+def _opt_dt(value: object) -> datetime | None:
+    return None if value is None else parse_iso(str(value))
