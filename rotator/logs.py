@@ -47,5 +47,8 @@ def configure(fmt: str = "auto", level: str = "INFO", stream: Any = None) -> Non
         cache_logger_on_first_use=False,
     )
     # The Azure SDKs log request details at INFO; keep them to warnings.
-    for name in ("azure", "msal", "httpx", "kiota_http", "azure.identity"):
+    for name in ("azure", "msal", "httpx", "kiota_http"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    # azure-identity warns on every refused token request; during verify refusals are
+    # expected (propagation) and the engine reports them itself, in its own words.
+    logging.getLogger("azure.identity").setLevel(logging.CRITICAL)

@@ -65,8 +65,9 @@ class DirectoryError(Exception):
         """Worth retrying later: throttling, outages, network, concurrent writes."""
         if self._transient is not None:
             return self._transient
-        return self.status in (408, 429, 500, 502, 503, 504) or (
-            self.code is not None and "concurrent" in self.code.lower()
+        # 409 Directory_ConcurrencyViolation: another write to the same app was in flight.
+        return self.status in (408, 409, 429, 500, 502, 503, 504) or (
+            self.code is not None and "concurren" in self.code.lower()
         )
 
 

@@ -208,11 +208,11 @@ class GraphDirectory:
                 await self._call(f"remove client secret {key_id}", lambda: builder.post(body))
             except DirectoryError as exc:
                 # Already removed (by a previous run that died before recording it).
-                if exc.status == 404 or (exc.status == 400 and _names_missing_key(exc)):
+                if exc.status == 404 or (exc.status == 400 and _names_missing_key(exc, key_id)):
                     return
                 raise
 
 
-def _names_missing_key(exc: DirectoryError) -> bool:
+def _names_missing_key(exc: DirectoryError, key_id: str) -> bool:
     text = str(exc).lower()
-    return "no password credential" in text or "not found" in text or "does not exist" in text
+    return key_id.lower() in text or "no password credential" in text or "not found" in text

@@ -45,9 +45,15 @@ def parse_datetime(value: object) -> datetime | None:
 
 
 def thumbprint_from_custom_key_identifier(value: object) -> str | None:
-    """Graph returns the SHA-1 thumbprint as base64 (Edm.Binary); show it as upper hex."""
+    """The SHA-1 thumbprint as upper hex.
+
+    Graph usually sends it as 40 hex characters; some clients set it as base64
+    bytes. 40 hex characters are also valid base64, so hex is checked first.
+    """
     if not isinstance(value, str) or not value:
         return None
+    if len(value) == 40 and all(ch in "0123456789abcdefABCDEF" for ch in value):
+        return value.upper()
     try:
         raw = base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError):

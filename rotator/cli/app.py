@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
@@ -43,7 +44,9 @@ class CliApp:
             except ConfigError as exc:
                 self.abort(str(exc), EXIT_USAGE)
             s = self._loaded.settings
-            configure(s.log_format, s.log_level)
+            # Admin commands print their own progress; step logs only when asked for.
+            level = s.log_level if "ROTATOR_LOG_LEVEL" in os.environ else "WARNING"
+            configure(s.log_format, level)
         return self._loaded
 
     def store(self) -> Store:

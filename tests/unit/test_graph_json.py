@@ -21,6 +21,12 @@ def test_parses_secrets_and_certificates() -> None:
     assert c.thumbprint == "ABCDEF123456789ABCDEF123456789ABCDEF1234"
 
 
+def test_hex_thumbprints_are_not_mistaken_for_base64() -> None:
+    app = parse_application({"id": "o", "appId": "a", "keyCredentials": [
+        {"keyId": "k", "customKeyIdentifier": "0123456789abcdef0123456789abcdef01234567"}]})
+    assert app.credentials[0].thumbprint == "0123456789ABCDEF0123456789ABCDEF01234567"
+
+
 @pytest.mark.parametrize("bad", [
     None, [], {"appId": "a"}, {"id": "o"},
     {"id": "o", "appId": "a", "passwordCredentials": "nope"},
