@@ -11,6 +11,12 @@ if TYPE_CHECKING:
     from rotator.adapters.db.repo import Store
     from rotator.config import Policy, Settings
     from rotator.engine.context import EngineDeps
+    from rotator.failpoints import (
+        FailpointDirectory,
+        Failpoints,
+        FailpointSecretStore,
+        FailpointTokenProbe,
+    )
     from rotator.ports import SecretStore
 
 
@@ -81,10 +87,21 @@ async def engine_deps(
         return store_
 
     graph = sdk_clients.make_graph_client(credential, graph_url=s.graph_url, ca_bundle=ca_bundle)
+    directory: Any = GraphDirectory(graph)
+    probe: Any = AzureIdentityTokenProbe(authority_host=s.authority_host, ca_bundle=ca_bundle)
+    store_for: Callable[[str], SecretStore] = secret_store_for
+    failpoints = Failpoints.from_environ()
+    if failpoints.active:
+        directory = FailpointDirectory(directory, failpoints)
+        probe = FailpointTokenProbe(probe, failpoints)
+
+        def store_for(url: str) -> SecretStore:
+            return FailpointSecretStore(secret_store_for(url), failpoints)
+
     deps = EngineDeps(
-        directory=GraphDirectory(graph),
-        secret_store_for=secret_store_for,
-        probe=AzureIdentityTokenProbe(authority_host=s.authority_host, ca_bundle=ca_bundle),
+        directory=directory,
+        secret_store_for=store_for,
+        probe=probe,
         store=store,
         policy=loaded.policy,
         tenant_id=tenant_id,

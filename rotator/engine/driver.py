@@ -17,6 +17,7 @@ from rotator.engine.context import (
     StepFailed,
     StepRetry,
     log,
+    owner_is_dead,
     record,
 )
 from rotator.engine.create import create_and_stage
@@ -133,6 +134,14 @@ async def drive(
 ) -> Rotation:
     """Advance a rotation until it ends, waits for its grace period, or (daemon) backs off."""
     claimed = deps.store.claim(rotation_id, deps.owner, deps.now(), deps.lease_seconds)
+    if claimed is None:
+        holder = deps.store.get_rotation(rotation_id)
+        if holder is not None and holder.lease_owner and owner_is_dead(holder.lease_owner):
+            claimed = deps.store.take_over(
+                rotation_id, holder.lease_owner, deps.owner, deps.now(), deps.lease_seconds
+            )
+            if claimed is not None:
+                deps.progress(f"took over from {holder.lease_owner}, which is no longer running")
     if claimed is None:
         holder = deps.store.get_rotation(rotation_id)
         owner = holder.lease_owner if holder else "?"

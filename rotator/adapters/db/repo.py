@@ -665,6 +665,24 @@ class Store:
                 return None
             return _rotation_from_model(s.get_one(RotationModel, rotation_id))
 
+    def take_over(
+        self, rotation_id: str, dead_owner: str, owner: str, now: datetime, lease_seconds: float
+    ) -> Rotation | None:
+        """Take the lease from ``dead_owner`` — only when the caller has proved that
+        process is gone (same host, pid not running). Compare-and-set on the owner, so
+        two processes cannot both take it over."""
+        with self._session() as s, s.begin():
+            result = s.execute(
+                sa.update(RotationModel)
+                .where(RotationModel.id == rotation_id, RotationModel.lease_owner == dead_owner)
+                .values(lease_owner=owner,
+                        lease_expires_at=now + timedelta(seconds=lease_seconds))
+                .execution_options(synchronize_session=False)
+            )
+            if _rowcount(result) != 1:
+                return None
+            return _rotation_from_model(s.get_one(RotationModel, rotation_id))
+
     def release(self, rotation_id: str, owner: str) -> bool:
         """Give up the lease if ``owner`` holds it; returns whether it did."""
         with self._session() as s, s.begin():

@@ -1,0 +1,3 @@
+from rotator.cli.main import main
+
+main()
