@@ -11,12 +11,6 @@ if TYPE_CHECKING:
     from rotator.adapters.db.repo import Store
     from rotator.config import Policy, Settings
     from rotator.engine.context import EngineDeps
-    from rotator.failpoints import (
-        FailpointDirectory,
-        Failpoints,
-        FailpointSecretStore,
-        FailpointTokenProbe,
-    )
     from rotator.ports import SecretStore
 
 
@@ -56,6 +50,12 @@ async def engine_deps(
     from rotator.adapters.keyvault import KeyVaultSecretStore
     from rotator.adapters.token_probe import AzureIdentityTokenProbe
     from rotator.engine.context import EngineDeps
+    from rotator.failpoints import (
+        FailpointDirectory,
+        Failpoints,
+        FailpointSecretStore,
+        FailpointTokenProbe,
+    )
 
     s = loaded.settings
     ca_bundle = str(s.ca_bundle) if s.ca_bundle else None
