@@ -76,9 +76,9 @@ def make_app(emu: RunningEmulator, *, days_left: float = 10, owned: bool = True,
 
 
 def write_policy(path: Path, apps: list[ManagedApp], **defaults: object) -> Path:
-    lines = ["[defaults]", "verify_successes = 3", "verify_timeout_seconds = 60",
-             "grace_hours = 24"]
-    lines += [f"{k} = {v}" for k, v in defaults.items()]
+    merged: dict[str, object] = {"verify_successes": 3, "verify_timeout_seconds": 60,
+                                 "grace_hours": 24, **defaults}
+    lines = ["[defaults]"] + [f"{k} = {v}" for k, v in merged.items()]
     for a in apps:
         lines += ["[[app]]", f'app_id = "{a.app_id}"', f'secret_name = "{a.secret_name}"']
     path.write_text("\n".join(lines) + "\n")
