@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from rotator.domain.credentials import AppRegistration, Credential, CredentialKind
 
@@ -26,6 +26,20 @@ def parse_datetime(value: object) -> datetime | None:
         return None
     if not isinstance(value, str):
         raise AppParseError(f"expected a date string, got {type(value).__name__}")
+    try:
+        # Python 3.11 reads Graph's usual form (7 fractional digits, "Z") directly.
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        parsed = _parse_datetime_slow(value)
+    if parsed.tzinfo is None:
+        return parsed.replace(tzinfo=UTC)
+    return parsed if parsed.utcoffset() == _ZERO else parsed.astimezone(UTC)
+
+
+_ZERO = timedelta(0)
+
+
+def _parse_datetime_slow(value: str) -> datetime:
     text = value.strip()
     if text.endswith(("Z", "z")):
         text = text[:-1] + "+00:00"
@@ -36,12 +50,9 @@ def parse_datetime(value: object) -> datetime | None:
         tz = rest[len(digits) :]
         text = f"{head}.{digits[:6]}{tz}" if digits else f"{head}{tz}"
     try:
-        parsed = datetime.fromisoformat(text)
+        return datetime.fromisoformat(text)
     except ValueError as exc:
         raise AppParseError(f"bad date {value!r}") from exc
-    if parsed.tzinfo is None:
-        return parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
 
 
 def thumbprint_from_custom_key_identifier(value: object) -> str | None:

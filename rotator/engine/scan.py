@@ -6,6 +6,7 @@ could not be read) — never as a clean run that found nothing expiring.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -37,6 +38,17 @@ async def scan(deps: EngineDeps, *, on_app: Callable[[int], None] | None = None)
     report = ScanReport(scan_id=scan_id, status="running")
     batch: list[InventoryRow] = []
     managed = deps.policy.apps
+    # One inventory write runs in a thread while the next pages are fetched and parsed;
+    # at most one at a time, so memory stays flat however large the tenant is.
+    writing: asyncio.Task[int] | None = None
+
+    async def flush(rows: list[InventoryRow]) -> None:
+        nonlocal writing
+        if writing is not None:
+            await writing
+        writing = asyncio.create_task(
+            asyncio.to_thread(deps.store.record_inventory, scan_id, rows, now))
+
     try:
         async for item in deps.directory.list_applications():
             if item.app is None:
@@ -64,15 +76,18 @@ async def scan(deps: EngineDeps, *, on_app: Callable[[int], None] | None = None)
                     )
                 )
             if len(batch) >= BATCH:
-                deps.store.record_inventory(scan_id, batch, now)
+                await flush(batch)
                 batch = []
             if on_app is not None:
                 on_app(report.apps_seen)
         if batch:
-            deps.store.record_inventory(scan_id, batch, now)
+            await flush(batch)
     except DirectoryError as exc:
         report.status = "failed"
         report.error = str(exc)
+    finally:
+        if writing is not None:
+            await writing
     report.status = report.status if report.status == "failed" else (
         "partial" if report.errors else "succeeded"
     )

@@ -1,0 +1,125 @@
+"""Scan benchmark: `rotator scan` (with the inventory write) against a plain HTTP loop.
+
+Both run in the same session against one emulator process seeded with N apps, one
+after the other, so the ratio is measured side by side. Run:
+
+    .venv/bin/python -m tests.benchmarks.bench_scan --apps 10000 50000 100000
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from tests.db.conftest import throwaway_pg_database
+
+
+@contextmanager
+def emulator(apps: int, workdir: Path) -> Iterator[dict[str, str]]:
+    env_file = workdir / "emu.env"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rotator", "emulator", "--port", "0", "--env-file",
+         str(env_file), "--apps", str(apps)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 300
+        while not env_file.exists():
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise RuntimeError("the emulator did not start")
+            time.sleep(0.2)
+        time.sleep(0.2)
+        env = dict(line.split("=", 1) for line in env_file.read_text().splitlines()
+                   if "=" in line and not line.startswith("#"))
+        yield env
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+
+
+def timed_child(args: list[str], env: dict[str, str]) -> tuple[float, float, int]:
+    """Wall seconds, peak RSS in MB, and exit code of one child process."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    elapsed = time.perf_counter() - start
+    return elapsed, usage.ru_maxrss / 1024, os.waitstatus_to_exitcode(status)
+
+
+BASELINE = r'''
+import asyncio, json, ssl, sys
+import httpx
+from azure.identity import ClientSecretCredential
+env = json.loads(sys.argv[1])
+cred = ClientSecretCredential(env["AZURE_TENANT_ID"], env["AZURE_CLIENT_ID"],
+    env["AZURE_CLIENT_SECRET"], authority=env["ROTATOR_AUTHORITY_HOST"],
+    disable_instance_discovery=True, connection_verify=env["ROTATOR_CA_BUNDLE"])
+token = cred.get_token("https://graph.microsoft.com/.default").token
+async def main():
+    ctx = ssl.create_default_context(cafile=env["ROTATOR_CA_BUNDLE"])
+    url = (env["ROTATOR_GRAPH_URL"] + "/applications?$select=id,appId,displayName,"
+           "passwordCredentials,keyCredentials&$top=999")
+    n = 0
+    async with httpx.AsyncClient(verify=ctx, timeout=120,
+                                 headers={"Authorization": f"Bearer {token}"}) as c:
+        while url:
+            body = json.loads((await c.get(url)).content)
+            n += len(body["value"])
+            url = body.get("@odata.nextLink")
+    print(n)
+asyncio.run(main())
+'''
+
+
+def run(sizes: list[int]) -> list[dict[str, object]]:
+    rows: list[dict[str, object]] = []
+    with throwaway_pg_database() as pg_url:
+        for apps in sizes:
+            with tempfile.TemporaryDirectory() as tmp, emulator(apps, Path(tmp)) as emu_env:
+                base_env = {**os.environ, **emu_env, "ROTATOR_LOG_LEVEL": "WARNING"}
+                base_t, base_mem, rc = timed_child(
+                    [sys.executable, "-c", BASELINE, json.dumps(emu_env)], base_env)
+                assert rc == 0, "baseline failed"
+                for db_name, url in (("sqlite", f"sqlite:///{tmp}/r.db"), ("postgresql", pg_url)):
+                    env = {**base_env, "ROTATOR_DATABASE_URL": url}
+                    # migrations once, outside the timing
+                    subprocess.run([sys.executable, "-m", "rotator", "db", "upgrade"], env=env,
+                                   check=True, capture_output=True)
+                    t, mem, rc = timed_child(
+                        [sys.executable, "-m", "rotator", "scan", "--json", "--within-days",
+                         "0"], env)
+                    assert rc == 0, f"scan failed on {db_name}"
+                    rows.append({"apps": apps, "db": db_name, "rotator_s": round(t, 2),
+                                 "baseline_s": round(base_t, 2),
+                                 "ratio": round(t / base_t, 2), "peak_mb": round(mem),
+                                 "baseline_peak_mb": round(base_mem)})
+                    print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--apps", type=int, nargs="+", default=[10_000, 50_000, 100_000])
+    args = parser.parse_args()
+    rows = run(args.apps)
+    print()
+    print(f"{'apps':>8} {'db':<11} {'rotator s':>10} {'plain s':>8} {'ratio':>6} "
+          f"{'goal':>6} {'peak MB':>8} {'goal':>6}")
+    for r in rows:
+        print(f"{r['apps']:>8} {r['db']:<11} {r['rotator_s']:>10} {r['baseline_s']:>8} "
+              f"{r['ratio']:>6} {'≤1.5':>6} {r['peak_mb']:>8} {'≤300':>6}")
+
+
+if __name__ == "__main__":
+    main()
