@@ -9,11 +9,9 @@ after the other, so the ratio is measured side by side. Run:
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import signal
-import ssl
 import subprocess
 import sys
 import tempfile
