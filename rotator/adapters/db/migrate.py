@@ -1,14 +1,19 @@
 """Run the Alembic migrations from code (the daemon and ``rotator`` commands use this).
 
 The migration scripts live in ``migrations/`` beside the ``rotator`` package in a
-source checkout or an editable install. A wheel built from the current
-packaging does not contain them: an installed-from-wheel service must be given
-the directory (``script_location``), e.g. one copied into the container image.
+source checkout or an editable install. A wheel carries a copy as data files,
+installed under ``<prefix>/share/rotator/migrations`` (see pyproject.toml's
+``[tool.setuptools.data-files]``); it is found through the distribution's
+RECORD, so any install scheme (venv, ``--user``, ``--prefix``) works.
+A source checkout wins, so an editable install always runs the live scripts.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+import sys
+from collections.abc import Iterator
+from importlib import metadata
+from pathlib import Path, PurePosixPath
 
 from alembic import command
 from alembic.config import Config
@@ -22,17 +27,51 @@ class MigrationsNotFound(RuntimeError):
     pass
 
 
+# Where a wheel installs the scripts, relative to the installation prefix.
+INSTALLED_MIGRATIONS = PurePosixPath("share/rotator/migrations")
+
+
 def migrations_dir() -> Path:
-    """The ``migrations`` directory next to the package root."""
+    """The migration scripts: a source checkout's ``migrations/``, else the installed copy."""
+    candidates = list(_candidates())
+    for location in candidates:
+        if (location / "env.py").is_file():
+            return location
+    tried = ", ".join(str(c) for c in candidates)
+    raise MigrationsNotFound(
+        f"no Alembic migrations found (looked in {tried}): install rotator from its wheel "
+        "or a source checkout, or pass script_location= the migrations directory"
+    )
+
+
+def _candidates() -> Iterator[Path]:
     # rotator/adapters/db/migrate.py -> the directory holding the ``rotator`` package.
-    return _checked(Path(__file__).resolve().parents[3] / "migrations")
+    root = Path(__file__).resolve().parents[3]
+    # Only a source checkout (it has pyproject.toml): site-packages may hold someone
+    # else's top-level ``migrations`` directory.
+    if (root / "pyproject.toml").is_file():
+        yield root / "migrations"
+    yield from _installed()
+    yield Path(sys.prefix) / INSTALLED_MIGRATIONS
+
+
+def _installed() -> Iterator[Path]:
+    """The directory the installed distribution's RECORD lists ``env.py`` in."""
+    try:
+        dist = metadata.distribution("rotator")
+    except metadata.PackageNotFoundError:
+        return
+    target = (*INSTALLED_MIGRATIONS.parts, "env.py")
+    for file in dist.files or ():
+        if tuple(file.parts[-len(target) :]) == target:
+            yield Path(str(dist.locate_file(file))).resolve().parent
 
 
 def _checked(location: Path) -> Path:
     if not (location / "env.py").is_file():
         raise MigrationsNotFound(
-            f"no Alembic migrations at {location}: install rotator from a source "
-            "checkout (pip install -e .) or pass script_location= the migrations directory"
+            f"no Alembic migrations at {location}: pass script_location= a directory "
+            "that holds rotator's env.py and versions/"
         )
     return location
 
