@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
-from rotator.domain.credentials import AppRegistration
+from rotator.domain.certificates import KeyEntry
+from rotator.domain.credentials import AppRegistration, Credential
 from rotator.domain.secret_value import SecretValue
 
 
@@ -84,6 +85,28 @@ class Directory(Protocol):
 
     async def remove_password(self, object_id: str, key_id: str) -> None:
         """Idempotent: removing a credential that is already gone is not an error."""
+        ...
+
+    async def add_key(
+        self, object_id: str, certificate_der: bytes, display_name: str, proof: str
+    ) -> Credential:
+        """``addKey``: register a certificate, proven by a valid certificate of the app."""
+        ...
+
+    async def remove_key(self, object_id: str, key_id: str, proof: str) -> None:
+        """``removeKey``; idempotent like ``remove_password``."""
+        ...
+
+    async def list_key_credentials(self, object_id: str) -> Sequence[KeyEntry]:
+        """The app's ``keyCredentials`` with each certificate (``key``), fresh from Graph."""
+        ...
+
+    async def set_key_credentials(self, object_id: str, entries: Sequence[KeyEntry]) -> None:
+        """``PATCH /applications/{id}`` of the whole ``keyCredentials`` list.
+
+        Not safe on its own: a credential added by someone else since the list was
+        read is dropped. Use ``rotator.engine.certificates.patch_key_credentials``.
+        """
         ...
 
 
@@ -166,4 +189,11 @@ class TokenProbe(Protocol):
         self, tenant_id: str, client_id: str, secret: SecretValue, scope: str
     ) -> TokenOutcome:
         """One token request with a fresh credential object (no cache across calls)."""
+        ...
+
+    async def try_certificate(
+        self, tenant_id: str, client_id: str, pem_bundle: SecretValue, scope: str
+    ) -> TokenOutcome:
+        """The same with a client assertion signed by the key in ``pem_bundle``
+        (private key and certificate, PEM)."""
         ...

@@ -8,12 +8,24 @@ to fail or to "crash" the process right after its write took effect.
 
 from __future__ import annotations
 
+import base64
 import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
+import jwt
+from cryptography import x509
+
+from rotator.adapters import certs
+from rotator.domain.certificates import (
+    PROOF_AUDIENCE,
+    PROOF_MAX_LIFETIME,
+    KeyEntry,
+    thumbprint_of,
+    x5t_of,
+)
 from rotator.domain.credentials import AppRegistration, Credential, CredentialKind
 from rotator.domain.secret_value import SecretValue
 from rotator.ports import (
@@ -71,9 +83,13 @@ class FakeApp:
     display_name: str
     credentials: list[Credential] = field(default_factory=list)
     values: dict[str, str] = field(default_factory=dict)  # key_id -> secret text
+    ders: dict[str, bytes] = field(default_factory=dict)  # key_id -> certificate (DER)
     owned: bool = True
     roles: list[str] = field(default_factory=list)
     max_lifetime_days: float | None = None
+
+    def credential_of(self, key_id: str) -> Credential | None:
+        return next((c for c in self.credentials if c.key_id == key_id), None)
 
     def snapshot(self) -> AppRegistration:
         return AppRegistration(self.object_id, self.app_id, self.display_name,
@@ -86,6 +102,12 @@ class FakeDirectory:
         self.faults = faults or Faults()
         self.apps: dict[str, FakeApp] = {}
         self.calls: list[str] = []
+        self.proof_signers: list[str] = []  # thumbprints that signed accepted proofs
+        self.key_reads = 0
+        # Race hooks: another writer acting after a key list read / after a PATCH landed
+        # (given the credentials as they were before it).
+        self.after_key_read: Callable[[FakeApp, int], None] | None = None
+        self.after_patch: Callable[[FakeApp, list[Credential]], None] | None = None
 
     def add_app(self, display_name: str, *, secret_days_left: float = 10,
                 owned: bool = True, roles: Sequence[str] = ()) -> FakeApp:
@@ -99,6 +121,29 @@ class FakeDirectory:
                                           now + timedelta(days=secret_days_left), "CAN"))
         app.values[key] = f"{CANARY}{uuid.uuid4().hex}"
         return app
+
+    def add_cert_app(self, display_name: str, *, days_left: float = 10,
+                     material: certs.CertificateMaterial | None = None) -> FakeApp:
+        """An app whose only credential is a certificate nobody gave rotator the key of."""
+        app = FakeApp(uuid.uuid4().hex, str(uuid.uuid4()), display_name)
+        self.apps[app.object_id] = app
+        now = self.clock.now()
+        material = material or certs.generate("RSA2048", "CN=original",
+                                              now - timedelta(days=170),
+                                              now + timedelta(days=days_left))
+        self.put_certificate(app, material.der, "original")
+        return app
+
+    def put_certificate(self, app: FakeApp, der: bytes, display_name: str | None,
+                        key_id: str | None = None) -> Credential:
+        """Another writer (or the portal) adds a certificate, bypassing every check."""
+        cert = x509.load_der_x509_certificate(der)
+        cred = Credential(key_id or str(uuid.uuid4()), CredentialKind.CERTIFICATE, display_name,
+                          cert.not_valid_before_utc, cert.not_valid_after_utc,
+                          thumbprint=thumbprint_of(der))
+        app.credentials.append(cred)
+        app.ders[cred.key_id] = der
+        return cred
 
     def by_app_id(self, app_id: str) -> FakeApp | None:
         return next((a for a in self.apps.values() if a.app_id == app_id), None)
@@ -156,6 +201,97 @@ class FakeDirectory:
         self.faults.check_after("remove_password")
 
 
+    # ---------------------------------------------------------------- certificates
+
+    def _check_proof(self, app: FakeApp, proof: str) -> str:
+        """Graph's proof rules, against the fake clock; returns the signer's thumbprint."""
+        now = self.clock.now()
+        valid = {c.key_id: app.ders[c.key_id] for c in app.credentials
+                 if c.kind is CredentialKind.CERTIFICATE and c.is_valid_at(now)
+                 and c.key_id in app.ders}
+        if not valid:
+            raise DirectoryError("Graph refused: the application has no valid certificate to "
+                                 "verify the proof of possession", status=400,
+                                 code="Request_BadRequest")
+        x5t = jwt.get_unverified_header(proof).get("x5t")
+        der = next((d for d in valid.values() if x5t_of(d) == x5t), None)
+        if der is None:
+            raise DirectoryError("Graph refused: proof not signed by a valid certificate",
+                                 status=400, code="Request_BadRequest")
+        claims = jwt.decode(proof, x509.load_der_x509_certificate(der).public_key(),  # type: ignore[arg-type]
+                            algorithms=["RS256", "ES256"], audience=PROOF_AUDIENCE,
+                            options={"verify_exp": False, "verify_nbf": False})
+        stamp = now.timestamp()
+        if (claims["iss"] != app.object_id
+                or claims["exp"] - claims["nbf"] > PROOF_MAX_LIFETIME.total_seconds()
+                or claims["exp"] <= stamp or claims["nbf"] > stamp + 300):
+            raise DirectoryError("Graph refused: proof claims are wrong", status=400,
+                                 code="Request_BadRequest")
+        thumb = thumbprint_of(der)
+        self.proof_signers.append(thumb)
+        return thumb
+
+    async def add_key(self, object_id: str, certificate_der: bytes, display_name: str,
+                      proof: str) -> Credential:
+        self.calls.append("add_key")
+        self.faults.check_before("add_key")
+        app = self._writable(object_id)
+        self._check_proof(app, proof)
+        cred = self.put_certificate(app, certificate_der, display_name)
+        self.faults.check_after("add_key")
+        return cred
+
+    async def remove_key(self, object_id: str, key_id: str, proof: str) -> None:
+        self.calls.append("remove_key")
+        self.faults.check_before("remove_key")
+        app = self._writable(object_id)
+        if app.credential_of(key_id) is None:
+            return
+        self._check_proof(app, proof)
+        app.credentials = [c for c in app.credentials if c.key_id != key_id]
+        app.ders.pop(key_id, None)
+        self.faults.check_after("remove_key")
+
+    async def list_key_credentials(self, object_id: str) -> Sequence[KeyEntry]:
+        self.calls.append("list_keys")
+        app = self._writable(object_id)
+        entries = [
+            KeyEntry(c.key_id, base64.b64encode(app.ders[c.key_id]).decode(), c.display_name,
+                     start=c.start, end=c.end, thumbprint=c.thumbprint)
+            for c in app.credentials if c.kind is CredentialKind.CERTIFICATE
+        ]
+        self.key_reads += 1
+        if self.after_key_read is not None:
+            self.after_key_read(app, self.key_reads)
+        return entries
+
+    async def set_key_credentials(self, object_id: str, entries: Sequence[KeyEntry]) -> None:
+        self.calls.append("patch")
+        self.faults.check_before("patch")
+        app = self._writable(object_id)
+        before = list(app.credentials)
+        old = {c.key_id: c for c in app.credentials if c.kind is CredentialKind.CERTIFICATE}
+        kept = [c for c in app.credentials if c.kind is not CredentialKind.CERTIFICATE]
+        ders: dict[str, bytes] = {}
+        for e in entries:
+            if e.key_id in old:
+                kept.append(old[e.key_id])
+                ders[e.key_id] = app.ders[e.key_id]
+                continue
+            assert e.key is not None, "a new key credential needs its certificate"
+            der = base64.b64decode(e.key)
+            cert = x509.load_der_x509_certificate(der)
+            kept.append(Credential(e.key_id, CredentialKind.CERTIFICATE, e.display_name,
+                                   cert.not_valid_before_utc, cert.not_valid_after_utc,
+                                   thumbprint=thumbprint_of(der)))
+            ders[e.key_id] = der
+        app.credentials = kept
+        app.ders = ders
+        if self.after_patch is not None:
+            self.after_patch(app, before)
+        self.faults.check_after("patch")
+
+
 class FakeSecretStore:
     def __init__(self, clock: FakeClock, faults: Faults | None = None) -> None:
         self.clock = clock
@@ -204,6 +340,7 @@ class FakeProbe:
         self.refuse_first = 0
         self.attempts = 0
         self.hook: Callable[[], None] | None = None
+        self.pem_bundles: list[SecretValue] = []
 
     async def try_secret(self, tenant_id: str, client_id: str, secret: SecretValue,
                          scope: str) -> TokenOutcome:
@@ -218,8 +355,38 @@ class FakeProbe:
             return TokenOutcome(False, error_code="AADSTS700016", message="not found")
         if secret.reveal() not in app.values.values():
             return TokenOutcome(False, error_code="AADSTS7000215", message="invalid secret")
+        return self._token(client_id, app, "1")
+
+    def _token(self, client_id: str, app: FakeApp, acr: str) -> TokenOutcome:
         claims: dict[str, object] = {"appid": client_id, "tid": self.tenant_id,
-                                     "appidacr": "1"}
+                                     "appidacr": acr}
         if app.roles:
             claims["roles"] = list(app.roles)
         return TokenOutcome(True, claims=claims)
+
+    async def try_certificate(self, tenant_id: str, client_id: str, pem_bundle: SecretValue,
+                              scope: str) -> TokenOutcome:
+        """Like the token endpoint: the bundle's key must sign for a valid registered cert."""
+        self.attempts += 1
+        self.pem_bundles.append(pem_bundle)
+        if self.hook:
+            self.hook()
+        if self.refuse_first > 0:
+            self.refuse_first -= 1
+            return TokenOutcome(False, error_code="AADSTS700027", message="unknown certificate")
+        app = self.directory.by_app_id(client_id)
+        if app is None:
+            return TokenOutcome(False, error_code="AADSTS700016", message="not found")
+        material = certs.load(pem_bundle, "application/x-pem-file")
+        now = self.directory.clock.now()
+        registered = any(c.thumbprint == material.thumbprint and c.is_valid_at(now)
+                         for c in app.credentials)
+        pub = material.certificate.public_key().public_bytes(
+            certs.serialization.Encoding.DER,
+            certs.serialization.PublicFormat.SubjectPublicKeyInfo)
+        own = material.private_key.public_key().public_bytes(
+            certs.serialization.Encoding.DER,
+            certs.serialization.PublicFormat.SubjectPublicKeyInfo)
+        if not registered or pub != own:
+            return TokenOutcome(False, error_code="AADSTS700027", message="unknown certificate")
+        return self._token(client_id, app, "2")

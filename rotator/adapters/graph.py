@@ -8,17 +8,25 @@ a ``DirectoryError`` carrying Graph's code and message, never a secret.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import uuid
 from collections import defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 
-from rotator.adapters.graph_json import APP_SELECT, AppParseError, parse_application
-from rotator.domain.credentials import AppRegistration
+from rotator.adapters.graph_json import (
+    APP_SELECT,
+    AppParseError,
+    parse_application,
+    parse_datetime,
+    thumbprint_from_custom_key_identifier,
+)
+from rotator.domain.certificates import KeyEntry, thumbprint_of
+from rotator.domain.credentials import AppRegistration, Credential, CredentialKind
 from rotator.domain.secret_value import SecretValue
 from rotator.ports import DirectoryError, NewPassword, ScanItem
 
@@ -213,6 +221,114 @@ class GraphDirectory:
                 raise
 
 
+    async def add_key(
+        self, object_id: str, certificate_der: bytes, display_name: str, proof: str
+    ) -> Credential:
+        from msgraph.generated.applications.item.add_key.add_key_post_request_body import (
+            AddKeyPostRequestBody,
+        )
+        from msgraph.generated.models.key_credential import KeyCredential
+
+        body = AddKeyPostRequestBody(
+            key_credential=KeyCredential(
+                type="AsymmetricX509Cert", usage="Verify", key=certificate_der,
+                display_name=display_name,
+            ),
+            proof=proof,
+        )
+        builder = self._client.applications.by_application_id(object_id).add_key
+        async with self._app_locks[object_id]:
+            created = await self._call("add a certificate", lambda: builder.post(body))
+        if created is None or created.key_id is None:
+            raise DirectoryError("Graph added a certificate but returned no keyId")
+        # customKeyIdentifier comes back as hex text the SDK decodes as base64; the
+        # thumbprint of what was sent is the one that counts.
+        return Credential(
+            key_id=str(created.key_id).lower(),
+            kind=CredentialKind.CERTIFICATE,
+            display_name=created.display_name or display_name,
+            start=created.start_date_time,
+            end=created.end_date_time,
+            thumbprint=thumbprint_of(certificate_der),
+        )
+
+    async def remove_key(self, object_id: str, key_id: str, proof: str) -> None:
+        from msgraph.generated.applications.item.remove_key.remove_key_post_request_body import (
+            RemoveKeyPostRequestBody,
+        )
+
+        body = RemoveKeyPostRequestBody(key_id=uuid.UUID(key_id), proof=proof)
+        builder = self._client.applications.by_application_id(object_id).remove_key
+        async with self._app_locks[object_id]:
+            try:
+                await self._call(f"remove certificate {key_id}", lambda: builder.post(body))
+            except DirectoryError as exc:
+                if exc.status == 404 or (exc.status == 400 and _names_missing_key(exc, key_id)):
+                    return
+                raise
+
+    async def list_key_credentials(self, object_id: str) -> Sequence[KeyEntry]:
+        from kiota_abstractions.base_request_configuration import RequestConfiguration
+        from msgraph.generated.applications.item.application_item_request_builder import (
+            ApplicationItemRequestBuilder,
+        )
+
+        params = ApplicationItemRequestBuilder.ApplicationItemRequestBuilderGetQueryParameters(
+            select=["id", "keyCredentials"]
+        )
+        info = self._client.applications.by_application_id(object_id).to_get_request_information(
+            RequestConfiguration(query_parameters=params)
+        )
+        body = await self._get_json(info, f"read the certificates of application {object_id}")
+        raw = (body or {}).get("keyCredentials")
+        if not isinstance(raw, list):
+            raise DirectoryError(f"Graph returned no keyCredentials list for {object_id}")
+        try:
+            return [_key_entry(item) for item in raw]
+        except (AppParseError, TypeError, ValueError) as exc:
+            raise DirectoryError(f"Graph returned keyCredentials rotator cannot read: {exc}"
+                                 ) from None
+
+    async def set_key_credentials(self, object_id: str, entries: Sequence[KeyEntry]) -> None:
+        from msgraph.generated.models.application import Application
+        from msgraph.generated.models.key_credential import KeyCredential
+
+        body = Application(
+            key_credentials=[
+                KeyCredential(
+                    key_id=uuid.UUID(e.key_id),
+                    key=base64.b64decode(e.key) if e.key else None,
+                    display_name=e.display_name,
+                    type=e.type,
+                    usage=e.usage,
+                )
+                for e in entries
+            ]
+        )
+        builder = self._client.applications.by_application_id(object_id)
+        async with self._app_locks[object_id]:
+            await self._call("update the certificates of the application",
+                             lambda: builder.patch(body))
+
+
+def _key_entry(item: object) -> KeyEntry:
+    if not isinstance(item, dict) or not isinstance(item.get("keyId"), str):
+        raise AppParseError("a keyCredential without keyId")
+    key = item.get("key")
+    return KeyEntry(
+        key_id=item["keyId"].lower(),
+        key=key if isinstance(key, str) and key else None,
+        display_name=item.get("displayName") if isinstance(item.get("displayName"), str)
+        else None,
+        type=str(item.get("type") or "AsymmetricX509Cert"),
+        usage=str(item.get("usage") or "Verify"),
+        start=parse_datetime(item.get("startDateTime")),
+        end=parse_datetime(item.get("endDateTime")),
+        thumbprint=thumbprint_from_custom_key_identifier(item.get("customKeyIdentifier")),
+    )
+
+
 def _names_missing_key(exc: DirectoryError, key_id: str) -> bool:
     text = str(exc).lower()
-    return key_id.lower() in text or "no password credential" in text or "not found" in text
+    return (key_id.lower() in text or "no password credential" in text
+            or "no key credential" in text or "not found" in text)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from typing import Any
 
 import jwt
 
@@ -54,6 +55,40 @@ class AzureIdentityTokenProbe:
                 token = await credential.get_token(scope)
         except ClientAuthenticationError as exc:
             message = _scrub(str(exc.message or exc), secret)
+            match = _AADSTS.search(message)
+            first_line = message.strip().splitlines()[0] if message.strip() else "refused"
+            return TokenOutcome(
+                ok=False, error_code=match.group(0) if match else None, message=first_line[:300]
+            )
+        except Exception as exc:  # noqa: BLE001 - any failure is one failed attempt
+            return TokenOutcome(ok=False, message=f"token request failed: {type(exc).__name__}")
+        return TokenOutcome(ok=True, claims=claims_of(token.token))
+
+    async def try_certificate(
+        self, tenant_id: str, client_id: str, pem_bundle: SecretValue, scope: str
+    ) -> TokenOutcome:
+        """A client assertion signed with the bundle's key (what consumers will do)."""
+        from azure.core.exceptions import ClientAuthenticationError
+        from azure.identity.aio import CertificateCredential
+
+        from rotator.adapters.sdk_clients import identity_options
+
+        options: dict[str, Any] = identity_options(self._authority_host, self._ca_bundle)
+        try:
+            credential = CertificateCredential(
+                tenant_id, client_id, certificate_data=pem_bundle.reveal().encode("ascii"),
+                **options,
+            )
+        except ValueError as exc:
+            # azure-identity refuses e.g. non-RSA keys before any request is made; its
+            # words name the problem, not the material.
+            reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+            return TokenOutcome(ok=False, error_code="CertificateUnusable", message=reason)
+        try:
+            async with credential:
+                token = await credential.get_token(scope)
+        except ClientAuthenticationError as exc:
+            message = _scrub(str(exc.message or exc), pem_bundle)
             match = _AADSTS.search(message)
             first_line = message.strip().splitlines()[0] if message.strip() else "refused"
             return TokenOutcome(

@@ -1,9 +1,14 @@
-"""create + stage: a new client secret in Entra, its value at once in the staging secret.
+"""create + stage: the new credential in Entra and its material in the staging secret.
 
-Graph returns ``secretText`` exactly once, so the two writes belong to one step:
-the rotation is marked ``creating`` first, and if the process dies between the
+Secrets: Graph returns ``secretText`` exactly once, so the two writes belong to one
+step: the rotation is marked ``creating`` first, and if the process dies between the
 two, recovery (``resume_creating``) finds the credential by its display name and
 removes it because its value is lost.
+
+Certificates go the other way round: rotator makes the key pair itself, so the
+private key is written to the staging secret *before* the certificate is registered
+in Entra; a certificate whose key is not in Key Vault never exists. Recovery finds
+the staged version by its ``rotation_id`` tag and the credential by the thumbprint.
 """
 
 from __future__ import annotations
@@ -11,9 +16,17 @@ from __future__ import annotations
 import contextlib
 from datetime import timedelta
 
+from rotator.adapters import certs
+from rotator.domain.credentials import AppRegistration, Credential, CredentialKind
 from rotator.domain.rotation import Rotation, credential_display_name, rotation_id_from_display_name
 from rotator.domain.states import RotationState
-from rotator.engine.context import EngineDeps, StepFailed, record, step_error
+from rotator.engine.certificates import (
+    held_consumer_certificate,
+    material_of,
+    register_certificate,
+    remove_certificate,
+)
+from rotator.engine.context import EngineDeps, StepFailed, log, record, step_error
 from rotator.ports import DirectoryError, SecretStoreError, StoredSecret
 
 STAGING_CONTENT_TYPE = "text/plain"
@@ -29,11 +42,25 @@ def staging_tags(rotation: Rotation, key_id: str) -> dict[str, str]:
     }
 
 
+def certificate_staging_tags(rotation: Rotation, thumbprint: str) -> dict[str, str]:
+    # No key_id yet: the certificate is registered after it is staged.
+    return {
+        "managed-by": "rotator",
+        "rotation_id": rotation.id,
+        "app_id": rotation.app_id,
+        "thumbprint": thumbprint,
+        "kind": str(CredentialKind.CERTIFICATE),
+        "stage": "unverified",
+    }
+
+
 async def create_and_stage(deps: EngineDeps, rotation: Rotation) -> Rotation:
     if rotation.state is RotationState.CREATING:
         rotation = await resume_creating(deps, rotation)
         if rotation.state is not RotationState.PENDING:
             return rotation
+    if rotation.kind is CredentialKind.CERTIFICATE:
+        return await _create_certificate(deps, rotation)
     policy = deps.app_policy(rotation.app_id)
     if policy is None:
         raise StepFailed("the app was taken out of the policy file before its secret was created")
@@ -84,6 +111,8 @@ async def find_staged(deps: EngineDeps, rotation: Rotation) -> StoredSecret | No
 
 async def resume_creating(deps: EngineDeps, rotation: Rotation) -> Rotation:
     """A previous run died inside create+stage: keep what is complete, remove the rest."""
+    if rotation.kind is CredentialKind.CERTIFICATE:
+        return await _resume_creating_certificate(deps, rotation)
     try:
         app = await deps.directory.get_application(rotation.app_id)
         staged = await find_staged(deps, rotation)
@@ -125,3 +154,142 @@ async def _remove(deps: EngineDeps, rotation: Rotation, key_id: str) -> None:
         await deps.directory.remove_password(rotation.object_id, key_id)
     except DirectoryError as exc:
         raise step_error(exc) from None
+
+
+# ------------------------------------------------------------------------ certificates
+
+
+async def _create_certificate(deps: EngineDeps, rotation: Rotation) -> Rotation:
+    policy = deps.app_policy(rotation.app_id)
+    if policy is None:
+        raise StepFailed("the app was taken out of the policy file before its certificate "
+                         "was created")
+    now = deps.now()
+    creating = record(
+        deps, rotation, rotation.advance(RotationState.CREATING, now),
+        step="create", message=f"creating a new {policy.key_type} certificate", outcome="info",
+    )
+    material = certs.generate(str(policy.key_type), policy.certificate_subject, now,
+                              now + timedelta(days=policy.lifetime_days))
+    value, content_type = certs.bundle(material, str(policy.key_vault_format))
+    try:
+        staged = await deps.vault(creating).set_secret(
+            creating.staging_secret_name, value, content_type=content_type,
+            tags=certificate_staging_tags(creating, material.thumbprint),
+            expires_on=material.not_after,
+        )
+    except SecretStoreError as exc:
+        # Nothing is registered; if the write landed after all, recovery registers it.
+        raise step_error(exc) from None
+    return await _register_staged(deps, creating, material, staged.version)
+
+
+async def _register_staged(
+    deps: EngineDeps, rotation: Rotation, material: certs.CertificateMaterial,
+    staging_version: str,
+) -> Rotation:
+    try:
+        app = await deps.directory.get_application(rotation.app_id)
+    except DirectoryError as exc:
+        raise step_error(exc) from None
+    if app is None:
+        raise StepFailed(f"app {rotation.app_id} no longer exists in the tenant")
+    signer = await held_consumer_certificate(deps, rotation, app)
+    registered = await register_certificate(deps, rotation, app, material, signer=signer)
+    cred = registered.credential
+    how = ("addKey, proven by the certificate rotator stored last time"
+           if registered.path == "addKey" else "PATCH (no certificate rotator can sign with)")
+    return record(
+        deps, rotation,
+        rotation.advance(
+            RotationState.STAGED, deps.now(),
+            new_key_id=cred.key_id, new_key_end_at=cred.end or material.not_after,
+            staging_version=staging_version, attempts=0, last_error=None, next_attempt_at=None,
+            extra={**rotation.extra, "thumbprint": material.thumbprint,
+                   "registered_by": registered.path},
+        ),
+        step="stage",
+        message=f"new certificate {cred.key_id} (thumbprint {material.thumbprint}) staged, "
+                f"then registered with {how}",
+        details={"new_key_id": cred.key_id, "staging_version": staging_version,
+                 "thumbprint": material.thumbprint, "registered_by": registered.path},
+    )
+
+
+def _ours(app: AppRegistration, rotation: Rotation, thumbprint: str | None) -> list[Credential]:
+    return [
+        c for c in app.of_kind(CredentialKind.CERTIFICATE)
+        if rotation_id_from_display_name(c.display_name) == rotation.id
+        or (thumbprint is not None and c.thumbprint == thumbprint)
+    ]
+
+
+async def _resume_creating_certificate(deps: EngineDeps, rotation: Rotation) -> Rotation:
+    """Recovery for certificates, where staging comes first.
+
+    - staged, and a certificate with its thumbprint on the app: carry on from ``staged``;
+    - staged, nothing on the app (died between staging and registering): register the
+      staged certificate. Its key already sits where it must, and generating another
+      would only leave a second, unused private key in the vault. A staged certificate
+      that no longer has most of its lifetime ahead is disabled and the step starts over;
+    - on the app but nothing staged (cannot happen when staging comes first, but the
+      world may disagree): nobody holds its key, so remove it and start over.
+    """
+    try:
+        app = await deps.directory.get_application(rotation.app_id)
+        found = await find_staged(deps, rotation)
+        staged = (await deps.vault(rotation).get_secret(rotation.staging_secret_name,
+                                                        found.version)
+                  if found is not None else None)
+    except (DirectoryError, SecretStoreError) as exc:
+        raise step_error(exc) from None
+    if app is None:
+        raise StepFailed(f"app {rotation.app_id} no longer exists in the tenant")
+    material = material_of(staged)
+    thumb = material.thumbprint if material is not None else None
+    ours = _ours(app, rotation, thumb)
+    keep = next((c for c in ours if thumb is not None and c.thumbprint == thumb), None)
+    held = await held_consumer_certificate(deps, rotation, app)
+    for stray in (c for c in ours if keep is None or c.key_id != keep.key_id):
+        # Signed by the staged key while it is registered, else by the consumer's key.
+        await remove_certificate(deps, rotation, stray.key_id, [material, held])
+    if staged is not None and material is not None and keep is not None:
+        return record(
+            deps, rotation,
+            rotation.advance(
+                RotationState.STAGED, deps.now(), new_key_id=keep.key_id,
+                new_key_end_at=keep.end or material.not_after, staging_version=staged.version,
+                extra={**rotation.extra, "thumbprint": material.thumbprint},
+            ),
+            step="recover",
+            message=f"found certificate {keep.key_id} staged and registered before a restart",
+        )
+    if staged is not None and material is not None and _fresh_enough(deps, rotation, material):
+        log.info("registering a certificate staged before a restart", rotation_id=rotation.id,
+                 thumbprint=material.thumbprint)
+        return await _register_staged(deps, rotation, material, staged.version)
+    if staged is not None:
+        with contextlib.suppress(SecretStoreError):
+            await deps.vault(rotation).disable_version(rotation.staging_secret_name,
+                                                       staged.version)
+    removed = len(ours) - (1 if keep is not None else 0)
+    return record(
+        deps, rotation,
+        rotation.advance(RotationState.PENDING, deps.now(), attempts=rotation.attempts + 1),
+        step="recover",
+        message=f"removed {removed} certificate(s) without a staged key; creating again",
+        outcome="info",
+        details={"removed": removed},
+    )
+
+
+def _fresh_enough(deps: EngineDeps, rotation: Rotation, material: certs.CertificateMaterial
+                  ) -> bool:
+    """Still worth registering: valid now, with at least 90 % of the lifetime asked for."""
+    policy = deps.app_policy(rotation.app_id)
+    now = deps.now()
+    if not certs.valid_for(material, now):
+        return False
+    if policy is None:
+        return True
+    return (material.not_after - now) >= timedelta(days=policy.lifetime_days) * 0.9

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from rotator.domain.certificates import PEM_CONTENT_TYPE
+from rotator.domain.credentials import CredentialKind
 from rotator.domain.rotation import Rotation
 from rotator.domain.states import RotationState
 from rotator.engine.context import EngineDeps, StepFailed, log, record, step_error
@@ -18,13 +20,16 @@ CONSUMER_CONTENT_TYPE = "text/plain"
 
 def consumer_tags(rotation: Rotation) -> dict[str, str]:
     assert rotation.new_key_id is not None
-    return {
+    tags = {
         "managed-by": "rotator",
         "app_id": rotation.app_id,
         "key_id": rotation.new_key_id,
         "rotation_id": rotation.id,
         "kind": str(rotation.kind),
     }
+    if rotation.kind is CredentialKind.CERTIFICATE and rotation.extra.get("thumbprint"):
+        tags["thumbprint"] = rotation.extra["thumbprint"]
+    return tags
 
 
 async def promote(deps: EngineDeps, rotation: Rotation, *, retire_now: bool = False) -> Rotation:
@@ -44,7 +49,9 @@ async def promote(deps: EngineDeps, rotation: Rotation, *, retire_now: bool = Fa
             written = await vault.set_secret(
                 rotation.secret_name,
                 staged.value,
-                content_type=CONSUMER_CONTENT_TYPE,
+                # Certificates keep the staged format (PEM or PKCS#12) and its content type.
+                content_type=(staged.content_type or PEM_CONTENT_TYPE)
+                if rotation.kind is CredentialKind.CERTIFICATE else CONSUMER_CONTENT_TYPE,
                 tags=consumer_tags(rotation),
                 expires_on=rotation.new_key_end_at,
             )

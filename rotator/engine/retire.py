@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from rotator.domain.credentials import CredentialKind
 from rotator.domain.policies import may_retire
 from rotator.domain.rotation import Rotation
 from rotator.domain.states import RotationState
+from rotator.engine.certificates import material_of, remove_certificate
 from rotator.engine.context import EngineDeps, StepFailed, record, step_error
 from rotator.ports import DirectoryError, SecretStoreError
 
@@ -53,16 +55,38 @@ async def retire(deps: EngineDeps, rotation: Rotation) -> Rotation:
             outcome="info",
         )
     assert rotation.old_key_id is not None
-    try:
-        await deps.directory.remove_password(rotation.object_id, rotation.old_key_id)
-    except DirectoryError as exc:
-        raise step_error(exc) from None
+    how = await _remove_old(deps, rotation, rotation.old_key_id)
     return record(
         deps, rotation,
         rotation.advance(RotationState.COMPLETED, deps.now(), finished_at=deps.now(),
                          attempts=0, last_error=None, next_attempt_at=None),
-        step="retire", message=f"old credential {rotation.old_key_id} removed",
-        details={"old_key_id": rotation.old_key_id},
+        step="retire", message=f"old credential {rotation.old_key_id} removed ({how})",
+        details={"old_key_id": rotation.old_key_id, "removed_by": how},
     )
 
 
+async def _remove_old(deps: EngineDeps, rotation: Rotation, old_key_id: str) -> str:
+    """Remove by the old credential's own kind (a kind switch retires a secret too)."""
+    try:
+        app = await deps.directory.get_application(rotation.app_id)
+    except DirectoryError as exc:
+        raise step_error(exc) from None
+    old = app.credential(old_key_id) if app is not None else None
+    if old is None:
+        return "already gone"
+    if old.kind is CredentialKind.SECRET:
+        try:
+            await deps.directory.remove_password(rotation.object_id, old_key_id)
+        except DirectoryError as exc:
+            raise step_error(exc) from None
+        return "removePassword"
+    # The proof is signed by the new certificate, whose key the consumer secret holds
+    # (retire checked that it holds the new credential); PATCH when no proof is possible.
+    signer = None
+    try:
+        consumer = await deps.vault(rotation).get_secret(rotation.secret_name)
+    except SecretStoreError as exc:
+        raise step_error(exc) from None
+    if consumer is not None and consumer.tags.get("key_id") == rotation.new_key_id:
+        signer = material_of(consumer)
+    return await remove_certificate(deps, rotation, old_key_id, [signer])

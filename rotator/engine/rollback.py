@@ -5,9 +5,12 @@ The old credential and the consumer secret are never touched here.
 
 from __future__ import annotations
 
+from rotator.adapters.certs import CertificateMaterial
 from rotator.domain.backoff import failure_backoff
+from rotator.domain.credentials import CredentialKind
 from rotator.domain.rotation import Rotation, rotation_id_from_display_name
 from rotator.domain.states import RotationState
+from rotator.engine.certificates import material_of, remove_certificate
 from rotator.engine.context import EngineDeps, log, record, step_error
 from rotator.ports import DirectoryError, SecretStoreError
 
@@ -26,6 +29,12 @@ async def roll_back(deps: EngineDeps, rotation: Rotation) -> Rotation:
     except DirectoryError as exc:
         raise step_error(exc) from None
     removed: list[str] = []
+    staging_version = rotation.staging_version
+    new_material = None
+    if rotation.kind is CredentialKind.CERTIFICATE:
+        # The new certificate signs its own removeKey proof: its key is in staging
+        # (found by tag when the rotation died before recording the version).
+        staging_version, new_material = await _staged_certificate(deps, rotation)
     if app is not None:
         for cred in app.credentials:
             if cred.key_id == rotation.old_key_id:
@@ -34,15 +43,18 @@ async def roll_back(deps: EngineDeps, rotation: Rotation) -> Rotation:
                 rotation_id_from_display_name(cred.display_name) == rotation.id
                 or cred.key_id == rotation.new_key_id
             ):
-                try:
-                    await deps.directory.remove_password(rotation.object_id, cred.key_id)
-                except DirectoryError as exc:
-                    raise step_error(exc) from None
+                if cred.kind is CredentialKind.CERTIFICATE:
+                    await remove_certificate(deps, rotation, cred.key_id, [new_material])
+                else:
+                    try:
+                        await deps.directory.remove_password(rotation.object_id, cred.key_id)
+                    except DirectoryError as exc:
+                        raise step_error(exc) from None
                 removed.append(cred.key_id)
-    if rotation.staging_version is not None:
+    if staging_version is not None:
         try:
             await deps.vault(rotation).disable_version(
-                rotation.staging_secret_name, rotation.staging_version
+                rotation.staging_secret_name, staging_version
             )
         except SecretStoreError as exc:
             log.warning("could not disable the staging version", rotation_id=rotation.id,
@@ -62,3 +74,23 @@ async def roll_back(deps: EngineDeps, rotation: Rotation) -> Rotation:
         outcome="error",
         details={"removed": ",".join(removed)},
     )
+
+
+async def _staged_certificate(
+    deps: EngineDeps, rotation: Rotation
+) -> tuple[str | None, CertificateMaterial | None]:
+    from rotator.engine.create import find_staged
+
+    try:
+        version = rotation.staging_version
+        if version is None:
+            found = await find_staged(deps, rotation)
+            version = found.version if found is not None else None
+        staged = (await deps.vault(rotation).get_secret(rotation.staging_secret_name, version)
+                  if version is not None else None)
+    except SecretStoreError as exc:
+        # Without the key, removal falls back to PATCH; not a reason to stop rolling back.
+        log.warning("could not read the staged certificate", rotation_id=rotation.id,
+                    error=str(exc))
+        return rotation.staging_version, None
+    return version, material_of(staged)

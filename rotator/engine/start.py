@@ -83,10 +83,13 @@ async def plan_rotation(
             "`rotator scan` lists its credentials"
         )
     kind = _kind_for(app, policy.credential, requested)
-    if kind is CredentialKind.CERTIFICATE:
+    if kind is CredentialKind.CERTIFICATE and str(policy.key_type).upper().startswith("EC"):
+        # azure-identity's CertificateCredential (what verify and consumers use) signs
+        # client assertions with RS256 and refuses non-RSA keys.
         raise RotationRefused(
-            f"app {app_id} would rotate a certificate, which this version of rotator "
-            'cannot do yet; set credential = "secret" for it in the policy file'
+            f"app {app_id} asks for key_type = {policy.key_type!s}, but client assertions "
+            "need an RSA key (azure-identity signs them with RS256); set key_type to "
+            "RSA2048, RSA3072 or RSA4096 in the policy file"
         )
     now = deps.now()
     consumer_key_id: str | None = None

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from rotator.adapters import certs
 from rotator.domain.backoff import jittered
+from rotator.domain.credentials import CredentialKind
 from rotator.domain.rotation import Rotation
+from rotator.domain.secret_value import SecretValue
 from rotator.domain.states import RotationState
 from rotator.domain.verification import (
     AttemptKind,
@@ -38,6 +41,13 @@ async def verify(deps: EngineDeps, rotation: Rotation) -> Rotation:
             f"staging secret {rotation.staging_secret_name} version "
             f"{rotation.staging_version} is gone"
         )
+    pem: SecretValue | None = None
+    if rotation.kind is CredentialKind.CERTIFICATE:
+        # Consumers may read PKCS#12; the probe signs assertions from PEM, same key.
+        try:
+            pem = certs.pem_for_probe(staged.value, staged.content_type)
+        except certs.CertificateError as exc:
+            raise StepFailed(f"staging secret {rotation.staging_secret_name}: {exc}") from None
     timing = deps.verify_timing
     started = deps.now()
     deadline = started + timedelta(seconds=policy.verify_timeout_seconds)
@@ -51,9 +61,14 @@ async def verify(deps: EngineDeps, rotation: Rotation) -> Rotation:
                 f"last refusal: {last_refusal}"
             )
         renew_lease(deps, rotation)
-        outcome = await deps.probe.try_secret(
-            deps.tenant_id, rotation.app_id, staged.value, policy.verify_scope
-        )
+        if pem is not None:
+            outcome = await deps.probe.try_certificate(
+                deps.tenant_id, rotation.app_id, pem, policy.verify_scope
+            )
+        else:
+            outcome = await deps.probe.try_secret(
+                deps.tenant_id, rotation.app_id, staged.value, policy.verify_scope
+            )
         if outcome.ok:
             verdict = judge_claims(
                 outcome.claims,

@@ -35,7 +35,8 @@ class World:
         lines = ["[defaults]", f'vault_url = "{VAULT}"', "verify_successes = 3",
                  "verify_timeout_seconds = 120"]
         lines += [f"{k} = {v!r}".replace("'", '"') for k, v in overrides.items()
-                  if k in {"grace_hours", "lifetime_days", "renew_before_days"}]
+                  if k in {"grace_hours", "lifetime_days", "renew_before_days", "credential",
+                           "key_type", "key_vault_format", "certificate_subject"}]
         for app in apps:
             lines += ["[[app]]", f'app_id = "{app.app_id}"',
                       f'secret_name = "{app.display_name}-secret"']

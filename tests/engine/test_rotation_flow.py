@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from rotator.adapters import certs
+from rotator.domain.certificates import CERTIFICATE_CONTENT_TYPES
+from rotator.domain.credentials import CredentialKind
 from rotator.domain.rotation import RotationReason, rotation_id_from_display_name
 from rotator.domain.states import ACTIVE_STATES, RotationState
 from rotator.engine.driver import drive
@@ -23,17 +27,38 @@ async def rotate(world: World, app: FakeApp, *, retire_now: bool = True,
     return await drive(deps, rotation.id, retire_now=retire_now)
 
 
+def key_canaries(world: World) -> list[bytes]:
+    """A slice of every private key rotator wrote to the vault (PEM body or PKCS#12)."""
+    out = []
+    for versions in world.vault.secrets.values():
+        for v in versions:
+            if v.content_type in CERTIFICATE_CONTENT_TYPES and v.value is not None:
+                text = v.value.reveal()
+                body = text.split("-----BEGIN PRIVATE KEY-----")[-1] if "BEGIN" in text else text
+                out.append(body.strip()[100:160].encode())
+    return out
+
+
 def assert_invariants(world: World, app: FakeApp) -> None:
     # 1. the app keeps a working credential, and the consumer secret holds one
-    assert any(c.is_valid_at(world.clock.now()) for c in app.credentials)
+    now = world.clock.now()
+    assert any(c.is_valid_at(now) for c in app.credentials)
     consumer = world.vault.latest(f"{app.display_name}-secret")
     if consumer is not None:
         assert consumer.value is not None
-        assert consumer.value.reveal() in app.values.values()
-        assert consumer.tags["key_id"] in app.values
-    # 2. no secret value in the database file
+        if consumer.content_type in CERTIFICATE_CONTENT_TYPES:
+            held = certs.load(consumer.value, consumer.content_type)
+            cred = app.credential_of(consumer.tags["key_id"])
+            assert cred is not None and cred.thumbprint == held.thumbprint
+            assert consumer.tags["thumbprint"] == held.thumbprint and cred.is_valid_at(now)
+        else:
+            assert consumer.value.reveal() in app.values.values()
+            assert consumer.tags["key_id"] in app.values
+    # 2. no secret value or private key in the database file
+    canaries = [CANARY.encode(), *key_canaries(world)]
     for path in Path(world.tmp).glob("rotator.db*"):
-        assert CANARY.encode() not in path.read_bytes(), path
+        data = path.read_bytes()
+        assert not any(c in data for c in canaries), path
     # 3. every credential rotator created is promoted, or belongs to a rotation in flight
     active = {r.id for r in world.store.list_rotations(app_id=app.app_id)
               if r.state in ACTIVE_STATES}
@@ -175,22 +200,53 @@ async def test_second_start_resumes_the_rotation_in_flight(world: World) -> None
     assert first.id == second.id
 
 
-CRASH_POINTS = [
-    "add_password",  # created in Entra, value only in memory
-    "set_secret:orders-secret-next",  # staged, not recorded
-    "set_secret:orders-secret",  # promoted in Key Vault, not recorded
-    "remove_password",  # old one removed, not recorded
+@dataclass(frozen=True)
+class CrashCase:
+    kind: CredentialKind
+    point: str  # the fake's write after which the process dies
+    # certificates: a first rotation already stored a key, so the next one uses addKey
+    held: bool = False
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.point}{':held' if self.held else ''}"
+
+
+CRASH_CASES = [
+    CrashCase(CredentialKind.SECRET, "add_password"),  # created in Entra, value only in memory
+    CrashCase(CredentialKind.SECRET, "set_secret:orders-secret-next"),  # staged, not recorded
+    CrashCase(CredentialKind.SECRET, "set_secret:orders-secret"),  # promoted, not recorded
+    CrashCase(CredentialKind.SECRET, "remove_password"),  # old one removed, not recorded
+    # key staged, certificate not registered yet
+    CrashCase(CredentialKind.CERTIFICATE, "set_secret:orders-secret-next"),
+    CrashCase(CredentialKind.CERTIFICATE, "patch"),  # registered by PATCH, not recorded
+    CrashCase(CredentialKind.CERTIFICATE, "set_secret:orders-secret"),
+    CrashCase(CredentialKind.CERTIFICATE, "remove_key"),  # old removed with proof
+    CrashCase(CredentialKind.CERTIFICATE, "set_secret:orders-secret-next", held=True),
+    CrashCase(CredentialKind.CERTIFICATE, "add_key", held=True),  # registered by addKey
+    CrashCase(CredentialKind.CERTIFICATE, "remove_key", held=True),
 ]
 
 
-@pytest.mark.parametrize("point", CRASH_POINTS)
-async def test_a_crash_after_any_write_converges_on_the_next_run(
-    world: World, point: str
-) -> None:
+def make_app(world: World, kind: CredentialKind) -> FakeApp:
+    if kind is CredentialKind.CERTIFICATE:
+        app = world.directory.add_cert_app("orders")
+        world.manage(app, credential="certificate")
+        return app
     app = world.directory.add_app("orders")
-    old_key = app.credentials[0].key_id
     world.manage(app)
-    world.faults.crash_after.add(point)
+    return app
+
+
+@pytest.mark.parametrize("case", CRASH_CASES, ids=str)
+async def test_a_crash_after_any_write_converges_on_the_next_run(
+    world: World, case: CrashCase
+) -> None:
+    app = make_app(world, case.kind)
+    if case.held:
+        first = await rotate(world, app)
+        assert first.state is RotationState.COMPLETED, first.last_error
+    old_key = app.credentials[0].key_id
+    world.faults.crash_after.add(case.point)
     with pytest.raises(Crash):
         await rotate(world, app)
     assert_invariants(world, app)
@@ -198,6 +254,8 @@ async def test_a_crash_after_any_write_converges_on_the_next_run(
     world.clock.advance(600)
     result = await rotate(world, app)
     assert result.state is RotationState.COMPLETED, result.last_error
-    assert old_key not in app.values
+    assert app.credential_of(old_key) is None
     assert_invariants(world, app)
     assert len(app.credentials) == 1
+    if case.held:
+        assert "add_key" in world.directory.calls
