@@ -231,6 +231,69 @@ class DaemonPolicy:
     scan_interval_minutes: float = 60
     reconcile_interval_seconds: float = 60
     max_concurrent_rotations: int = 8
+    # Graph writes (addPassword, removePassword, ...) per minute, per process: keep it
+    # below the tenant's budget (3,000 writes / 150 s per app, 18,000 / 5 min per tenant)
+    # divided by the number of replicas.
+    graph_writes_per_minute: float = 600
+    # How long a process owns a rotation it works on before another may take it over.
+    lease_seconds: float = 300
+
+
+class ChannelType(StrEnum):
+    WEBHOOK = "webhook"
+    TEAMS = "teams"
+    SLACK = "slack"
+    SMTP = "smtp"
+    LOG = "log"
+
+
+class DigestMode(StrEnum):
+    NONE = "none"
+    DAILY = "daily"
+
+
+DEFAULT_ALERT_THRESHOLDS: Final = (30.0, 14.0, 7.0, 1.0)
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelPolicy:
+    """One ``[[alerts.channel]]``. Secrets are named by environment variable, never held."""
+
+    type: ChannelType
+    name: str
+    # None: the ``[alerts]`` thresholds apply.
+    thresholds_days: tuple[float, ...] | None = None
+    timeout_seconds: float = 10.0
+    # webhook, teams, slack: the URL, or the environment variable that holds it
+    # (Slack and Teams webhook URLs are credentials: prefer url_env).
+    url: str | None = None
+    url_env: str | None = None
+    # smtp
+    host: str | None = None
+    port: int = 587
+    starttls: bool = True
+    username: str | None = None
+    password_env: str | None = None
+    sender: str | None = None
+    to: tuple[str, ...] = ()
+    ca_file: Path | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AlertsPolicy:
+    """The ``[alerts]`` table: expiry thresholds, digest, posture rules and channels."""
+
+    thresholds_days: tuple[float, ...] = DEFAULT_ALERT_THRESHOLDS
+    digest: DigestMode = DigestMode.DAILY
+    max_lifetime_days: int = 365
+    prefer_certificates: bool = False
+    # An active rotation with this many attempts (or a recorded error) is "retrying".
+    retrying_attempts: int = 3
+    # Failed rotations and scans older than this are not alerted (first run, history).
+    lookback_days: float = 7.0
+    include_findings: bool = True
+    max_send_attempts: int = 8
+    channels: tuple[ChannelPolicy, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,6 +302,7 @@ class Policy:
     daemon: DaemonPolicy
     apps: Mapping[str, AppPolicy] = field(default_factory=dict)
     source: Path | None = None
+    alerts: AlertsPolicy = field(default_factory=AlertsPolicy)
 
     def for_app(self, app_id: str) -> AppPolicy | None:
         return self.apps.get(app_id.strip().lower())
@@ -413,11 +477,15 @@ KEYS: Final[Mapping[str, _Key]] = MappingProxyType(
             _positive(unit="seconds", hi=86_400), 60.0, in_app=False
         ),
         "max_concurrent_rotations": _Key(_whole(1, 1000, unit="rotations"), 8, in_app=False),
+        "graph_writes_per_minute": _Key(
+            _positive(unit="writes per minute", hi=100_000), 600.0, in_app=False
+        ),
+        "lease_seconds": _Key(_positive(unit="seconds", hi=86_400), 300.0, in_app=False),
     }
 )
 _DEFAULTS_KEYS: Final = tuple(k for k, spec in KEYS.items() if spec.in_defaults)
 _APP_KEYS: Final = tuple(k for k, spec in KEYS.items() if spec.in_app)
-_TOP_KEYS: Final = ("defaults", "app")
+_TOP_KEYS: Final = ("defaults", "app", "alerts")
 
 
 # ---------------------------------------------------------------- locating lines
@@ -539,8 +607,8 @@ def _parse(file: Path, text: str, data: Mapping[str, Any], settings: Settings) -
             problems.add(
                 lines.key(None, key) or lines.section(key)[0],
                 f"top-level key {key!r}",
-                "unknown; the file has a [defaults] table and [[app]] tables; "
-                + _suggest(key, _TOP_KEYS),
+                "unknown; the file has a [defaults] table, [[app]] tables and an [alerts] "
+                "table; " + _suggest(key, _TOP_KEYS),
             )
 
     # ---- [defaults]
@@ -624,8 +692,11 @@ def _parse(file: Path, text: str, data: Mapping[str, Any], settings: Settings) -
             continue
         secret_owner[owner_key] = app.app_id
         apps[app.app_id] = app
+    alerts = _parse_alerts(data.get("alerts", {}), problems)
     problems.raise_if_any()
-    return Policy(defaults=defaults, daemon=daemon, apps=MappingProxyType(apps), source=file)
+    return Policy(
+        defaults=defaults, daemon=daemon, apps=MappingProxyType(apps), source=file, alerts=alerts
+    )
 
 
 def _parse_app(
@@ -684,3 +755,282 @@ def _parse_app(
         return None
     values.setdefault("secret_name", default_secret_name(app_id))
     return AppPolicy(**values)
+
+
+# ---------------------------------------------------------------- [alerts]
+
+_ENV_NAME: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_EMAIL: Final = re.compile(r"^[^@\s<>]+@[^@\s<>]+$")
+_CHANNEL_NAME: Final = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+_LOOPBACK: Final = frozenset({"127.0.0.1", "localhost", "::1"})
+_ALERTS_KEYS: Final = (
+    "thresholds_days",
+    "digest",
+    "max_lifetime_days",
+    "prefer_certificates",
+    "retrying_attempts",
+    "lookback_days",
+    "include_findings",
+    "max_send_attempts",
+    "channel",
+)
+_CHANNEL_COMMON: Final = ("type", "name", "thresholds_days", "timeout_seconds")
+_CHANNEL_KEYS: Final[Mapping[ChannelType, tuple[str, ...]]] = MappingProxyType(
+    {
+        ChannelType.WEBHOOK: (*_CHANNEL_COMMON, "url", "url_env"),
+        ChannelType.TEAMS: (*_CHANNEL_COMMON, "url", "url_env"),
+        ChannelType.SLACK: (*_CHANNEL_COMMON, "url", "url_env"),
+        ChannelType.SMTP: (
+            *_CHANNEL_COMMON,
+            "host",
+            "port",
+            "starttls",
+            "username",
+            "password_env",
+            "from",
+            "to",
+            "ca_file",
+        ),
+        ChannelType.LOG: _CHANNEL_COMMON,
+    }
+)
+
+
+def _thresholds(value: object) -> tuple[float, ...]:
+    if (
+        not isinstance(value, list)
+        or not value
+        or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
+    ):
+        raise ValueError(
+            f"must be a non-empty list of days such as [30, 14, 7, 1], got {_show(value)}"
+        )
+    days = [float(v) for v in value]
+    bad = [v for v in days if not 0 < v <= 3650]
+    if bad:
+        raise ValueError(
+            f"every threshold must be more than 0 and at most 3650 days, got {bad[0]:g}"
+        )
+    if len(set(days)) != len(days):
+        raise ValueError("lists a threshold twice; list each number of days once")
+    return tuple(sorted(days, reverse=True))
+
+
+def _flag(value: object) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"must be true or false, got {_show(value)}")
+    return value
+
+
+def _env_name(value: object) -> str:
+    if not isinstance(value, str) or not _ENV_NAME.fullmatch(value):
+        raise ValueError(
+            f"must be the name of an environment variable such as ROTATOR_SMTP_PASSWORD, "
+            f"got {_show(value)}"
+        )
+    return value
+
+
+def _webhook_url(value: object) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"must be a URL string, got {type(value).__name__}")
+    parts = urlsplit(value.strip())
+    host = parts.hostname or ""
+    if parts.scheme == "https" and host:
+        return value.strip()
+    if parts.scheme == "http" and host in _LOOPBACK:
+        return value.strip()
+    # The URL itself is not echoed: a Slack or Teams webhook URL is a credential.
+    raise ValueError("must be an https:// URL (plain http only to a loopback address)")
+
+
+def _email(value: object) -> str:
+    if not isinstance(value, str) or not _EMAIL.fullmatch(value.strip()):
+        raise ValueError(f"must be an e-mail address, got {_show(value)}")
+    return value.strip()
+
+
+def _emails(value: object) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not value:
+        raise ValueError(
+            f'must be a list of e-mail addresses such as ["secops@example.com"], got {_show(value)}'
+        )
+    return tuple(_email(v) for v in value)
+
+
+def _file(value: object) -> Path:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"must be a file path, got {_show(value)}")
+    path = Path(value.strip())
+    if not path.is_file():
+        raise ValueError(f"file {path} does not exist; point it at a PEM CA bundle")
+    return path
+
+
+def _channel_name(value: object) -> str:
+    if not isinstance(value, str) or not _CHANNEL_NAME.fullmatch(value):
+        raise ValueError(f"must be 1-64 letters, digits, '_', '.', ':' or '-', got {_show(value)}")
+    return value
+
+
+_CHANNEL_CHECKS: Final[Mapping[str, tuple[str, Callable[[object], Any]]]] = MappingProxyType(
+    {
+        # policy key -> (ChannelPolicy field, check)
+        "name": ("name", _channel_name),
+        "thresholds_days": ("thresholds_days", _thresholds),
+        "timeout_seconds": ("timeout_seconds", _positive(unit="seconds", hi=300)),
+        "url": ("url", _webhook_url),
+        "url_env": ("url_env", _env_name),
+        "host": ("host", _text),
+        "port": ("port", _whole(1, 65535, unit="port number")),
+        "starttls": ("starttls", _flag),
+        "username": ("username", _text),
+        "password_env": ("password_env", _env_name),
+        "from": ("sender", _email),
+        "to": ("to", _emails),
+        "ca_file": ("ca_file", _file),
+    }
+)
+
+_ALERTS_CHECKS: Final[Mapping[str, Callable[[object], Any]]] = MappingProxyType(
+    {
+        "thresholds_days": _thresholds,
+        "digest": _choice(DigestMode),
+        "max_lifetime_days": _whole(1, 36500, unit="days"),
+        "prefer_certificates": _flag,
+        "retrying_attempts": _whole(1, 1000, unit="attempts"),
+        "lookback_days": _positive(unit="days", hi=3650),
+        "include_findings": _flag,
+        "max_send_attempts": _whole(1, 1000, unit="attempts"),
+    }
+)
+
+
+def _parse_alerts(raw: object, problems: _Problems) -> AlertsPolicy:
+    lines = problems.lines
+    if not isinstance(raw, dict):
+        problems.add(lines.key(None, "alerts"), "alerts", "must be a table: write [alerts]")
+        return AlertsPolicy()
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key == "channel":
+            continue
+        line = lines.key("alerts", key)
+        check = _ALERTS_CHECKS.get(key)
+        if check is None:
+            problems.add(line, f"[alerts] key {key!r}", "unknown; " + _suggest(key, _ALERTS_KEYS))
+            continue
+        try:
+            values[key] = check(value)
+        except ValueError as exc:
+            problems.add(line, f"[alerts] key {key!r}", str(exc))
+    raw_channels = raw.get("channel", [])
+    if not isinstance(raw_channels, list):
+        problems.add(
+            lines.key("alerts", "channel"),
+            "[alerts] key 'channel'",
+            "must be an array of tables: write [[alerts.channel]] per channel",
+        )
+        raw_channels = []
+    channels: list[ChannelPolicy] = []
+    names: dict[str, int | None] = {}
+    per_type: dict[ChannelType, int] = {}
+    for index, raw_channel in enumerate(raw_channels):
+        channel = _parse_channel(raw_channel, index, per_type, problems)
+        if channel is None:
+            continue
+        header = lines.section("alerts.channel", index)[0]
+        if channel.name in names:
+            problems.add(
+                lines.key("alerts.channel", "name", index),
+                f"[[alerts.channel]] #{index + 1} key 'name'",
+                f"{channel.name!r} is already the name of the channel at line "
+                f"{names[channel.name]}; give each channel its own name",
+            )
+            continue
+        names[channel.name] = header
+        channels.append(channel)
+    return AlertsPolicy(**values, channels=tuple(channels))
+
+
+def _parse_channel(
+    raw: object, index: int, per_type: dict[ChannelType, int], problems: _Problems
+) -> ChannelPolicy | None:
+    lines = problems.lines
+    section = "alerts.channel"
+    header = lines.section(section, index)[0]
+    label = f"[[alerts.channel]] #{index + 1}"
+    if not isinstance(raw, dict):
+        problems.add(header, label, "must be a table")
+        return None
+    if "type" not in raw:
+        problems.add(
+            header, label, 'type is missing; add type = "webhook" (or teams, slack, smtp, log)'
+        )
+        return None
+    try:
+        kind: ChannelType = _choice(ChannelType)(raw["type"])
+    except ValueError as exc:
+        problems.add(lines.key(section, "type", index), f"{label} key 'type'", str(exc))
+        return None
+    label = f"{label} ({kind})"
+    allowed = _CHANNEL_KEYS[kind]
+    fields_: dict[str, Any] = {}
+    ok = True
+    for key, value in raw.items():
+        if key == "type":
+            continue
+        line = lines.key(section, key, index)
+        if key in ("password", "secret", "token"):
+            problems.add(
+                line,
+                f"{label} key {key!r}",
+                "secrets never go in the policy file; put it in an environment variable "
+                "and name that variable with password_env",
+            )
+            ok = False
+            continue
+        if key not in allowed:
+            problems.add(
+                line, f"{label} key {key!r}", f"not a {kind} channel key; " + _suggest(key, allowed)
+            )
+            ok = False
+            continue
+        target, check = _CHANNEL_CHECKS[key]
+        try:
+            fields_[target] = check(value)
+        except ValueError as exc:
+            problems.add(line, f"{label} key {key!r}", str(exc))
+            ok = False
+    if not ok:
+        return None
+    per_type[kind] = per_type.get(kind, 0) + 1
+    fields_.setdefault("name", f"{kind.value}-{per_type[kind]}")
+    web = kind in (ChannelType.WEBHOOK, ChannelType.TEAMS, ChannelType.SLACK)
+    if web and ("url" in fields_) == ("url_env" in fields_):
+        problems.add(
+            header,
+            label,
+            "needs exactly one of url or url_env (the environment variable holding the "
+            "URL; prefer it, a webhook URL is a credential)",
+        )
+        return None
+    if kind is ChannelType.SMTP:
+        missing = [
+            k for k, f in (("host", "host"), ("from", "sender"), ("to", "to")) if f not in fields_
+        ]
+        if missing:
+            problems.add(
+                header,
+                label,
+                f"{', '.join(missing)} missing; an smtp channel needs host, from and to",
+            )
+            return None
+        if ("username" in fields_) != ("password_env" in fields_):
+            problems.add(
+                header, label, "username and password_env go together; set both or neither"
+            )
+            return None
+    return ChannelPolicy(type=kind, **fields_)

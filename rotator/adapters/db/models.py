@@ -196,3 +196,49 @@ class AuditEventModel(Base):
 
 
 metadata: Final = Base.metadata
+
+
+# ----------------------------------------------------------------- alerts (20261126_0002)
+
+ALERT_KINDS: Final = ("expiry", "rotation", "scan", "finding", "digest")
+ALERT_STATUSES: Final = ("pending", "sent", "failed")
+ALERT_SEVERITIES: Final = ("info", "warning", "critical")
+
+
+class AlertDeliveryModel(Base):
+    """One alert for one channel: what was (or is to be) sent. Never a secret value.
+
+    The unique (channel, alert_key) pair is what makes an alert go out once: a
+    pass inserts the rows it would send, and only a newly inserted row is ever
+    claimed and sent, by exactly one replica (a conditional UPDATE on the claim).
+    A digest is a row of kind ``digest`` keyed by its period, so at most one
+    digest per channel and period exists.
+    """
+
+    __tablename__ = "alert_deliveries"
+    __table_args__ = (
+        sa.UniqueConstraint("channel", "alert_key"),
+        sa.CheckConstraint(_in_list("kind", ALERT_KINDS), name="kind"),
+        sa.CheckConstraint(_in_list("status", ALERT_STATUSES), name="status"),
+        sa.CheckConstraint(_in_list("severity", ALERT_SEVERITIES), name="severity"),
+        sa.Index(None, "channel", "status", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(
+        sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True, autoincrement=True
+    )
+    channel: Mapped[str] = mapped_column(sa.String(64))
+    alert_key: Mapped[str] = mapped_column(sa.String(255))
+    kind: Mapped[str] = mapped_column(sa.String(16))
+    severity: Mapped[str] = mapped_column(sa.String(16))
+    app_id: Mapped[str | None] = mapped_column(sa.String(64))
+    subject: Mapped[str] = mapped_column(sa.Text)
+    details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    status: Mapped[str] = mapped_column(sa.String(16))
+    attempts: Mapped[int] = mapped_column(default=0)
+    next_attempt_at: Mapped[datetime | None]
+    claimed_by: Mapped[str | None] = mapped_column(sa.String(255))
+    claim_expires_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(sa.Text)
+    created_at: Mapped[datetime]
+    sent_at: Mapped[datetime | None]

@@ -1,0 +1,57 @@
+"""Alert values: what is worth telling a person, as plain data (never a secret)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+Detail = str | int | float | bool | None
+
+
+class AlertKind(StrEnum):
+    EXPIRY = "expiry"
+    ROTATION = "rotation"
+    SCAN = "scan"
+    FINDING = "finding"
+
+
+class Severity(StrEnum):
+    INFO = "info"
+    WARNING = "warning"
+    CRITICAL = "critical"
+
+
+SEVERITY_ORDER: Mapping[Severity, int] = {
+    Severity.CRITICAL: 0,
+    Severity.WARNING: 1,
+    Severity.INFO: 2,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """One thing to tell; ``key`` is what makes it go out once per channel."""
+
+    key: str
+    kind: AlertKind
+    severity: Severity
+    subject: str
+    app_id: str | None = None
+    details: Mapping[str, Detail] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """What one notifier sends: one alert, a digest of many, or a test."""
+
+    title: str
+    alerts: tuple[Alert, ...]
+    generated_at: datetime
+    digest: bool = False
+    test: bool = False
+    # Said before the alerts, e.g. that the last scan was partial.
+    notes: tuple[str, ...] = ()
+    # Alerts left out of a long digest (they are still recorded as sent).
+    omitted: int = 0

@@ -1,0 +1,1 @@
+"""The expiry and posture report (HTML, CSV, JSON), built from the database alone."""
