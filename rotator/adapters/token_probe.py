@@ -39,7 +39,6 @@ class AzureIdentityTokenProbe:
     async def try_secret(
         self, tenant_id: str, client_id: str, secret: SecretValue, scope: str
     ) -> TokenOutcome:
-        from azure.core.exceptions import ClientAuthenticationError
 
         from rotator.adapters.sdk_clients import async_secret_credential
 
@@ -50,25 +49,12 @@ class AzureIdentityTokenProbe:
             authority_host=self._authority_host,
             ca_bundle=self._ca_bundle,
         )
-        try:
-            async with credential:
-                token = await credential.get_token(scope)
-        except ClientAuthenticationError as exc:
-            message = _scrub(str(exc.message or exc), secret)
-            match = _AADSTS.search(message)
-            first_line = message.strip().splitlines()[0] if message.strip() else "refused"
-            return TokenOutcome(
-                ok=False, error_code=match.group(0) if match else None, message=first_line[:300]
-            )
-        except Exception as exc:  # noqa: BLE001 - any failure is one failed attempt
-            return TokenOutcome(ok=False, message=f"token request failed: {type(exc).__name__}")
-        return TokenOutcome(ok=True, claims=claims_of(token.token))
+        return await _request(credential, scope, secret)
 
     async def try_certificate(
         self, tenant_id: str, client_id: str, pem_bundle: SecretValue, scope: str
     ) -> TokenOutcome:
         """A client assertion signed with the bundle's key (what consumers will do)."""
-        from azure.core.exceptions import ClientAuthenticationError
         from azure.identity.aio import CertificateCredential
 
         from rotator.adapters.sdk_clients import identity_options
@@ -84,16 +70,23 @@ class AzureIdentityTokenProbe:
             # words name the problem, not the material.
             reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
             return TokenOutcome(ok=False, error_code="CertificateUnusable", message=reason)
-        try:
-            async with credential:
-                token = await credential.get_token(scope)
-        except ClientAuthenticationError as exc:
-            message = _scrub(str(exc.message or exc), pem_bundle)
-            match = _AADSTS.search(message)
-            first_line = message.strip().splitlines()[0] if message.strip() else "refused"
-            return TokenOutcome(
-                ok=False, error_code=match.group(0) if match else None, message=first_line[:300]
-            )
-        except Exception as exc:  # noqa: BLE001 - any failure is one failed attempt
-            return TokenOutcome(ok=False, message=f"token request failed: {type(exc).__name__}")
-        return TokenOutcome(ok=True, claims=claims_of(token.token))
+        return await _request(credential, scope, pem_bundle)
+
+
+async def _request(credential: Any, scope: str, material: SecretValue) -> TokenOutcome:
+    """One token request; refusals come back as data with the AADSTS code, scrubbed."""
+    from azure.core.exceptions import ClientAuthenticationError
+
+    try:
+        async with credential:
+            token = await credential.get_token(scope)
+    except ClientAuthenticationError as exc:
+        message = _scrub(str(exc.message or exc), material)
+        match = _AADSTS.search(message)
+        first_line = message.strip().splitlines()[0] if message.strip() else "refused"
+        return TokenOutcome(
+            ok=False, error_code=match.group(0) if match else None, message=first_line[:300]
+        )
+    except Exception as exc:  # noqa: BLE001 - any failure is one failed attempt
+        return TokenOutcome(ok=False, message=f"token request failed: {type(exc).__name__}")
+    return TokenOutcome(ok=True, claims=claims_of(token.token))
