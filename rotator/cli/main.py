@@ -14,6 +14,12 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "rotate": ("rotator.cli.rotate:rotate_command", "Rotate a managed app's credential now."),
     "status": ("rotator.cli.status:status_command", "Rotations in flight and failed ones."),
     "history": ("rotator.cli.status:history_command", "The audit trail."),
+    "alerts": ("rotator.cli.alerts:alerts_group", "Expiry alerts: test channels, run a pass."),
+    "report": ("rotator.cli.report:report_command", "Expiry and posture report (HTML/CSV/JSON)."),
+    "serve": ("rotator.cli.serve:serve_command",
+              "Run the service: scheduled scans and rotations, health and metrics."),
+    "demo": ("rotator.cli.demo:demo_command",
+             "Rotate due credentials of an emulated tenant, end to end, in a minute."),
 }
 
 

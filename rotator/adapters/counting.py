@@ -1,0 +1,170 @@
+"""Counting decorators for the ports: every Graph, Key Vault and token request by outcome.
+
+They wrap a port and report ``(service, operation, status)`` to a callback (the
+daemon's metrics); the adapters stay unaware. Only names and status codes are
+reported — never arguments, never values.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from rotator.domain.credentials import AppRegistration
+from rotator.domain.secret_value import SecretValue
+from rotator.ports import (
+    Directory,
+    DirectoryError,
+    NewPassword,
+    ScanItem,
+    SecretStore,
+    SecretStoreError,
+    StoredSecret,
+    TokenOutcome,
+    TokenProbe,
+)
+
+# service ("graph", "keyvault", "token"), operation (method name), status ("ok", "429", ...)
+RequestRecorder = Callable[[str, str, str], None]
+
+OK = "ok"
+
+
+def status_of(exc: BaseException) -> str:
+    """A short, bounded label for a failed call: the HTTP status, else 'error'."""
+    status = getattr(exc, "status", None)
+    if isinstance(status, int):
+        return str(status)
+    if isinstance(exc, DirectoryError | SecretStoreError):
+        return "unreachable" if exc.transient else "error"
+    return "error"
+
+
+class _Counting:
+    _service: str
+
+    def __init__(self, inner: Any, record: RequestRecorder) -> None:
+        self._inner = inner
+        self._record = record
+
+    async def _count(self, operation: str, call: Callable[[], Any]) -> Any:
+        try:
+            result = await call()
+        except Exception as exc:
+            self._record(self._service, operation, status_of(exc))
+            raise
+        self._record(self._service, operation, self._result_status(result))
+        return result
+
+    def _result_status(self, result: Any) -> str:
+        return OK
+
+    def __getattr__(self, name: str) -> Any:
+        # Methods a port gains later (certificates) are counted the same way.
+        target = getattr(self._inner, name)
+        if not inspect.iscoroutinefunction(target):
+            return target
+
+        @functools.wraps(target)
+        async def counted(*args: Any, **kwargs: Any) -> Any:
+            return await self._count(name, lambda: target(*args, **kwargs))
+
+        return counted
+
+
+class CountingDirectory(_Counting):
+    _service = "graph"
+
+    def __init__(self, inner: Directory, record: RequestRecorder) -> None:
+        super().__init__(inner, record)
+
+    async def list_applications(self) -> AsyncIterator[ScanItem]:
+        # One listing is counted once, when it ends (its pages are internal to the adapter).
+        try:
+            async for item in self._inner.list_applications():
+                yield item
+        except Exception as exc:
+            self._record(self._service, "list_applications", status_of(exc))
+            raise
+        self._record(self._service, "list_applications", OK)
+
+    async def get_application(self, app_id: str) -> AppRegistration | None:
+        result: AppRegistration | None = await self._count(
+            "get_application", lambda: self._inner.get_application(app_id)
+        )
+        return result
+
+    async def add_password(self, object_id: str, display_name: str, end: datetime) -> NewPassword:
+        result: NewPassword = await self._count(
+            "add_password", lambda: self._inner.add_password(object_id, display_name, end)
+        )
+        return result
+
+    async def remove_password(self, object_id: str, key_id: str) -> None:
+        await self._count("remove_password", lambda: self._inner.remove_password(object_id, key_id))
+
+
+class CountingSecretStore(_Counting):
+    _service = "keyvault"
+
+    def __init__(self, inner: SecretStore, record: RequestRecorder) -> None:
+        super().__init__(inner, record)
+
+    async def set_secret(
+        self,
+        name: str,
+        value: SecretValue,
+        *,
+        content_type: str,
+        tags: Mapping[str, str],
+        expires_on: datetime | None = None,
+        enabled: bool = True,
+    ) -> StoredSecret:
+        result: StoredSecret = await self._count(
+            "set_secret",
+            lambda: self._inner.set_secret(
+                name, value, content_type=content_type, tags=tags, expires_on=expires_on,
+                enabled=enabled,
+            ),
+        )
+        return result
+
+    async def get_secret(self, name: str, version: str | None = None) -> StoredSecret | None:
+        result: StoredSecret | None = await self._count(
+            "get_secret", lambda: self._inner.get_secret(name, version)
+        )
+        return result
+
+    async def list_versions(self, name: str) -> Sequence[StoredSecret]:
+        result: Sequence[StoredSecret] = await self._count(
+            "list_versions", lambda: self._inner.list_versions(name)
+        )
+        return result
+
+    async def disable_version(self, name: str, version: str) -> None:
+        await self._count("disable_version", lambda: self._inner.disable_version(name, version))
+
+
+class CountingTokenProbe(_Counting):
+    """A refused token request is an answer, not a failure: its AADSTS code is the status."""
+
+    _service = "token"
+
+    def __init__(self, inner: TokenProbe, record: RequestRecorder) -> None:
+        super().__init__(inner, record)
+
+    def _result_status(self, result: Any) -> str:
+        if isinstance(result, TokenOutcome) and not result.ok:
+            return result.error_code or "refused"
+        return OK
+
+    async def try_secret(
+        self, tenant_id: str, client_id: str, secret: SecretValue, scope: str
+    ) -> TokenOutcome:
+        outcome: TokenOutcome = await self._count(
+            "try_secret", lambda: self._inner.try_secret(tenant_id, client_id, secret, scope)
+        )
+        return outcome

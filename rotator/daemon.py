@@ -1,0 +1,288 @@
+"""The long-running service: APScheduler drives the engine; uvicorn serves health and metrics.
+
+One asyncio loop holds everything:
+
+- ``scan`` every ``scan_interval_minutes`` (and once at start): reads every app
+  registration into the inventory, then refreshes the expiry gauges.
+- ``reconcile`` every ``reconcile_interval_seconds``: starts rotations that are due
+  and advances in-flight ones, retirement included (:mod:`rotator.engine.reconcile`).
+- extra jobs from :func:`extra_jobs` — the hook for further periodic passes
+  (the alert pass goes there).
+
+Jobs never overlap themselves (``max_instances=1``, ``coalesce``); a job that fails is
+logged and counted, and simply runs again on its next tick. On SIGTERM/SIGINT the
+service stops taking work, gives running rotations a short grace period (a verify
+loop stops at its next pause, leaving the rotation ``staged``), cancels what is
+left, releases leases and exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import structlog
+
+from rotator.adapters.counting import CountingDirectory, CountingSecretStore, CountingTokenProbe
+from rotator.adapters.rate_limited import AsyncRateLimiter, RateLimitedDirectory
+from rotator.domain.rotation import Rotation
+from rotator.engine.context import EngineDeps
+from rotator.engine.reconcile import Reconciler, ShuttingDown
+from rotator.health import ScanOutcome, bind, build_app, make_server
+from rotator.metrics import Metrics
+from rotator.ports import SecretStore
+
+log = structlog.get_logger("rotator.daemon")
+
+# After SIGTERM: how long running rotations may finish their step before they are cancelled.
+DEFAULT_STOP_GRACE_SECONDS = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """A periodic pass the scheduler runs (errors are logged and counted, never fatal)."""
+
+    name: str
+    interval_seconds: float
+    run: Callable[[], Awaitable[None]]
+    run_at_start: bool = False
+
+
+def extra_jobs(daemon: Daemon) -> list[Job]:
+    """Further periodic passes, scheduled beside ``scan`` and ``reconcile``.
+
+    This is the hook for the alert pass: return e.g.
+    ``[Job("alerts", 300, lambda: alert_pass(daemon.deps), run_at_start=True)]``.
+    ``daemon.deps`` (store, policy, clock) and ``daemon.metrics`` are there to use;
+    a job gets the same guarantees as the built-in ones (no overlap, failures counted
+    in ``rotator_job_runs_total{job=...}``, cancelled on shutdown).
+    """
+    return []
+
+
+def instrument(deps: EngineDeps, metrics: Metrics, *, graph_writes_per_minute: float) -> None:
+    """Wrap the ports in place: Graph writes through the rate limiter, every request counted."""
+    limiter = AsyncRateLimiter(graph_writes_per_minute)
+    record = metrics.record_request
+    limited: Any = RateLimitedDirectory(deps.directory, limiter)
+    deps.directory = CountingDirectory(limited, record)
+    deps.probe = CountingTokenProbe(deps.probe, record)
+    inner_for = deps.secret_store_for
+    stores: dict[str, SecretStore] = {}
+
+    def secret_store_for(vault_url: str) -> SecretStore:
+        if vault_url not in stores:
+            stores[vault_url] = CountingSecretStore(inner_for(vault_url), record)
+        return stores[vault_url]
+
+    deps.secret_store_for = secret_store_for
+
+
+class Daemon:
+    def __init__(
+        self,
+        deps: EngineDeps,
+        *,
+        metrics: Metrics | None = None,
+        http_host: str = "0.0.0.0",  # noqa: S104 - a metrics endpoint is scraped from outside
+        http_port: int | None = 9464,
+        stop_grace_seconds: float = DEFAULT_STOP_GRACE_SECONDS,
+        jobs: Sequence[Job] | None = None,
+    ) -> None:
+        self.deps = deps
+        self.policy = deps.policy
+        self.metrics = metrics or Metrics()
+        self.http_host = http_host
+        self.http_port = http_port
+        self.bound_port: int | None = None
+        self.stop_grace_seconds = stop_grace_seconds
+        self.stop_event = asyncio.Event()
+        self.started = asyncio.Event()
+        self.last_scan: ScanOutcome | None = None
+        daemon_policy = self.policy.daemon
+        deps.sleep = self.sleep
+        deps.lease_seconds = daemon_policy.lease_seconds
+        self.reconciler = Reconciler(
+            deps,
+            max_concurrent=daemon_policy.max_concurrent_rotations,
+            on_finished=self._finished,
+            on_started=lambda _r: self.metrics.rotations_started.inc(),
+        )
+        self.scan_interval = timedelta(minutes=daemon_policy.scan_interval_minutes)
+        self.jobs: list[Job] = [
+            Job("scan", self.scan_interval.total_seconds(), self.scan_once, run_at_start=True),
+            Job("reconcile", daemon_policy.reconcile_interval_seconds, self.reconcile_once,
+                run_at_start=True),
+        ]
+        self.jobs += list(jobs) if jobs is not None else extra_jobs(self)
+        self._job_tasks: set[asyncio.Task[Any]] = set()
+
+    # ------------------------------------------------------------------ engine hooks
+
+    async def sleep(self, seconds: float) -> None:
+        """The engine's pause: ends early, with ShuttingDown, when the service stops."""
+        if self.stop_event.is_set():
+            raise ShuttingDown("the service is stopping")
+        try:
+            await asyncio.wait_for(self.stop_event.wait(), timeout=max(0.0, seconds))
+        except TimeoutError:
+            return
+        raise ShuttingDown("the service is stopping")
+
+    def _finished(self, rotation: Rotation) -> None:
+        self.metrics.record_finished(rotation)
+        seconds = rotation.extra.get("verify_seconds")
+        if seconds:
+            with contextlib.suppress(ValueError):
+                self.metrics.record_verified(float(seconds))
+
+    # ------------------------------------------------------------------ jobs
+
+    async def scan_once(self) -> None:
+        from rotator.engine.scan import scan
+
+        started = time.monotonic()
+        try:
+            report = await scan(self.deps)
+        except Exception as exc:
+            self.metrics.scans.labels("failed").inc()
+            self.last_scan = ScanOutcome("failed", self.deps.now(), f"{type(exc).__name__}")
+            raise
+        self.metrics.scan_duration.observe(time.monotonic() - started)
+        self.metrics.scans.labels(report.status).inc()
+        self.last_scan = ScanOutcome(report.status, self.deps.now(), report.error)
+        if report.status == "succeeded":
+            self.metrics.last_successful_scan.set(time.time())
+        if report.status != "failed":
+            rows = await asyncio.to_thread(self.deps.store.inventory)
+            self.metrics.record_inventory(rows)
+
+    async def reconcile_once(self) -> None:
+        report = await self.reconciler.run_pass()
+        self.metrics.rotations_in_flight.set(len(self.reconciler.in_flight))
+        if report.started or report.spawned:
+            log.info("reconcile pass", due=report.candidates, started=len(report.started),
+                     driving=len(self.reconciler.in_flight))
+
+    async def _run_job(self, job: Job) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._job_tasks.add(task)
+        try:
+            if self.stop_event.is_set():
+                return
+            await job.run()
+        except (asyncio.CancelledError, ShuttingDown):
+            raise
+        except Exception as exc:  # noqa: BLE001 - a failed job is retried on its next tick
+            self.metrics.jobs.labels(job.name, "error").inc()
+            log.error("job failed; it runs again on its next tick", job=job.name,
+                      error=f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+        else:
+            self.metrics.jobs.labels(job.name, "ok").inc()
+        finally:
+            if task is not None:
+                self._job_tasks.discard(task)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def request_stop(self) -> None:
+        if not self.stop_event.is_set():
+            log.info("stop requested: taking no new work")
+        self.stop_event.set()
+
+    def _scheduler(self) -> Any:
+        from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+        scheduler = AsyncIOScheduler(event_loop=asyncio.get_running_loop(), timezone=UTC)
+        now = datetime.now(UTC)
+        for index, job in enumerate(self.jobs):
+            scheduler.add_job(
+                self._run_job, "interval", args=[job], id=job.name, name=job.name,
+                seconds=job.interval_seconds,
+                # The first scan goes first; the reconcile pass recovers in-flight rotations.
+                next_run_time=now + timedelta(milliseconds=200 * index) if job.run_at_start
+                else now + timedelta(seconds=job.interval_seconds),
+                max_instances=1, coalesce=True, misfire_grace_time=None,
+            )
+        return scheduler
+
+    async def run(self) -> None:
+        """Serve until :meth:`request_stop`; then stop cleanly."""
+        server: Any = None
+        server_task: asyncio.Task[Any] | None = None
+        sock = None
+        if self.http_port is not None:
+            sock = bind(self.http_host, self.http_port)
+            self.bound_port = int(sock.getsockname()[1])
+            app = build_app(
+                metrics=self.metrics, ping=self.deps.store.ping, last_scan=lambda: self.last_scan,
+                scan_interval=self.scan_interval, now=self.deps.now,
+            )
+            server = make_server(app)
+            server_task = asyncio.create_task(server.serve(sockets=[sock]), name="http")
+        scheduler = self._scheduler()
+        scheduler.start()
+        log.info("rotator serving", port=self.bound_port, managed_apps=len(self.policy.apps),
+                 jobs=[j.name for j in self.jobs], owner=self.deps.owner)
+        self.started.set()
+        try:
+            await self.stop_event.wait()
+        finally:
+            await self._shutdown(scheduler, server, server_task)
+            if sock is not None:
+                sock.close()
+
+    async def _shutdown(self, scheduler: Any, server: Any, server_task: asyncio.Task[Any] | None
+                        ) -> None:
+        self.stop_event.set()
+        with contextlib.suppress(Exception):
+            scheduler.shutdown(wait=False)
+        jobs = list(self._job_tasks)
+        await asyncio.gather(
+            self.reconciler.stop(self.stop_grace_seconds),
+            _wait_then_cancel(jobs, self.stop_grace_seconds),
+        )
+        # Tasks spawned while the job was being cancelled.
+        await self.reconciler.stop(0)
+        if server is not None and server_task is not None:
+            server.should_exit = True
+            try:
+                await asyncio.wait_for(server_task, 5)
+            except (TimeoutError, asyncio.CancelledError):
+                server_task.cancel()
+        log.info("rotator stopped")
+
+
+async def _wait_then_cancel(tasks: list[asyncio.Task[Any]], grace: float) -> None:
+    if not tasks:
+        return
+    _done, pending = await asyncio.wait(tasks, timeout=grace)
+    for task in pending:
+        task.cancel()
+    for task in pending:
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+
+
+async def serve(deps: EngineDeps, *, http_host: str, http_port: int,
+                metrics: Metrics | None = None) -> None:
+    """``rotator serve``: instrument the ports, run the daemon until SIGTERM/SIGINT."""
+    import signal
+
+    metrics = metrics or Metrics()
+    instrument(deps, metrics, graph_writes_per_minute=deps.policy.daemon.graph_writes_per_minute)
+    daemon = Daemon(deps, metrics=metrics, http_host=http_host, http_port=http_port)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, daemon.request_stop)
+    try:
+        await daemon.run()
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)

@@ -1,0 +1,119 @@
+"""Which managed apps should start a rotation now — decided from the inventory, no I/O.
+
+The daemon's reconcile pass feeds this the latest scan's inventory and the latest
+rotation of each app; the answer is a list of candidates that the pass then
+re-checks against a fresh read of the app before it records anything.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from rotator.domain.credentials import AppRegistration, CredentialKind
+from rotator.domain.policies import RenewalRule, Snapshot, Verdict, rotation_due
+from rotator.domain.rotation import Rotation
+from rotator.domain.states import RotationState
+
+if TYPE_CHECKING:
+    from rotator.adapters.db.views import InventoryRow
+    from rotator.config import AppPolicy, Policy
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    app_id: str
+    kind: CredentialKind
+    verdict: Verdict
+
+
+@dataclass(frozen=True, slots=True)
+class Skipped:
+    app_id: str
+    reason: str
+
+
+def managed_kind(app: AppRegistration, policy: AppPolicy) -> CredentialKind:
+    """The kind a rotation would replace: the policy's, else the one expiring first."""
+    if policy.credential is not None:
+        return policy.credential
+    dated = [c for c in app.credentials if c.end is not None]
+    if dated:
+        return min(dated, key=lambda c: c.end or datetime.max).kind
+    return CredentialKind.SECRET
+
+
+def apps_from_inventory(rows: Iterable[InventoryRow]) -> dict[str, AppRegistration]:
+    grouped: dict[str, list[InventoryRow]] = defaultdict(list)
+    for row in rows:
+        grouped[row.app_id.lower()].append(row)
+    return {
+        app_id: AppRegistration(
+            object_id=items[0].object_id,
+            app_id=app_id,
+            display_name=items[0].app_display_name,
+            credentials=tuple(r.to_credential() for r in items),
+        )
+        for app_id, items in grouped.items()
+    }
+
+
+def latest_by_app(rotations: Iterable[Rotation]) -> dict[str, Rotation]:
+    """The newest rotation of each app (any order in, newest by ``created_at`` out)."""
+    latest: dict[str, Rotation] = {}
+    for r in rotations:
+        current = latest.get(r.app_id)
+        if current is None or r.created_at > current.created_at:
+            latest[r.app_id] = r
+    return latest
+
+
+def due_candidates(
+    policy: Policy,
+    inventory: Sequence[InventoryRow],
+    latest_rotations: dict[str, Rotation],
+    *,
+    inventory_as_of: datetime,
+    now: datetime,
+) -> tuple[list[Candidate], list[Skipped]]:
+    """Managed apps whose credentials the policy says to renew, minus those that must wait.
+
+    An app waits when it has a rotation in flight (the pass advances that one), when
+    its last rotation failed and the failure backoff (``next_attempt_at``) has not
+    passed, or when its last rotation began after ``inventory_as_of`` — the inventory
+    predates that rotation, so it says nothing about the app any more.
+    """
+    apps = apps_from_inventory(r for r in inventory if r.app_id.lower() in policy.apps)
+    candidates: list[Candidate] = []
+    skipped: list[Skipped] = []
+    for app_id, app_policy in sorted(policy.apps.items()):
+        app = apps.get(app_id)
+        if app is None:
+            skipped.append(Skipped(app_id, "not in the inventory (unknown app, or no credentials)"))
+            continue
+        last = latest_rotations.get(app_id)
+        if last is not None:
+            if last.active:
+                skipped.append(Skipped(app_id, f"rotation {last.id} is in flight"))
+                continue
+            if (
+                last.state is RotationState.FAILED
+                and last.next_attempt_at is not None
+                and last.next_attempt_at > now
+            ):
+                skipped.append(Skipped(
+                    app_id, f"backing off after a failed rotation until "
+                    f"{last.next_attempt_at.isoformat()}",
+                ))
+                continue
+            if last.created_at >= inventory_as_of:
+                skipped.append(Skipped(app_id, "rotated since the last scan; waiting for a scan"))
+                continue
+        kind = managed_kind(app, app_policy)
+        verdict = rotation_due(Snapshot(app, kind, RenewalRule(app_policy.renew_before_days)), now)
+        if verdict is not None:
+            candidates.append(Candidate(app_id, kind, verdict))
+    return candidates, skipped

@@ -1,0 +1,237 @@
+"""The reconcile pass: start rotations that are due, and move in-flight ones forward.
+
+Two halves, both safe to run in any number of processes at once:
+
+- ``plan_due`` picks managed apps whose credentials are due (from the latest
+  inventory, see :mod:`rotator.engine.plan`), re-reads each one from Graph, and
+  records a pending rotation. The database's partial unique index keeps it to one
+  active rotation per app whoever wins the race.
+- ``advance`` drives due rotations (``store.due_rotations``: next attempt due,
+  lease free or expired) with ``drive(..., wait_for_retries=False)`` — each under
+  the rotation's lease, so no two processes interleave steps of one rotation, and
+  a rotation whose owner died is picked up once its lease expires.
+
+Concurrency is bounded by ``max_concurrent`` tasks per process; when one ends,
+the next due rotation starts at once, so throughput does not wait for the next tick.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from rotator.domain.policies import RenewalRule, Snapshot, rotation_due
+from rotator.domain.rotation import Rotation, RotationReason
+from rotator.domain.states import RotationState
+from rotator.engine.context import EngineDeps, log
+from rotator.engine.driver import RotationBusy, drive
+from rotator.engine.plan import Candidate, due_candidates, latest_by_app
+from rotator.engine.start import RotationRefused, plan_rotation, start_rotation
+
+if TYPE_CHECKING:
+    from rotator.adapters.db.views import ScanRun
+
+# How many due rotations one look at the database considers (promoted ones waiting
+# out their grace period are filtered in Python, so they cannot crowd out the rest).
+DUE_QUERY_LIMIT = 5_000
+
+
+class ShuttingDown(Exception):
+    """Raised from the engine's sleep when the service stops: the rotation stays where it is."""
+
+
+@dataclass
+class PassReport:
+    candidates: int = 0
+    started: list[str] = field(default_factory=list)
+    spawned: int = 0
+
+
+def planning_scan(deps: EngineDeps) -> ScanRun | None:
+    """The scan whose inventory planning may trust: the latest finished one that was not
+    a failure; while one is running or after a failed one, the last clean one."""
+    from rotator.adapters.db.views import ScanStatus
+
+    last = deps.store.last_scan()
+    if last is not None and last.status in (ScanStatus.SUCCEEDED, ScanStatus.PARTIAL):
+        return last
+    return deps.store.last_successful_scan()
+
+
+class Reconciler:
+    def __init__(
+        self,
+        deps: EngineDeps,
+        *,
+        max_concurrent: int,
+        on_finished: Callable[[Rotation], None] | None = None,
+        on_started: Callable[[Rotation], None] | None = None,
+    ) -> None:
+        self.deps = deps
+        self.max_concurrent = max_concurrent
+        self.on_finished = on_finished
+        self.on_started = on_started
+        self.in_flight: dict[str, asyncio.Task[None]] = {}
+        self.stopping = False
+        # Rotations driven since the last tick: each is visited at most once per tick,
+        # so one that cannot move (grace period, busy elsewhere) does not spin.
+        self._visited: set[str] = set()
+        self._fill_lock = asyncio.Lock()
+
+    # ------------------------------------------------------------------ the pass
+
+    async def run_pass(self) -> PassReport:
+        self._visited.clear()
+        report = PassReport()
+        if not self.stopping:
+            await self.plan_due(report)
+        report.spawned = await self.fill()
+        return report
+
+    async def plan_due(self, report: PassReport | None = None) -> list[Rotation]:
+        report = report or PassReport()
+        deps = self.deps
+        scan = planning_scan(deps)
+        if scan is None:
+            log.info("no usable scan yet; not planning rotations")
+            return []
+        inventory = await asyncio.to_thread(deps.store.inventory)
+        rotations = deps.store.list_rotations(limit=max(1_000, 5 * len(deps.policy.apps)))
+        candidates, _skipped = due_candidates(
+            deps.policy, inventory, latest_by_app(rotations),
+            inventory_as_of=scan.started_at, now=deps.now(),
+        )
+        report.candidates = len(candidates)
+        gate = asyncio.Semaphore(self.max_concurrent)
+
+        async def one(candidate: Candidate) -> Rotation | None:
+            async with gate:
+                if self.stopping:
+                    return None
+                return await self._start(candidate)
+
+        results = await asyncio.gather(*(one(c) for c in candidates), return_exceptions=True)
+        started: list[Rotation] = []
+        for candidate, result in zip(candidates, results, strict=True):
+            if isinstance(result, BaseException):
+                if isinstance(result, asyncio.CancelledError):
+                    raise result
+                log.warning("could not plan a rotation", app_id=candidate.app_id,
+                            error=f"{type(result).__name__}: {result}")
+            elif result is not None:
+                started.append(result)
+                report.started.append(result.id)
+        return started
+
+    async def _start(self, candidate: Candidate) -> Rotation | None:
+        deps = self.deps
+        asked_at = deps.now()
+        try:
+            plan = await plan_rotation(deps, candidate.app_id)
+        except RotationRefused as exc:
+            log.warning("due rotation refused", app_id=candidate.app_id, error=str(exc))
+            return None
+        if plan.resumed is not None:
+            return None  # in flight; advancing picks it up
+        policy = deps.app_policy(candidate.app_id)
+        if policy is None:
+            return None
+        # The inventory may be minutes old: decide again on what Graph says now.
+        verdict = rotation_due(
+            Snapshot(plan.app, plan.kind, RenewalRule(policy.renew_before_days)), deps.now()
+        )
+        if verdict is None:
+            log.info("no longer due on a fresh read", app_id=candidate.app_id)
+            return None
+        latest = deps.store.list_rotations(app_id=candidate.app_id, limit=1)
+        if latest and (latest[0].active or latest[0].created_at >= asked_at):
+            return None  # another process got there while we were reading
+        rotation = start_rotation(deps, plan, reason=RotationReason.DUE)
+        log.info("rotation due", rotation_id=rotation.id, app_id=rotation.app_id,
+                 reason=verdict.reason, detail=verdict.message)
+        if self.on_started is not None:
+            self.on_started(rotation)
+        return rotation
+
+    # ------------------------------------------------------------------ advancing
+
+    def _ready(self, rotation: Rotation, now: datetime) -> bool:
+        if rotation.id in self.in_flight or rotation.id in self._visited:
+            return False
+        waiting_for_grace = (
+            rotation.state is RotationState.PROMOTED
+            and rotation.retire_after is not None
+            and rotation.retire_after > now
+            and rotation.extra.get("retire_now") != "1"
+        )
+        return not waiting_for_grace
+
+    async def fill(self) -> int:
+        """Start driving due rotations until ``max_concurrent`` are in flight."""
+        async with self._fill_lock:
+            if self.stopping:
+                return 0
+            free = self.max_concurrent - len(self.in_flight)
+            if free <= 0:
+                return 0
+            now = self.deps.now()
+            due = self.deps.store.due_rotations(now, DUE_QUERY_LIMIT)
+            picked = [r for r in due if self._ready(r, now)][:free]
+            for rotation in picked:
+                self._visited.add(rotation.id)
+                task = asyncio.create_task(self._drive(rotation.id), name=f"rotation-{rotation.id}")
+                self.in_flight[rotation.id] = task
+            return len(picked)
+
+    async def _drive(self, rotation_id: str) -> None:
+        try:
+            result = await drive(self.deps, rotation_id, wait_for_retries=False)
+        except RotationBusy:
+            log.debug("rotation busy elsewhere", rotation_id=rotation_id)
+        except ShuttingDown:
+            log.info("rotation paused for shutdown; it resumes from its recorded state",
+                     rotation_id=rotation_id)
+        except asyncio.CancelledError:
+            log.info("rotation interrupted by shutdown; it resumes from its recorded state",
+                     rotation_id=rotation_id)
+            raise
+        except Exception as exc:  # noqa: BLE001 - one broken rotation never stops the rest
+            log.error("rotation step crashed; it is retried on a later pass",
+                      rotation_id=rotation_id, error=f"{type(exc).__name__}: {exc}")
+        else:
+            if not result.active and self.on_finished is not None:
+                self.on_finished(result)
+        finally:
+            self.in_flight.pop(rotation_id, None)
+            if not self.stopping:
+                # The next due rotation starts now rather than at the next tick.
+                asyncio.get_running_loop().create_task(self._refill())
+
+    async def _refill(self) -> None:
+        try:
+            await self.fill()
+        except Exception as exc:  # noqa: BLE001 - the next tick tries again
+            log.warning("could not look for due rotations", error=f"{type(exc).__name__}: {exc}")
+
+    # ------------------------------------------------------------------ stopping
+
+    async def stop(self, grace_seconds: float) -> None:
+        """Take no new work; give running rotations ``grace_seconds``, then cancel them.
+
+        Whatever a rotation was doing, its recorded state is one recovery resumes
+        from, and ``drive`` releases its lease on the way out.
+        """
+        self.stopping = True
+        tasks = list(self.in_flight.values())
+        if not tasks:
+            return
+        _done, pending = await asyncio.wait(tasks, timeout=grace_seconds)
+        for task in pending:
+            task.cancel()
+        for task in pending:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task

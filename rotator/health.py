@@ -1,0 +1,130 @@
+"""/healthz, /readyz and /metrics: a small Starlette app served by uvicorn in the daemon's loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from rotator.metrics import CONTENT_TYPE_LATEST, Metrics
+
+PING_TIMEOUT_SECONDS = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class ScanOutcome:
+    """What this process's last scan attempt came to."""
+
+    status: str  # succeeded | partial | failed
+    finished_at: datetime
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Readiness:
+    ready: bool
+    reason: str
+
+
+def judge_readiness(
+    *,
+    database_ok: bool,
+    database_error: str | None,
+    last_scan: ScanOutcome | None,
+    scan_interval: timedelta,
+    now: datetime,
+) -> Readiness:
+    """Ready: the database answers, and the last scan finished, did not fail, and is
+    not older than two scan intervals. A failed scan must never look like a clean one."""
+    if not database_ok:
+        return Readiness(False, f"database unreachable: {database_error or 'no answer'}")
+    if last_scan is None:
+        return Readiness(False, "no scan has finished yet")
+    if last_scan.status == "failed":
+        return Readiness(False, f"last scan failed: {last_scan.error or 'unknown error'}")
+    age = now - last_scan.finished_at
+    if age > 2 * scan_interval:
+        return Readiness(
+            False,
+            f"last scan finished {age.total_seconds():.0f} s ago, more than two scan "
+            f"intervals ({2 * scan_interval.total_seconds():.0f} s)",
+        )
+    return Readiness(True, f"last scan {last_scan.status} {age.total_seconds():.0f} s ago")
+
+
+def build_app(
+    *,
+    metrics: Metrics,
+    ping: Callable[[], None],
+    last_scan: Callable[[], ScanOutcome | None],
+    scan_interval: timedelta,
+    now: Callable[[], datetime],
+) -> Starlette:
+    async def healthz(_: Request) -> Response:
+        return JSONResponse({"status": "alive"})
+
+    async def readyz(_: Request) -> Response:
+        error: str | None = None
+        try:
+            await asyncio.wait_for(asyncio.to_thread(ping), PING_TIMEOUT_SECONDS)
+            ok = True
+        except Exception as exc:  # noqa: BLE001 - any failure means not ready
+            ok = False
+            error = type(exc).__name__ + (f": {str(exc).splitlines()[0]}" if str(exc) else "")
+            error = error[:300]
+        verdict = judge_readiness(
+            database_ok=ok, database_error=error, last_scan=last_scan(),
+            scan_interval=scan_interval, now=now(),
+        )
+        return JSONResponse(
+            {"status": "ready" if verdict.ready else "not ready", "reason": verdict.reason},
+            status_code=200 if verdict.ready else 503,
+        )
+
+    async def metrics_endpoint(_: Request) -> Response:
+        return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+    return Starlette(routes=[
+        Route("/healthz", healthz),
+        Route("/readyz", readyz),
+        Route("/metrics", metrics_endpoint),
+    ])
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """Bind before serving, so a port that is taken fails the start (and port 0 works)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    sock.set_inheritable(True)
+    return sock
+
+
+def make_server(app: Starlette) -> Any:
+    """A uvicorn server that leaves signals to the daemon (it stops the server itself)."""
+    import uvicorn
+
+    class _Server(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Generator[None, None, None]:
+            yield
+
+    config = uvicorn.Config(
+        app, log_level="warning", access_log=False, lifespan="off",
+        timeout_graceful_shutdown=2,
+    )
+    return _Server(config)

@@ -1,0 +1,114 @@
+"""Prometheus metrics of the daemon (cert-manager style), on a registry of its own.
+
+Labels are ids, kinds, states and status codes — never a secret value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+if TYPE_CHECKING:
+    from rotator.adapters.db.views import InventoryRow
+    from rotator.domain.rotation import Rotation
+
+__all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
+
+_DURATION_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 4 * 3600, 24 * 3600,
+                     2 * 86400, 7 * 86400)
+_SCAN_BUCKETS = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900)
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.credential_expiry = Gauge(
+            "rotator_credential_expiry_timestamp_seconds",
+            "End of validity of each credential the last scan saw (Unix time).",
+            ["app_id", "key_id", "kind", "managed"], registry=r,
+        )
+        self.rotations = Counter(
+            "rotator_rotations_total",
+            "Rotations this process saw end, by result (completed, failed).",
+            ["result"], registry=r,
+        )
+        self.rotations_started = Counter(
+            "rotator_rotations_started_total",
+            "Rotations this process planned because a credential was due.", registry=r,
+        )
+        self.rotation_duration = Histogram(
+            "rotator_rotation_duration_seconds",
+            "From plan to end (completed or failed), grace period included.",
+            buckets=_DURATION_BUCKETS, registry=r,
+        )
+        self.verify_duration = Histogram(
+            "rotator_verify_duration_seconds",
+            "How long verification waited for the new credential to propagate.",
+            buckets=_SCAN_BUCKETS, registry=r,
+        )
+        self.rotations_in_flight = Gauge(
+            "rotator_rotations_in_flight", "Rotations this process is driving now.", registry=r,
+        )
+        self.scan_duration = Histogram(
+            "rotator_scan_duration_seconds", "Duration of a scan of all app registrations.",
+            buckets=_SCAN_BUCKETS, registry=r,
+        )
+        self.scans = Counter(
+            "rotator_scans_total", "Scans by status (succeeded, partial, failed).",
+            ["status"], registry=r,
+        )
+        self.last_successful_scan = Gauge(
+            "rotator_last_successful_scan_timestamp_seconds",
+            "When the last scan that read every app finished (Unix time).", registry=r,
+        )
+        self.requests = Counter(
+            "rotator_requests_total",
+            "Requests to Graph, Key Vault and the token endpoint, by operation and status.",
+            ["service", "operation", "status"], registry=r,
+        )
+        self.throttled = Counter(
+            "rotator_throttled_requests_total",
+            "Requests answered 429 Too Many Requests.", ["service"], registry=r,
+        )
+        self.jobs = Counter(
+            "rotator_job_runs_total", "Scheduler job runs by job and outcome (ok, error).",
+            ["job", "outcome"], registry=r,
+        )
+        self.graph_write_wait = Counter(
+            "rotator_graph_write_wait_seconds_total",
+            "Time Graph writes waited for the rate limiter.", registry=r,
+        )
+
+    # ------------------------------------------------------------------ recorders
+
+    def record_request(self, service: str, operation: str, status: str) -> None:
+        self.requests.labels(service, operation, status).inc()
+        if status == "429":
+            self.throttled.labels(service).inc()
+
+    def record_inventory(self, rows: Iterable[InventoryRow]) -> None:
+        """Replace the expiry gauges with what the latest scan saw (gone credentials vanish)."""
+        self.credential_expiry.clear()
+        for row in rows:
+            if row.end_at is None:
+                continue
+            self.credential_expiry.labels(
+                row.app_id, row.key_id, str(row.kind), "true" if row.managed else "false"
+            ).set(row.end_at.timestamp())
+
+    def record_finished(self, rotation: Rotation) -> None:
+        self.rotations.labels(str(rotation.state)).inc()
+        if rotation.finished_at is not None:
+            self.rotation_duration.observe(
+                max(0.0, (rotation.finished_at - rotation.created_at).total_seconds())
+            )
+
+    def record_verified(self, seconds: float) -> None:
+        self.verify_duration.observe(seconds)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

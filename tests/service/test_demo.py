@@ -1,0 +1,29 @@
+"""`rotator demo` as a subprocess: exits 0 and prints the summary."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.service.conftest import REPO
+
+pytestmark = pytest.mark.slow
+
+
+def test_demo_rotates_and_summarises() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ROTATOR_", "AZURE_"))}
+    done = subprocess.run(
+        [sys.executable, "-m", "rotator", "demo"], env=env, cwd=str(REPO),
+        capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    out = done.stdout
+    for heading in ("Due when the demo started:", "Rotated:", "Retired", "Unmanaged and expiring",
+                    "rotator status", "rotator history", "/metrics", "Invariants hold"):
+        assert heading in out
+    assert "myclient" in out
+    assert out.count("completed  new secret") >= 3
+    assert "waited" in out and "for propagation" in out

@@ -1,0 +1,87 @@
+"""The daemon's pure parts: readiness, planning, the rate limiter, the counting wrappers."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from rotator.adapters.counting import CountingDirectory, CountingTokenProbe
+from rotator.adapters.rate_limited import AsyncRateLimiter, RateLimitedDirectory
+from rotator.domain.secret_value import SecretValue
+from rotator.health import ScanOutcome, judge_readiness
+from rotator.metrics import Metrics
+from rotator.ports import DirectoryError, TokenOutcome
+
+NOW = datetime(2030, 1, 1, tzinfo=UTC)
+HOUR = timedelta(hours=1)
+
+
+def test_readiness_rules() -> None:
+    ok = ScanOutcome("succeeded", NOW - timedelta(minutes=5))
+    assert judge_readiness(database_ok=True, database_error=None, last_scan=ok,
+                           scan_interval=HOUR, now=NOW).ready
+    assert not judge_readiness(database_ok=False, database_error="x", last_scan=ok,
+                               scan_interval=HOUR, now=NOW).ready
+    assert not judge_readiness(database_ok=True, database_error=None, last_scan=None,
+                               scan_interval=HOUR, now=NOW).ready
+    failed = ScanOutcome("failed", NOW, "Graph down")
+    verdict = judge_readiness(database_ok=True, database_error=None, last_scan=failed,
+                              scan_interval=HOUR, now=NOW)
+    assert not verdict.ready and "failed" in verdict.reason
+    stale = ScanOutcome("succeeded", NOW - 3 * HOUR)
+    assert not judge_readiness(database_ok=True, database_error=None, last_scan=stale,
+                               scan_interval=HOUR, now=NOW).ready
+
+
+class _Dir:
+    def __init__(self) -> None:
+        self.writes = 0
+
+    async def remove_password(self, object_id: str, key_id: str) -> None:
+        self.writes += 1
+        if key_id == "throttled":
+            raise DirectoryError("slow down", status=429)
+
+    async def add_key(self, object_id: str) -> str:  # a method the port may gain later
+        self.writes += 1
+        return "ok"
+
+
+async def test_rate_limiter_paces_writes_and_forwards_new_methods() -> None:
+    ticks = [0.0]
+    limiter = AsyncRateLimiter(60, burst=2, clock=lambda: ticks[0])
+    inner = _Dir()
+    limited = RateLimitedDirectory(inner, limiter)  # type: ignore[arg-type]
+    await limited.remove_password("o", "k")
+    await limited.remove_password("o", "k")
+    assert limiter._tokens < 1
+    ticks[0] = 1.0  # one second refills one token at 60 per minute
+    await asyncio.wait_for(limited.remove_password("o", "k"), 1)
+    ticks[0] = 2.0
+    assert await asyncio.wait_for(limited.add_key("o"), 1) == "ok"
+    assert inner.writes == 4
+
+
+async def test_counting_wrappers_label_status_and_429() -> None:
+    metrics = Metrics()
+    directory = CountingDirectory(_Dir(), metrics.record_request)  # type: ignore[arg-type]
+    await directory.remove_password("o", "k")
+    with pytest.raises(DirectoryError):
+        await directory.remove_password("o", "throttled")
+    assert await directory.add_key("o") == "ok"
+
+    class _Probe:
+        async def try_secret(self, *args: object) -> TokenOutcome:
+            return TokenOutcome(False, error_code="AADSTS7000215")
+
+    probe = CountingTokenProbe(_Probe(), metrics.record_request)  # type: ignore[arg-type]
+    await probe.try_secret("t", "c", SecretValue("s3cr3t-value"), "scope")
+    text = metrics.render().decode()
+    assert 'operation="remove_password",service="graph",status="ok"' in text
+    assert 'operation="remove_password",service="graph",status="429"' in text
+    assert 'rotator_throttled_requests_total{service="graph"} 1.0' in text
+    assert 'operation="add_key",service="graph",status="ok"' in text
+    assert 'status="AADSTS7000215"' in text
+    assert "s3cr3t-value" not in text
