@@ -62,7 +62,23 @@ def extra_jobs(daemon: Daemon) -> list[Job]:
     a job gets the same guarantees as the built-in ones (no overlap, failures counted
     in ``rotator_job_runs_total{job=...}``, cancelled on shutdown).
     """
-    return []
+    policy = daemon.deps.policy
+    if not policy.alerts.channels:
+        return []
+
+    async def alerts() -> None:
+        from rotator.alerts.runner import alert_pass
+
+        # Sending happens in its own job with per-channel timeouts, so a dead channel
+        # never holds up a scan or a rotation.
+        await alert_pass(daemon.deps.store, policy, daemon.deps.now(), owner=daemon.deps.owner)
+
+    return [Job("alerts", ALERT_INTERVAL_SECONDS, alerts, run_at_start=False)]
+
+
+# Alerts are derived from the inventory, which changes at scan pace; five minutes keeps
+# retries of a failed channel timely without re-reading the database every tick.
+ALERT_INTERVAL_SECONDS = 300.0
 
 
 def instrument(deps: EngineDeps, metrics: Metrics, *, graph_writes_per_minute: float) -> None:

@@ -1,0 +1,46 @@
+"""The daemon schedules the alert pass when channels are configured."""
+
+from __future__ import annotations
+
+import asyncio
+import types
+from pathlib import Path
+
+from rotator.config import load_policy, load_settings
+from rotator.daemon import extra_jobs
+from tests.engine.conftest import VAULT, World, world  # noqa: F401 - fixture
+
+
+def test_no_channels_no_alert_job(world: World) -> None:
+    app = world.directory.add_app("orders")
+    world.manage(app)
+    assert extra_jobs(types.SimpleNamespace(deps=world.deps())) == []  # type: ignore[arg-type]
+
+
+def test_alert_job_runs_a_pass_over_the_inventory(world: World, tmp_path: Path) -> None:
+    app = world.directory.add_app("orders", secret_days_left=3)
+    policy_file = tmp_path / "alerts.toml"
+    policy_file.write_text(
+        f'[defaults]\nvault_url = "{VAULT}"\n[[app]]\napp_id = "{app.app_id}"\n'
+        'secret_name = "orders-secret"\n[alerts]\ndigest = "none"\n'
+        '[[alerts.channel]]\ntype = "log"\nname = "log"\n')
+    world.policy = load_policy(policy_file, load_settings({"ROTATOR_VAULT_URL": VAULT}))
+    deps = world.deps()
+
+    async def scan_then_alert() -> None:
+        from rotator.engine.scan import scan
+
+        await scan(deps)
+        (job,) = extra_jobs(types.SimpleNamespace(deps=deps))  # type: ignore[arg-type]
+        assert job.name == "alerts"
+        await job.run()
+        await job.run()  # a second pass sends nothing new
+
+    asyncio.run(scan_then_alert())
+    import sqlalchemy as sa
+
+    with world.store.engine.connect() as conn:
+        rows = conn.execute(sa.text("SELECT alert_key, status FROM alert_deliveries")).all()
+    assert rows, "the pass recorded nothing"
+    assert all(status == "sent" for _, status in rows)
+    assert any(app.app_id in key for key, _ in rows)
