@@ -1,0 +1,27 @@
+"""All benchmarks, one after the other: `.venv/bin/python -m tests.benchmarks`.
+
+Each prints its own table; together they take a few minutes on 2 cores.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+BENCHMARKS = [
+    ["tests.benchmarks.bench_scan", "--apps", "10000", "50000", "100000"],
+    ["tests.benchmarks.bench_rotation", "--apps", "300", "--budget", "300"],
+    ["tests.benchmarks.bench_responsiveness"],
+]
+
+
+def main() -> None:
+    failed = 0
+    for module, *args in BENCHMARKS:
+        print(f"\n## {module.rsplit('.', 1)[-1]}\n", flush=True)
+        failed |= subprocess.run([sys.executable, "-m", module, *args], check=False).returncode
+    raise SystemExit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()
