@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from rotator.domain.backoff import step_retry_delay
 from rotator.domain.credentials import AppRegistration, Credential, CredentialKind
 from rotator.domain.policies import superseded_credential
 from rotator.domain.rotation import Rotation, RotationReason, new_rotation_id
@@ -66,10 +67,7 @@ async def plan_rotation(
             f"app {app_id} is not managed by rotator: add an [[app]] table with "
             f'app_id = "{app_id}" to the policy file (ROTATOR_CONFIG) to manage it'
         )
-    try:
-        app = await deps.directory.get_application(app_id)
-    except DirectoryError as exc:
-        raise RotationRefused(f"could not read app {app_id}: {exc}") from None
+    app = await _read_app(deps, app_id)
     if app is None:
         raise RotationRefused(
             f"the tenant has no app registration with application (client) id {app_id}; "
@@ -112,6 +110,23 @@ async def plan_rotation(
         new_end=now + timedelta(days=policy.lifetime_days),
         resumed=active,
     )
+
+
+PLAN_READ_ATTEMPTS = 3
+
+
+async def _read_app(deps: EngineDeps, app_id: str) -> AppRegistration | None:
+    """Read the app, waiting out a brief throttle or outage: nothing has started yet,
+    so a few seconds of patience beats sending the admin back to the prompt."""
+    for attempt in range(1, PLAN_READ_ATTEMPTS + 1):
+        try:
+            return await deps.directory.get_application(app_id)
+        except DirectoryError as exc:
+            if not exc.transient or attempt == PLAN_READ_ATTEMPTS:
+                raise RotationRefused(f"could not read app {app_id}: {exc}") from None
+            await deps.sleep(step_retry_delay(attempt, base_seconds=1, cap_seconds=10,
+                                              retry_after=exc.retry_after))
+    return None  # unreachable: the loop returns or raises
 
 
 def start_rotation(

@@ -259,3 +259,22 @@ async def test_a_crash_after_any_write_converges_on_the_next_run(
     assert len(app.credentials) == 1
     if case.held:
         assert "add_key" in world.directory.calls
+
+
+async def test_planning_waits_out_a_brief_graph_outage(world: World) -> None:
+    app = world.directory.add_app("orders")
+    world.manage(app)
+    world.faults.before["get"].extend([DirectoryError("unavailable", status=503),
+                                       DirectoryError("throttled", status=429, retry_after=3)])
+    result = await rotate(world, app)
+    assert result.state is RotationState.COMPLETED
+
+
+async def test_planning_refuses_after_a_lasting_outage(world: World) -> None:
+    app = world.directory.add_app("orders")
+    world.manage(app)
+    world.faults.before["get"].extend(DirectoryError("unavailable", status=503)
+                                      for _ in range(3))
+    with pytest.raises(RotationRefused, match="could not read app"):
+        await rotate(world, app)
+    assert len(app.credentials) == 1
