@@ -116,5 +116,3 @@ async def engine_deps(
         with contextlib.suppress(Exception):
             await credential.close()
 
-
-ProgressFn = Callable[[str], None]

@@ -104,6 +104,31 @@ def rotation_due(snap: Snapshot, now: datetime) -> Verdict | None:
     return first_violation(DEFAULT_CHECKS, snap, now)
 
 
+def default_kind(
+    app: AppRegistration,
+    now: datetime,
+    *,
+    configured: CredentialKind | None = None,
+    requested: Credential | None = None,
+) -> CredentialKind:
+    """Which kind of credential a rotation of this app replaces.
+
+    The policy's choice wins, then an admin's explicit credential; otherwise the kind
+    of the valid credential that ends first (an expired leftover of another kind must
+    not decide), then of any dated credential, and secrets when there is none.
+    """
+    if configured is not None:
+        return configured
+    if requested is not None:
+        return requested.kind
+    dated = [c for c in app.credentials if c.end is not None]
+    valid = [c for c in dated if c.is_valid_at(now)]
+    pool = valid or dated
+    if pool:
+        return min(pool, key=lambda c: c.end or now).kind
+    return CredentialKind.SECRET
+
+
 def superseded_credential(
     app: AppRegistration,
     kind: CredentialKind,

@@ -14,13 +14,13 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from rotator.domain.credentials import AppRegistration, CredentialKind
-from rotator.domain.policies import RenewalRule, Snapshot, Verdict, rotation_due
+from rotator.domain.policies import RenewalRule, Snapshot, Verdict, default_kind, rotation_due
 from rotator.domain.rotation import Rotation
 from rotator.domain.states import RotationState
 
 if TYPE_CHECKING:
     from rotator.adapters.db.views import InventoryRow
-    from rotator.config import AppPolicy, Policy
+    from rotator.config import Policy
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,16 +34,6 @@ class Candidate:
 class Skipped:
     app_id: str
     reason: str
-
-
-def managed_kind(app: AppRegistration, policy: AppPolicy) -> CredentialKind:
-    """The kind a rotation would replace: the policy's, else the one expiring first."""
-    if policy.credential is not None:
-        return policy.credential
-    dated = [c for c in app.credentials if c.end is not None]
-    if dated:
-        return min(dated, key=lambda c: c.end or datetime.max).kind
-    return CredentialKind.SECRET
 
 
 def apps_from_inventory(rows: Iterable[InventoryRow]) -> dict[str, AppRegistration]:
@@ -112,7 +102,7 @@ def due_candidates(
             if last.created_at >= inventory_as_of:
                 skipped.append(Skipped(app_id, "rotated since the last scan; waiting for a scan"))
                 continue
-        kind = managed_kind(app, app_policy)
+        kind = default_kind(app, now, configured=app_policy.credential)
         verdict = rotation_due(Snapshot(app, kind, RenewalRule(app_policy.renew_before_days)), now)
         if verdict is not None:
             candidates.append(Candidate(app_id, kind, verdict))

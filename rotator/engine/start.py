@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 
 from rotator.domain.backoff import step_retry_delay
 from rotator.domain.credentials import AppRegistration, Credential, CredentialKind
-from rotator.domain.policies import superseded_credential
+from rotator.domain.policies import default_kind, superseded_credential
 from rotator.domain.rotation import Rotation, RotationReason, new_rotation_id
 from rotator.domain.states import RotationState
 from rotator.engine.context import EngineDeps, log
@@ -44,19 +44,6 @@ class Plan:
         ]
 
 
-def _kind_for(app: AppRegistration, configured: str | None, requested: Credential | None
-              ) -> CredentialKind:
-    if configured:
-        return CredentialKind(configured)
-    if requested is not None:
-        return requested.kind
-    # Default: the kind of the credential that expires first; secrets when there is none.
-    dated = [c for c in app.credentials if c.end is not None]
-    if dated:
-        return min(dated, key=lambda c: c.end or datetime.max).kind
-    return CredentialKind.SECRET
-
-
 async def plan_rotation(
     deps: EngineDeps, app_id: str, *, requested_key_id: str | None = None
 ) -> Plan:
@@ -80,7 +67,7 @@ async def plan_rotation(
             f"app {app_id} has no credential with key id {requested_key_id}; "
             "`rotator scan` lists its credentials"
         )
-    kind = _kind_for(app, policy.credential, requested)
+    kind = default_kind(app, deps.now(), configured=policy.credential, requested=requested)
     if kind is CredentialKind.CERTIFICATE and str(policy.key_type).upper().startswith("EC"):
         # azure-identity's CertificateCredential (what verify and consumers use) signs
         # client assertions with RS256 and refuses non-RSA keys.

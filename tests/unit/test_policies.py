@@ -66,3 +66,17 @@ def test_may_retire_guards_the_last_credential() -> None:
     expired_new = app(secret("old", days_left=5), secret("new", days_left=-1))
     assert not may_retire(expired_new, "old", "new", NOW).allowed
     assert not may_retire(a, "gone", "new", NOW).allowed
+
+
+def test_default_kind_follows_policy_request_then_first_valid_expiry() -> None:
+    from rotator.domain.policies import default_kind
+
+    cert = Credential("c", CredentialKind.CERTIFICATE, None, NOW - timedelta(days=100),
+                      NOW + timedelta(days=20))
+    old_secret = secret("s-old", days_left=-30)  # an expired leftover
+    a = app(old_secret, cert)
+    assert default_kind(a, NOW) is CredentialKind.CERTIFICATE
+    assert default_kind(a, NOW, configured=S) is S
+    assert default_kind(a, NOW, requested=old_secret) is S
+    assert default_kind(app(old_secret), NOW) is S  # nothing valid: the dated ones decide
+    assert default_kind(app(), NOW) is S
