@@ -94,6 +94,7 @@ async def engine_deps(
     if failpoints.active:
         directory = FailpointDirectory(directory, failpoints)
         probe = FailpointTokenProbe(probe, failpoints)
+        overrides.setdefault("checkpoint", failpoints.hit)
 
         def store_for(url: str) -> SecretStore:
             return FailpointSecretStore(secret_store_for(url), failpoints)

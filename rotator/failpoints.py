@@ -1,14 +1,18 @@
 """Named failpoints for crash and fault tests. Off unless explicitly switched on.
 
-``ROTATOR_FAILPOINTS="after:graph.add_password=kill,after:vault.set_secret=raise"``
+``ROTATOR_FAILPOINTS="after:graph.add_password=kill,after:vault.set_secret.staging=raise"``
 takes effect only when ``ROTATOR_ENABLE_FAILPOINTS=1`` is also set, so a stray
 variable in production cannot crash the service. ``kill`` sends SIGKILL to the
 process itself (nothing gets to clean up, like a node dying); ``raise`` raises
-:class:`FailpointError`. Each failpoint fires once per process.
+:class:`FailpointError`. Each failpoint fires once per process. With
+``ROTATOR_FAILPOINTS_TRACE=<file>`` every point passed is appended to the file,
+which is how the crash matrix proves its lists of points are the ones a run meets.
 
-They sit in wrappers around the ports (see :func:`wrap_ports`), so every external
-write of every step has a point right before and right after it without touching
-the engine.
+Points sit before and after every external write (wrappers around the ports, see
+the classes below), before the first token request and after each success of a
+verify, and before and after every committed state change of a rotation
+(``db.<state>``, through the engine's ``checkpoint`` hook). :data:`POINTS` is the
+whole catalogue; an unknown name is refused, so a typo cannot silently test nothing.
 """
 
 from __future__ import annotations
@@ -17,9 +21,13 @@ import os
 import signal
 from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import datetime
+from pathlib import Path
+from typing import Final
 
-from rotator.domain.credentials import AppRegistration
+from rotator.domain.certificates import KeyEntry
+from rotator.domain.credentials import AppRegistration, Credential
 from rotator.domain.secret_value import SecretValue
+from rotator.domain.states import RotationState
 from rotator.ports import (
     Directory,
     NewPassword,
@@ -30,6 +38,17 @@ from rotator.ports import (
     TokenProbe,
 )
 
+WRITES: Final = (
+    "graph.add_password", "graph.remove_password", "graph.add_key", "graph.remove_key",
+    "graph.set_key_credentials", "vault.set_secret.staging", "vault.set_secret.consumer",
+    "vault.disable_version",
+)
+POINTS: Final = frozenset(
+    [f"{when}:{name}" for when in ("before", "after")
+     for name in (*WRITES, *(f"db.{state}" for state in RotationState))]
+    + ["before:token.request", "after:token.success"]
+)
+
 
 class FailpointError(RuntimeError):
     pass
@@ -38,29 +57,38 @@ class FailpointError(RuntimeError):
 def parse(spec: str) -> dict[str, str]:
     actions: dict[str, str] = {}
     for item in filter(None, (part.strip() for part in spec.split(","))):
-        name, _, action = item.partition("=")
+        name, _, action = (p.strip() for p in item.partition("="))
+        if name not in POINTS:
+            raise ValueError(f"unknown failpoint {name!r}; the names are in "
+                             "rotator.failpoints.POINTS")
         if action not in ("kill", "raise"):
             raise ValueError(f"failpoint {name!r}: action must be kill or raise, not {action!r}")
-        actions[name.strip()] = action
+        actions[name] = action
     return actions
 
 
 class Failpoints:
-    def __init__(self, actions: Mapping[str, str]) -> None:
+    def __init__(self, actions: Mapping[str, str], trace: Path | None = None) -> None:
         self._actions = dict(actions)
+        self._trace = trace
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> Failpoints:
         env = os.environ if environ is None else environ
         if env.get("ROTATOR_ENABLE_FAILPOINTS") != "1":
             return cls({})
-        return cls(parse(env.get("ROTATOR_FAILPOINTS", "")))
+        trace = env.get("ROTATOR_FAILPOINTS_TRACE")
+        return cls(parse(env.get("ROTATOR_FAILPOINTS", "")), Path(trace) if trace else None)
 
     @property
     def active(self) -> bool:
-        return bool(self._actions)
+        return bool(self._actions) or self._trace is not None
 
     def hit(self, name: str) -> None:
+        if self._trace is not None:
+            # Written before acting, so the trace of a killed run ends at its point.
+            with self._trace.open("a", encoding="utf-8") as f:
+                f.write(name + "\n")
         action = self._actions.pop(name, None)
         if action == "kill":
             os.kill(os.getpid(), signal.SIGKILL)
@@ -90,9 +118,25 @@ class FailpointDirectory:
         await self._inner.remove_password(object_id, key_id)
         self._fp.hit("after:graph.remove_password")
 
-    def __getattr__(self, name: str) -> object:
-        # Port methods added later (certificates) pass straight through.
-        return getattr(self._inner, name)
+    async def add_key(self, object_id: str, certificate_der: bytes, display_name: str,
+                      proof: str) -> Credential:
+        self._fp.hit("before:graph.add_key")
+        result = await self._inner.add_key(object_id, certificate_der, display_name, proof)
+        self._fp.hit("after:graph.add_key")
+        return result
+
+    async def remove_key(self, object_id: str, key_id: str, proof: str) -> None:
+        self._fp.hit("before:graph.remove_key")
+        await self._inner.remove_key(object_id, key_id, proof)
+        self._fp.hit("after:graph.remove_key")
+
+    async def list_key_credentials(self, object_id: str) -> Sequence[KeyEntry]:
+        return await self._inner.list_key_credentials(object_id)
+
+    async def set_key_credentials(self, object_id: str, entries: Sequence[KeyEntry]) -> None:
+        self._fp.hit("before:graph.set_key_credentials")
+        await self._inner.set_key_credentials(object_id, entries)
+        self._fp.hit("after:graph.set_key_credentials")
 
 
 def _secret_role(name: str) -> str:
@@ -132,10 +176,16 @@ class FailpointTokenProbe:
 
     async def try_secret(self, tenant_id: str, client_id: str, secret: SecretValue,
                          scope: str) -> TokenOutcome:
+        self._fp.hit("before:token.request")
         outcome = await self._inner.try_secret(tenant_id, client_id, secret, scope)
         if outcome.ok:
             self._fp.hit("after:token.success")
         return outcome
 
-    def __getattr__(self, name: str) -> object:
-        return getattr(self._inner, name)
+    async def try_certificate(self, tenant_id: str, client_id: str, pem_bundle: SecretValue,
+                              scope: str) -> TokenOutcome:
+        self._fp.hit("before:token.request")
+        outcome = await self._inner.try_certificate(tenant_id, client_id, pem_bundle, scope)
+        if outcome.ok:
+            self._fp.hit("after:token.success")
+        return outcome

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from rotator.adapters.db.views import AuditNote
 from rotator.domain.rotation import Rotation
 from rotator.domain.states import RotationState
 from rotator.ports import (
@@ -30,6 +31,10 @@ if TYPE_CHECKING:
     from rotator.config import AppPolicy, Policy
 
 log = structlog.get_logger("rotator.engine")
+
+
+def no_checkpoint(name: str) -> None:
+    """Production: named points in the engine are plain no-ops (see rotator.failpoints)."""
 
 
 class SystemClock:
@@ -99,6 +104,8 @@ class EngineDeps:
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
     rng: random.Random = field(default_factory=random.Random)
     on_progress: Callable[[str], None] | None = None
+    # Called before and after every state change is committed, with a failpoint name.
+    checkpoint: Callable[[str], None] = no_checkpoint
 
     def now(self) -> datetime:
         return self.clock.now()
@@ -153,7 +160,7 @@ def record(
     outcome: str = "ok",
     details: Mapping[str, Any] | None = None,
 ) -> Rotation:
-    """Compare-and-set the rotation, then append the audit event, then log one line.
+    """Compare-and-set the rotation together with its audit event, then log one line.
 
     The lease is extended on every write so a long rotation keeps its owner.
     """
@@ -164,16 +171,15 @@ def record(
         lease_expires_at=now + timedelta(seconds=deps.lease_seconds),
     )
     expected: RotationState = before.state
-    saved = deps.store.save_rotation(after, expected_state=expected)
-    deps.store.append_audit(
-        now,
-        step,
-        outcome,
-        message,
-        rotation_id=saved.id,
-        app_id=saved.app_id,
-        details=dict(details or {}),
+    moves = after.state is not expected
+    if moves:
+        deps.checkpoint(f"before:db.{after.state}")
+    saved = deps.store.save_rotation(
+        after, expected_state=expected,
+        audit=AuditNote(step, outcome, message, dict(details or {})),
     )
+    if moves:
+        deps.checkpoint(f"after:db.{after.state}")
     log_method = log.info if outcome != "error" else log.warning
     log_method(
         message,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from rotator.adapters.db.views import AuditNote
 from rotator.domain.backoff import step_retry_delay
 from rotator.domain.credentials import AppRegistration, Credential, CredentialKind
 from rotator.domain.policies import default_kind, superseded_credential
@@ -143,8 +144,12 @@ def start_rotation(
         old_key_id=plan.old.key_id if plan.old else None,
         extra={"retire_now": "1"} if retire_now else {},
     )
+    deps.checkpoint(f"before:db.{RotationState.PENDING}")
     try:
-        created = deps.store.create_rotation(rotation)
+        created = deps.store.create_rotation(rotation, audit=AuditNote(
+            "plan", "ok", f"rotation of {plan.kind} planned ({reason})",
+            {"old_key_id": rotation.old_key_id or "", "secret_name": rotation.secret_name},
+        ))
     except RotationConflict:
         existing = deps.store.active_rotation(plan.app.app_id)
         if existing is None:  # it finished in between; the caller may try again
@@ -152,11 +157,6 @@ def start_rotation(
                 f"another rotation of app {plan.app.app_id} just finished; run the command again"
             ) from None
         return existing
-    deps.store.append_audit(
-        now, "plan", "ok",
-        f"rotation of {plan.kind} planned ({reason})",
-        rotation_id=created.id, app_id=created.app_id,
-        details={"old_key_id": created.old_key_id or "", "secret_name": created.secret_name},
-    )
+    deps.checkpoint(f"after:db.{RotationState.PENDING}")
     log.info("rotation planned", rotation_id=created.id, app_id=created.app_id, reason=str(reason))
     return created

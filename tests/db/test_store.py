@@ -11,6 +11,7 @@ import pytest
 import sqlalchemy as sa
 
 from rotator.adapters.db import (
+    AuditNote,
     AuditOutcome,
     InventoryRow,
     RotationConflict,
@@ -380,6 +381,27 @@ def test_save_rotation_is_compare_and_set(store: Store) -> None:
         )
     with pytest.raises(StaleRotation, match="does not exist"):
         store.save_rotation(make_rotation(APP_C), expected_state=RotationState.PENDING)
+
+
+def test_a_state_change_and_its_audit_event_commit_together(store: Store) -> None:
+    r = store.create_rotation(make_rotation(APP_A), audit=AuditNote("plan", "ok", "planned"))
+    now = T0 + timedelta(minutes=1)
+    store.save_rotation(r.advance(RotationState.CREATING, now),
+                        expected_state=RotationState.PENDING,
+                        audit=AuditNote("create", "info", "creating", {"n": 1}))
+    # The losing writer's event must not appear either: it describes a change never made.
+    with pytest.raises(StaleRotation):
+        store.save_rotation(r.advance(RotationState.FAILED, now),
+                            expected_state=RotationState.PENDING,
+                            audit=AuditNote("create", "error", "lost the race"))
+    events = store.history(rotation_id=r.id)
+    assert [(e.step, e.message, e.at) for e in events] == [
+        ("plan", "planned", r.updated_at), ("create", "creating", now)]
+    assert events[1].app_id == r.app_id and events[1].details == {"n": 1}
+    with pytest.raises(SecretInStore):
+        store.save_rotation(r.advance(RotationState.CREATING, now),
+                            expected_state=RotationState.CREATING,
+                            audit=AuditNote("create", "ok", "x", {"v": SecretValue("s3cr3t")}))
 
 
 def test_save_rotation_respects_the_lease(store: Store) -> None:

@@ -8,6 +8,7 @@ from rotator.adapters.db.repo import RotationConflict, StaleRotation, Store, Sto
 from rotator.adapters.db.session import default_database_url, make_engine
 from rotator.adapters.db.views import (
     AuditEvent,
+    AuditNote,
     AuditOutcome,
     InventoryRow,
     ScanRun,
@@ -17,6 +18,7 @@ from rotator.adapters.db.views import (
 
 __all__ = [
     "AuditEvent",
+    "AuditNote",
     "AuditOutcome",
     "InventoryRow",
     "RotationConflict",

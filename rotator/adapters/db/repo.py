@@ -31,6 +31,7 @@ from rotator.adapters.db.models import (
 from rotator.adapters.db.session import make_engine, make_sessionmaker
 from rotator.adapters.db.views import (
     AuditEvent,
+    AuditNote,
     AuditOutcome,
     InventoryRow,
     ScanError,
@@ -517,12 +518,16 @@ class Store:
 
     # ------------------------------------------------------------- rotations
 
-    def create_rotation(self, r: Rotation) -> Rotation:
-        """Insert ``r``; raises :class:`RotationConflict` if its app already has an active one."""
+    def create_rotation(self, r: Rotation, *, audit: AuditNote | None = None) -> Rotation:
+        """Insert ``r`` (and its ``audit`` event, in the same transaction); raises
+        :class:`RotationConflict` if its app already has an active one."""
         values = _rotation_values(r)
+        event = _audit_model(r.updated_at, audit, r) if audit is not None else None
         try:
             with self._session() as s, s.begin():
                 s.add(RotationModel(**values))
+                if event is not None:
+                    s.add(event)
         except IntegrityError as exc:
             if not r.active:
                 raise
@@ -571,8 +576,10 @@ class Store:
         with self._session() as s:
             return [_rotation_from_model(m) for m in s.scalars(query)]
 
-    def save_rotation(self, r: Rotation, *, expected_state: RotationState) -> Rotation:
-        """Write ``r`` if the row is still in ``expected_state`` and its lease (if any) is ours.
+    def save_rotation(self, r: Rotation, *, expected_state: RotationState,
+                      audit: AuditNote | None = None) -> Rotation:
+        """Write ``r`` if the row is still in ``expected_state`` and its lease (if any) is ours;
+        ``audit`` is appended in the same transaction, so both land or neither does.
 
         Raises :class:`StaleRotation` otherwise, and
         :class:`~rotator.domain.states.IllegalTransition` for a move the state
@@ -581,6 +588,7 @@ class Store:
         if r.state != expected_state:
             check_transition(expected_state, r.state)
         values = {k: v for k, v in _rotation_values(r).items() if k not in _ROTATION_FIXED}
+        event = _audit_model(r.updated_at, audit, r) if audit is not None else None
         with self._session() as s, s.begin():
             result = s.execute(
                 sa.update(RotationModel)
@@ -596,6 +604,8 @@ class Store:
                 .execution_options(synchronize_session=False)
             )
             if _rowcount(result) == 1:
+                if event is not None:
+                    s.add(event)
                 return _rotation_from_model(s.get_one(RotationModel, r.id))
             current = s.get(RotationModel, r.id)
             raise StaleRotation(
@@ -707,16 +717,7 @@ class Store:
         app_id: str | None = None,
         details: Mapping[str, Any] | None = None,
     ) -> AuditEvent:
-        reject_secrets([step, message, rotation_id, app_id], "audit event")
-        model = AuditEventModel(
-            at=at,
-            step=step,
-            outcome=AuditOutcome(outcome).value,
-            message=message,
-            rotation_id=rotation_id,
-            app_id=_norm_app_id(app_id) if app_id else None,
-            details=_jsonable(dict(details or {}), "audit details"),
-        )
+        model = _new_audit_model(at, step, outcome, message, rotation_id, app_id, details)
         with self._session() as s, s.begin():
             s.add(model)
             s.flush()
@@ -740,6 +741,26 @@ class Store:
             events = [_audit_from_model(m) for m in s.scalars(query)]
         events.reverse()
         return events
+
+
+def _new_audit_model(at: datetime, step: str, outcome: AuditOutcome | str, message: str,
+                     rotation_id: str | None, app_id: str | None,
+                     details: Mapping[str, Any] | None) -> AuditEventModel:
+    reject_secrets([step, message, rotation_id, app_id], "audit event")
+    return AuditEventModel(
+        at=at,
+        step=step,
+        outcome=AuditOutcome(outcome).value,
+        message=message,
+        rotation_id=rotation_id,
+        app_id=_norm_app_id(app_id) if app_id else None,
+        details=_jsonable(dict(details or {}), "audit details"),
+    )
+
+
+def _audit_model(at: datetime, note: AuditNote, r: Rotation) -> AuditEventModel:
+    return _new_audit_model(at, note.step, note.outcome, note.message, r.id, r.app_id,
+                            note.details)
 
 
 def _rowcount(result: sa.Result[Any]) -> int:

@@ -119,6 +119,17 @@ class AuditEvent:
     details: Mapping[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True)
+class AuditNote:
+    """An audit event to be written in the same transaction as a rotation change,
+    so a crash can never leave a state change without the event that explains it."""
+
+    step: str
+    outcome: AuditOutcome | str
+    message: str
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+
 _SCALARS: frozenset[type] = frozenset({str, int, float, bool, type(None), datetime})
 
 
