@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import base64
 import uuid
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -64,6 +64,9 @@ class Faults:
 
     before: dict[str, list[BaseException]] = field(default_factory=lambda: defaultdict(list))
     crash_after: set[str] = field(default_factory=set)
+    # The write is applied but its answer never arrives (a timeout): the caller lives on.
+    lost_after: set[str] = field(default_factory=set)
+    fired: Counter[str] = field(default_factory=Counter)  # "crash" / "lost_response"
 
     def check_before(self, op: str) -> None:
         queue = self.before.get(op)
@@ -73,7 +76,14 @@ class Faults:
     def check_after(self, op: str) -> None:
         if op in self.crash_after:
             self.crash_after.discard(op)
+            self.fired["crash"] += 1
             raise Crash(op)
+        if op in self.lost_after:
+            self.lost_after.discard(op)
+            self.fired["lost_response"] += 1
+            if op.startswith(("set_secret", "disable_version")):
+                raise SecretStoreError("Key Vault request timed out", transient=True)
+            raise DirectoryError("Graph request timed out", transient=True)
 
 
 @dataclass
@@ -329,6 +339,7 @@ class FakeSecretStore:
         self.faults.check_before("disable_version")
         self.secrets[name] = [replace(v, enabled=False) if v.version == version else v
                               for v in self.secrets[name]]
+        self.faults.check_after("disable_version")
 
 
 class FakeProbe:

@@ -2,36 +2,60 @@
 
 The engine, state table and database are real (SQLite); Graph, Key Vault and the
 token endpoint are the in-memory fakes, so hundreds of scenarios run in seconds.
-Faults: process crashes after any external write, 5xx / 429 / 409 answers before
-any call, token refusals (propagation) up to past the verify deadline, clock jumps.
-After every crash and at the end the five invariants are checked.
+The ports are instrumented as the service does it (request counting, write budget).
+Faults: process crashes after any external write; writes whose answer is lost (a
+timeout after the write was applied); 5xx / 429 / 409 answers before any call; a
+database outage over a run of store calls; token refusals (propagation) up to past
+the verify deadline; clock jumps. After every crash or aborted run and at the end the
+invariants are checked, and every log line, metric and alert the scenario produced is
+grepped for secret values and private keys.
 """
 
 from __future__ import annotations
 
+import io
+import json
 import shutil
 import tempfile
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from hypothesis import strategies as st
+from sqlalchemy.exc import OperationalError
 
 from rotator.adapters.db import Store, make_engine, migrate
+from rotator.alerts.compose import message_text, rotation_alerts, single_message
+from rotator.alerts.formats import slack_payload, teams_payload, webhook_payload
+from rotator.daemon import instrument
 from rotator.domain.credentials import CredentialKind
+from rotator.domain.rotation import Rotation, RotationReason
 from rotator.domain.states import RotationState
-from rotator.engine.start import RotationRefused
+from rotator.engine.driver import drive
+from rotator.engine.start import RotationRefused, plan_rotation, start_rotation
+from rotator.metrics import Metrics
 from rotator.ports import DirectoryError, SecretStoreError
 from tests.engine.conftest import TENANT, World
-from tests.engine.test_rotation_flow import assert_invariants, make_app, rotate
-from tests.fakes import Crash, FakeClock, FakeDirectory, FakeProbe, FakeSecretStore, Faults
+from tests.engine.test_rotation_flow import assert_invariants, key_canaries, make_app
+from tests.fakes import (
+    CANARY,
+    Crash,
+    FakeApp,
+    FakeClock,
+    FakeDirectory,
+    FakeProbe,
+    FakeSecretStore,
+    Faults,
+)
 
 SECRET_CRASH_POINTS = ["add_password", "set_secret:orders-secret-next",
-                       "set_secret:orders-secret", "remove_password"]
+                       "set_secret:orders-secret", "disable_version", "remove_password"]
 CERT_CRASH_POINTS = ["set_secret:orders-secret-next", "patch", "add_key",
-                     "set_secret:orders-secret", "remove_key"]
+                     "set_secret:orders-secret", "disable_version", "remove_key"]
 ERROR_OPS = ["get", "add_password", "remove_password", "add_key", "remove_key", "patch",
              "set_secret", "get_secret", "disable_version"]
 ERRORS = {
@@ -51,6 +75,9 @@ class Scenario:
     errors: tuple[tuple[str, str], ...]  # (op, error kind)
     refusals: int  # token refusals before the new credential is accepted
     clock_jump_hours: float
+    lost: tuple[str, ...] = ()  # writes applied whose answer is lost
+    # (first failing store call, number of failing calls); 0 calls = no outage
+    db_outage: tuple[int, int] = (0, 0)
 
 
 @st.composite
@@ -58,6 +85,8 @@ def scenarios(draw: st.DrawFn) -> Scenario:
     kind = draw(st.sampled_from([CredentialKind.SECRET, CredentialKind.CERTIFICATE]))
     points = SECRET_CRASH_POINTS if kind is CredentialKind.SECRET else CERT_CRASH_POINTS
     crashes = tuple(draw(st.lists(st.sampled_from(points), max_size=3, unique=True)))
+    lost = tuple(draw(st.lists(st.sampled_from([p for p in points if p not in crashes]),
+                               max_size=2, unique=True)))
     errors = []
     for op in draw(st.lists(st.sampled_from(ERROR_OPS), max_size=6)):
         pool = [k for k in ERRORS if k.startswith("graph") == (op in GRAPH_OPS)]
@@ -65,7 +94,33 @@ def scenarios(draw: st.DrawFn) -> Scenario:
     # up to ~80: with the verify timing below that reaches past the 120 s deadline
     refusals = draw(st.integers(min_value=0, max_value=80))
     jump = draw(st.sampled_from([0.0, 0.0, 1.0, 30.0]))
-    return Scenario(kind, crashes, tuple(errors), refusals, jump)
+    outage = draw(st.one_of(st.just((0, 0)), st.tuples(st.integers(1, 40), st.integers(1, 6))))
+    return Scenario(kind, crashes, tuple(errors), refusals, jump, lost, outage)
+
+
+class FlakyStore:
+    """The real store behind a database outage: store calls ``start`` to
+    ``start + length - 1`` (counted from 1) fail as a dropped connection would."""
+
+    def __init__(self, inner: Store, start: int, length: int) -> None:
+        self._inner, self._start, self._length = inner, start, length
+        self.calls = 0
+        self.failed = 0
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._inner, name)
+        if name.startswith("_") or not callable(attr):
+            return attr
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            self.calls += 1
+            if self._start <= self.calls < self._start + self._length:
+                self.failed += 1
+                raise OperationalError("UPDATE rotations ...", {},
+                                       ConnectionRefusedError("the database is down"))
+            return attr(*args, **kwargs)
+
+        return call
 
 
 @dataclass
@@ -106,43 +161,95 @@ def migrated_template(directory: Path) -> Path:
     return path
 
 
-async def run_scenario(world: World, scenario: Scenario, stats: CampaignStats) -> None:
+def leaked_in(text: str, world: World | None = None) -> bool:
+    """A canary secret, a PEM private-key header or a slice of a stored private key."""
+    if CANARY in text or "PRIVATE KEY" in text:
+        return True
+    return world is not None and any(c.decode() in text for c in key_canaries(world))
+
+
+def observed_texts(world: World, metrics: Metrics) -> list[str]:
+    """Everything the scenario made that people or other systems see, besides the log:
+    the metrics page, and every alert it raises in every channel's format."""
+    texts = [metrics.render().decode()]
+    rotations = world.store.list_rotations()
+    now = world.clock.now()
+    for alert in rotation_alerts(rotations, now, retrying_attempts=1,
+                                 lookback=timedelta(days=365)):
+        message = single_message(alert, now)
+        texts.append(message_text(message))
+        for payload in (webhook_payload(message), slack_payload(message),
+                        teams_payload(message)):
+            texts.append(json.dumps(payload))
+    texts += [r.last_error or "" for r in rotations]
+    return texts
+
+
+async def _rotate(world: World, app: FakeApp, store: Store | FlakyStore,
+                  metrics: Metrics) -> Rotation:
+    """One process lifetime, instrumented as the service instruments its ports."""
+    deps = world.deps(store=store)
+    instrument(deps, metrics, graph_writes_per_minute=600_000)
+    plan = await plan_rotation(deps, app.app_id)
+    rotation = start_rotation(deps, plan, reason=RotationReason.MANUAL, retire_now=True)
+    result = await drive(deps, rotation.id, retire_now=True)
+    metrics.record_finished(result)
+    return result
+
+
+async def run_scenario(world: World, scenario: Scenario, stats: CampaignStats,
+                       log: io.StringIO | None = None) -> None:
     """Drive one rotation to the end through the scenario's faults; raise on a broken
-    invariant (AssertionError)."""
+    invariant or a leak (AssertionError)."""
+    log_start = log.tell() if log is not None else 0
     app = make_app(world, scenario.kind)
     for op, kind in scenario.errors:
         world.faults.before[op].append(ERRORS[kind]())
         stats.faults[kind] += 1
-    for point in scenario.crashes:
-        world.faults.crash_after.add(point)
-    stats.faults["crash"] += len(scenario.crashes)
+    world.faults.crash_after.update(scenario.crashes)
+    world.faults.lost_after.update(scenario.lost)
     world.probe.refuse_first = scenario.refusals
     stats.faults["token_refusal"] += scenario.refusals
     if scenario.clock_jump_hours:
         stats.faults["clock_jump"] += 1
+    store = FlakyStore(world.store, *scenario.db_outage)
+    metrics = Metrics()
     stats.scenarios += 1
     failed_once = False
-    for _ in range(12):  # process lifetimes
-        try:
-            result = await rotate(world, app)
-        except Crash:
+    try:
+        for _ in range(16):  # process lifetimes (or runs aborted by the database)
+            try:
+                result = await _rotate(world, app, store, metrics)
+            except (Crash, OperationalError):
+                # Dead, or alive but unable to record: either way the lease stays behind.
+                assert_invariants(world, app)
+                world.clock.advance(600 + scenario.clock_jump_hours * 3600)  # lease expired
+                continue
+            except RotationRefused:
+                # a read failed while planning: nothing was started; the admin (or the next
+                # daemon tick) simply tries again
+                assert_invariants(world, app)
+                world.clock.advance(60)
+                continue
             assert_invariants(world, app)
-            world.clock.advance(600 + scenario.clock_jump_hours * 3600)  # lease expired
-            continue
-        except RotationRefused:
-            # a read failed while planning: nothing was started; the admin (or the next
-            # daemon tick) simply tries again
-            assert_invariants(world, app)
-            world.clock.advance(60)
-            continue
-        assert_invariants(world, app)
-        if result.state is RotationState.COMPLETED:
-            stats.completed += 1
-            stats.rolled_back_then_completed += failed_once
-            return
-        assert result.state is RotationState.FAILED, result.state
-        failed_once = True
-        # the next try waits out the failure backoff, as the daemon would
-        assert result.next_attempt_at is not None
-        world.clock.advance((result.next_attempt_at - world.clock.now()).total_seconds() + 1)
-    raise AssertionError(f"rotation did not converge for {scenario}")
+            if result.state is RotationState.COMPLETED:
+                stats.completed += 1
+                stats.rolled_back_then_completed += failed_once
+                return
+            assert result.state is RotationState.FAILED, result.state
+            failed_once = True
+            # the next try waits out the failure backoff, as the daemon would
+            assert result.next_attempt_at is not None
+            world.clock.advance(
+                (result.next_attempt_at - world.clock.now()).total_seconds() + 1)
+        raise AssertionError(f"rotation did not converge for {scenario}")
+    finally:
+        stats.faults.update(world.faults.fired)  # the ones the run actually reached
+        stats.faults["db_call_failed"] += store.failed
+        texts = observed_texts(world, metrics)
+        if log is not None:
+            log.seek(log_start)
+            texts.append(log.read())
+        if any(leaked_in(text, world) for text in texts):
+            stats.secrets_leaked += 1
+            raise AssertionError("a secret value or private key reached a log, metric or alert")

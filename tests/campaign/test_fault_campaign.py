@@ -1,11 +1,13 @@
-"""The fast subset of the fault campaign (the full one: `python -m tests.campaign.run`)."""
+"""The fast subset of the fault campaign (the whole of it: `python -m tests.campaign.run`)."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 
 import pytest
+import structlog
 from hypothesis import HealthCheck, example, given, settings
 
 from rotator.domain.credentials import CredentialKind
@@ -13,6 +15,7 @@ from tests.campaign.scenario import (
     CampaignStats,
     Scenario,
     fresh_world,
+    leaked_in,
     migrated_template,
     run_scenario,
     scenarios,
@@ -29,11 +32,26 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
                   (("set_secret", "vault_500"), ("get", "graph_409")), 80, 0.0))
 @example(Scenario(CredentialKind.CERTIFICATE, ("set_secret:orders-secret-next", "patch"),
                   (("patch", "graph_409"),), 3, 30.0))
+# Lost answers to each write of a secret, and a database outage right after creation.
+@example(Scenario(CredentialKind.SECRET, (), (), 0, 0.0,
+                  lost=("add_password", "set_secret:orders-secret-next"), db_outage=(6, 3)))
+@example(Scenario(CredentialKind.SECRET, ("remove_password",), (), 2, 0.0,
+                  lost=("set_secret:orders-secret", "disable_version"), db_outage=(12, 2)))
+@example(Scenario(CredentialKind.CERTIFICATE, (), (), 0, 1.0,
+                  lost=("patch", "remove_key"), db_outage=(9, 5)))
 @settings(max_examples=20, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(scenario=scenarios())
 def test_random_fault_schedules_keep_the_invariants(template: Path, scenario: Scenario) -> None:
     stats = CampaignStats()
-    with fresh_world(template) as world:
+    with structlog.testing.capture_logs() as logs, fresh_world(template) as world:
         asyncio.run(run_scenario(world, scenario, stats))
+        assert not leaked_in(json.dumps(logs, default=str), world)
     assert stats.completed == 1
+
+
+def test_the_leak_grep_finds_what_it_looks_for(template: Path) -> None:
+    with fresh_world(template) as world:
+        assert leaked_in("token CANARY-0f3a in a message")
+        assert leaked_in("-----BEGIN " "PRIVATE KEY-----")
+        assert not leaked_in("secret 5c7e... (hint 5c7)", world)

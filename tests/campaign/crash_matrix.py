@@ -1,0 +1,317 @@
+"""The crash matrix: real `rotator rotate` processes killed by SIGKILL at every failpoint.
+
+A *path* is one way a rotation runs: a secret or a certificate, the certificate's
+first rotation (registered by PATCH) or a later one (addKey signed by the key rotator
+holds), and the rollback after a verification that cannot succeed. Each path lists,
+in order, the failpoints a clean run of it passes; ``test_crash_matrix.py`` proves the
+lists against a traced real run and proves that together they cover every point of
+``rotator.failpoints.POINTS``.
+
+A case kills the first run at one point, checks the invariants against the emulator's
+and Key Vault's actual state at that moment, runs `rotator rotate` again (a new
+process, which takes the dead owner's lease over at once), and checks that it
+converged: the new credential promoted, working and the only one left (or, on a
+rollback path, the rotation failed with the app exactly as before), and no secret
+value or private key in any output or in the database.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from rotator.adapters import certs
+from rotator.adapters.db import Store, make_engine
+from rotator.domain.certificates import CERTIFICATE_CONTENT_TYPES
+from rotator.domain.rotation import Rotation, rotation_id_from_display_name
+from rotator.domain.secret_value import SecretValue
+from rotator.domain.states import ACTIVE_STATES
+from rotator.emulator.runner import RunningEmulator
+from tests.integration.checks import database_text, token_works
+from tests.integration.conftest import CANARY, Run, make_app, rotator_env, run_rotator
+
+BAD_SCOPE = '"api://nothing-here/.default"'  # AADSTS500011: verification fails at once
+
+
+def _both(*names: str) -> list[str]:
+    return [f"{when}:{name}" for name in names for when in ("before", "after")]
+
+
+def _happy(register: str, unregister: str) -> tuple[str, ...]:
+    first = (["graph.add_password", "vault.set_secret.staging"] if register == "graph.add_password"
+             else ["vault.set_secret.staging", register])  # a certificate's key is stored first
+    return (*_both("db.pending", "db.creating", *first, "db.staged"),
+            "before:token.request", "after:token.success",
+            *_both("db.verified", "vault.set_secret.consumer", "vault.disable_version",
+                   "db.promoted", "db.retiring", unregister, "db.completed"))
+
+
+def _rollback(unregister: str) -> tuple[str, ...]:
+    return ("before:token.request",
+            *_both("db.rolling_back", unregister, "vault.disable_version", "db.failed"))
+
+
+@dataclass(frozen=True)
+class CrashPath:
+    name: str
+    kind: str  # "secret" | "certificate"
+    points: tuple[str, ...]
+    held: bool = False  # a certificate rotator already rotated once (addKey, not PATCH)
+    rollback: bool = False
+
+
+PATHS: tuple[CrashPath, ...] = (
+    CrashPath("secret", "secret", _happy("graph.add_password", "graph.remove_password")),
+    CrashPath("secret-rollback", "secret", _rollback("graph.remove_password"), rollback=True),
+    CrashPath("certificate-first", "certificate",
+              _happy("graph.set_key_credentials", "graph.remove_key")),
+    CrashPath("certificate-held", "certificate", _happy("graph.add_key", "graph.remove_key"),
+              held=True),
+    CrashPath("certificate-rollback", "certificate", _rollback("graph.remove_key"),
+              rollback=True),
+)
+PATH_BY_NAME = {p.name: p for p in PATHS}
+
+
+@dataclass(frozen=True)
+class Case:
+    path: CrashPath
+    point: str
+
+    def __str__(self) -> str:
+        return f"{self.path.name}@{self.point}"
+
+
+def all_cases() -> list[Case]:
+    return [Case(path, point) for path in PATHS for point in path.points]
+
+
+# The regular test suite's subset: right after every external write, and the state
+# commits around the two moments that matter most (creation and promotion).
+FAST_POINTS = frozenset(
+    {p for p in (pt for path in PATHS for pt in path.points)
+     if p.startswith(("after:graph.", "after:vault."))}
+    | {"after:db.creating", "before:db.promoted"}
+)
+
+
+def fast_cases() -> list[Case]:
+    return [c for c in all_cases() if c.point in FAST_POINTS]
+
+
+# ------------------------------------------------------------------ the managed app
+
+
+@dataclass
+class Subject:
+    """The app under test and what a leak grep must look for."""
+
+    app_id: str
+    object_id: str
+    secret_name: str
+    policy: Path
+    kind: str
+    original_key_ids: set[str]
+    canaries: list[str] = field(default_factory=list)
+
+
+def _policy_lines(app_id: str, secret_name: str, kind: str, *, rollback: bool) -> list[str]:
+    lines = ["[defaults]", "verify_successes = 2", "verify_timeout_seconds = 60",
+             "grace_hours = 24", "lifetime_days = 90"]
+    if rollback:
+        lines.append(f"verify_scope = {BAD_SCOPE}")
+    lines += ["[[app]]", f'app_id = "{app_id}"', f'secret_name = "{secret_name}"']
+    if kind == "certificate":
+        lines += ['credential = "certificate"', 'key_vault_format = "pem"',
+                  'certificate_subject = "CN=rotator-crash"']
+    return lines
+
+
+def make_subject(emu: RunningEmulator, workdir: Path, path: CrashPath) -> Subject:
+    if path.kind == "secret":
+        app = make_app(emu, name=f"cm-{uuid.uuid4().hex[:8]}")
+        app_id, object_id, secret_name = app.app_id, app.object_id, app.secret_name
+        canaries = [app.old_secret]
+        original = {app.old_key_id}
+    else:
+        now = datetime.now(UTC)
+        der = certs.generate("RSA2048", "CN=unknown", now - timedelta(days=100),
+                             now + timedelta(days=5)).der
+        name = f"cmc-{uuid.uuid4().hex[:8]}"
+        created = emu.tenant.create_app(name, certificates=[der])
+        app_id, object_id, secret_name = created.app_id, created.id, f"{name}-cert"
+        canaries = []
+        original = {k.key_id for k in emu.tenant.keys(app_id)}
+    policy = workdir / f"policy-{app_id}.toml"
+    policy.write_text("\n".join(_policy_lines(app_id, secret_name, path.kind,
+                                              rollback=path.rollback)) + "\n")
+    return Subject(app_id, object_id, secret_name, policy, path.kind, original, canaries)
+
+
+def _key_ids(emu: RunningEmulator, subject: Subject) -> set[str]:
+    if subject.kind == "secret":
+        return {p.key_id for p in emu.tenant.passwords(subject.app_id)}
+    return {k.key_id for k in emu.tenant.keys(subject.app_id)}
+
+
+def _consumer(emu: RunningEmulator, subject: Subject):  # type: ignore[no-untyped-def]
+    versions = emu.tenant.vault.versions(subject.secret_name)
+    return versions[-1] if versions else None
+
+
+def _private_key_chunks(value: str, content_type: str | None) -> list[str]:
+    pem = certs.to_pem(certs.load(SecretValue(value), content_type)).reveal()
+    body = "".join(pem.split("-----BEGIN " "PRIVATE KEY-----")[1]
+                   .split("-----END " "PRIVATE KEY-----")[0].split())
+    return [body[40:100], body[-120:-60]]
+
+
+def secret_material(emu: RunningEmulator, subject: Subject) -> list[str]:
+    """Every secret value or private-key slice the tenant and the vault hold for the app."""
+    out = list(subject.canaries)
+    if subject.kind == "secret":
+        out += [p.secret_text for p in emu.tenant.passwords(subject.app_id)]
+    for name in (subject.secret_name, f"{subject.secret_name}-next"):
+        for version in emu.tenant.vault.versions(name):
+            if version.content_type in CERTIFICATE_CONTENT_TYPES:
+                out += _private_key_chunks(version.value, version.content_type)
+            else:
+                out.append(version.value)
+    return [v for v in out if v]
+
+
+def _active(database_url: str, app_id: str) -> list[Rotation]:
+    store = Store(make_engine(database_url))
+    try:
+        return [r for r in store.list_rotations(app_id=app_id) if r.state in ACTIVE_STATES]
+    finally:
+        store.close()
+
+
+def _active_ids(database_url: str, app_id: str) -> set[str]:
+    return {r.id for r in _active(database_url, app_id)}
+
+
+def _consumer_works(emu: RunningEmulator, subject: Subject) -> bool:
+    latest = _consumer(emu, subject)
+    if latest is None:
+        return False
+    if subject.kind == "secret":
+        return token_works(emu, subject.app_id, latest.value)
+    from rotator.ports import StoredSecret
+    from tests.integration.test_certificate_rotation import token_with
+
+    stored = StoredSecret(subject.secret_name, latest.version, True, latest.content_type,
+                          dict(latest.tags), value=SecretValue(latest.value))
+    return token_with(emu, subject.app_id, stored).get("appid") == subject.app_id
+
+
+def assert_invariants(emu: RunningEmulator, subject: Subject, database_url: str,
+                      outputs: Sequence[str]) -> None:
+    """The five invariants, read from the emulator, the vault and the database."""
+    now = datetime.now(UTC)
+    if subject.kind == "secret":
+        creds = [(p.key_id, p.display_name, p.start <= now < p.end)
+                 for p in emu.tenant.passwords(subject.app_id)]
+    else:
+        creds = [(k.key_id, k.display_name, k.start <= now < k.end)
+                 for k in emu.tenant.keys(subject.app_id)]
+    # 1. the app keeps a valid credential, and the consumer secret names a current one
+    assert any(valid for _, _, valid in creds), "the app was left without a valid credential"
+    latest = _consumer(emu, subject)
+    current = {key_id for key_id, _, valid in creds if valid}
+    if latest is not None:
+        assert latest.tags.get("key_id") in current, "consumer secret names a lost credential"
+        if subject.kind == "secret":
+            held = {p.secret_text for p in emu.tenant.passwords(subject.app_id)}
+            assert latest.value in held, "consumer secret holds a credential the app lost"
+        else:
+            thumbprints = {k.key_id: k.thumbprint.hex() for k in emu.tenant.keys(subject.app_id)}
+            material = certs.load(SecretValue(latest.value), latest.content_type)
+            assert thumbprints.get(latest.tags["key_id"], "").upper() == \
+                material.thumbprint.upper(), "consumer key does not match its certificate"
+    # 2. at most one rotation in flight
+    active = _active(database_url, subject.app_id)
+    assert len(active) <= 1, f"{len(active)} active rotations"
+    # 3. no orphans: a rotator-made credential is the consumer's, or the new or the old
+    # one of the rotation in flight (a promote in progress has moved the consumer on)
+    live = {r.id for r in active} | {r.old_key_id for r in active if r.old_key_id}
+    promoted = latest.tags.get("key_id") if latest is not None else None
+    for key_id, display_name, _ in creds:
+        rid = rotation_id_from_display_name(display_name)
+        if rid is not None and not {rid, key_id} & live:
+            assert key_id == promoted, f"orphan credential {key_id} of rotation {rid}"
+    # 4. + 5. no secret value or private key in the database or any output
+    material = secret_material(emu, subject)
+    texts = [database_text(database_url), *outputs]
+    for value in material:
+        assert all(value not in text for text in texts), "a secret reached a log or the database"
+    assert all(CANARY not in text for text in texts), "a canary reached a log or the database"
+    assert all("PRIVATE KEY" not in text for text in texts), "key material in an output"
+
+
+def _rotate(subject: Subject, emu: RunningEmulator, database_url: str, **extra: str) -> Run:
+    env = rotator_env(emu, database_url, subject.policy, **extra)
+    return run_rotator(["rotate", "--app", subject.app_id, "--retire-now", "--json"], env)
+
+
+def prepare(emu: RunningEmulator, database_url: str, workdir: Path, path: CrashPath) -> Subject:
+    subject = make_subject(emu, workdir, path)
+    if path.held:
+        first = _rotate(subject, emu, database_url)
+        assert first.returncode == 0, first.stderr[-2000:]
+        subject.original_key_ids = _key_ids(emu, subject)
+    return subject
+
+
+def run_case(emu: RunningEmulator, database_url: str, workdir: Path, case: Case) -> None:
+    """One cell of the matrix; raises AssertionError when an invariant breaks."""
+    subject = prepare(emu, database_url, workdir, case.path)
+    before_consumer = _consumer(emu, subject)
+    killed = _rotate(subject, emu, database_url, ROTATOR_ENABLE_FAILPOINTS="1",
+                     ROTATOR_FAILPOINTS=f"{case.point}=kill")
+    assert killed.returncode == -signal.SIGKILL, (
+        f"{case}: not killed (exit {killed.returncode}): {killed.stderr[-1500:]}")
+    outputs = [killed.stdout, killed.stderr]
+    assert_invariants(emu, subject, database_url, outputs)
+
+    again = _rotate(subject, emu, database_url)
+    outputs += [again.stdout, again.stderr]
+    assert again.stdout.strip(), f"{case}: no JSON result: {again.stderr[-2000:]}"
+    out = json.loads(again.stdout)
+    if case.path.rollback:
+        assert again.returncode == 1 and out["state"] == "failed", (again.returncode, out)
+        assert _key_ids(emu, subject) == subject.original_key_ids, "rollback left credentials"
+        after = _consumer(emu, subject)
+        assert (after.version if after else None) == (
+            before_consumer.version if before_consumer else None), "consumer secret changed"
+    else:
+        assert again.returncode == 0, again.stderr[-3000:]
+        assert out["state"] == "completed", out
+        assert _key_ids(emu, subject) == {out["new_key_id"]}
+        latest = _consumer(emu, subject)
+        assert latest is not None and latest.tags["key_id"] == out["new_key_id"]
+        assert _consumer_works(emu, subject), "the promoted credential gets no token"
+    assert not _active_ids(database_url, subject.app_id)
+    assert_invariants(emu, subject, database_url, outputs)
+
+
+def trace(emu: RunningEmulator, database_url: str, workdir: Path, path: CrashPath) -> list[str]:
+    """The failpoints a clean run of ``path`` passes, in order, each once."""
+    subject = prepare(emu, database_url, workdir, path)
+    log = workdir / f"trace-{subject.app_id}"
+    run = _rotate(subject, emu, database_url, ROTATOR_ENABLE_FAILPOINTS="1",
+                  ROTATOR_FAILPOINTS_TRACE=str(log))
+    assert run.returncode == (1 if path.rollback else 0), run.stderr[-2000:]
+    seen: list[str] = []
+    for name in log.read_text().split():
+        if name not in seen:
+            seen.append(name)
+    if path.rollback:  # a rollback path starts where verification does
+        seen = seen[seen.index("before:token.request"):]
+    return seen
