@@ -9,20 +9,25 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import binascii
 import json
 import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import SplitResult, urlsplit
 
 import httpx
 
 from rotator.adapters.graph_json import (
     APP_SELECT,
     AppParseError,
+    describe,
+    guid,
     parse_application,
     parse_datetime,
+    quote,
     thumbprint_from_custom_key_identifier,
 )
 from rotator.domain.certificates import KeyEntry, thumbprint_of
@@ -135,24 +140,49 @@ class GraphDirectory:
             RequestConfiguration(query_parameters=params)
         )
         page_no = 0
+        followed: set[str] = set()
         while True:
             page_no += 1
-            body = await self._get_json(info, f"list applications (page {page_no})")
+            where = f"list applications (page {page_no})"
+            body = await self._get_json(info, where)
             if body is None:
-                raise DirectoryError("Graph answered a page of applications with no body")
+                raise DirectoryError(f"Graph answered {where} with no body", transient=True)
             values = body.get("value")
             if not isinstance(values, list):
                 raise DirectoryError(f"page {page_no} of applications has no 'value' list")
             for raw in values:
-                raw_id = raw.get("id") if isinstance(raw, dict) else None
-                try:
-                    yield ScanItem(app=parse_application(raw), raw_id=raw_id)
-                except AppParseError as exc:
-                    yield ScanItem(app=None, error=str(exc), raw_id=str(raw_id) if raw_id else None)
+                yield _scan_item(raw)
             next_link = body.get("@odata.nextLink")
-            if not next_link:
+            if next_link is None:
                 return
-            info = self._client.applications.with_url(str(next_link)).to_get_request_information()
+            url = self._checked_next_link(next_link, page_no)
+            if url in followed:
+                raise DirectoryError(
+                    f"page {page_no} of applications has an @odata.nextLink to a page "
+                    "already read; Graph's paging went in a circle"
+                )
+            followed.add(url)
+            info = self._client.applications.with_url(url).to_get_request_information()
+
+    def _checked_next_link(self, link: object, page_no: int) -> str:
+        """The next page's URL, if it is one the SDK may follow with rotator's token."""
+        base = urlsplit(str(self._client.request_adapter.base_url or ""))
+        try:
+            target = urlsplit(link) if isinstance(link, str) else None
+        except ValueError:  # e.g. a broken IPv6 literal
+            target = None
+        if target is None or not target.scheme or not target.netloc:
+            problem = "is not an absolute URL"
+        elif _origin(target) != _origin(base):
+            # The SDK only sends the token to Graph's host: elsewhere the page would be
+            # refused anyway, with an error that hides why.
+            problem = f"points to {target.scheme}://{target.netloc}, not to Graph"
+        else:
+            return str(link)
+        raise DirectoryError(
+            f"page {page_no} of applications has an @odata.nextLink {quote(link)} that "
+            f"{problem}"
+        )
 
     async def get_application(self, app_id: str) -> AppRegistration | None:
         from kiota_abstractions.base_request_configuration import RequestConfiguration
@@ -173,12 +203,19 @@ class GraphDirectory:
                 return None
             raise
         if body is None:
-            return None
+            # Only a 404 means "no such app"; an empty answer says nothing about the app.
+            raise DirectoryError(f"Graph answered read application {app_id} with an empty "
+                                 "body", transient=True)
         try:
-            return parse_application(body)
+            app = parse_application(body)
         except AppParseError as exc:
             raise DirectoryError(f"Graph returned application {app_id} in a form rotator "
                                  f"cannot read: {exc}") from None
+        if app.app_id != app_id.strip().lower():
+            # Acting on it would change an app nobody asked rotator to touch.
+            raise DirectoryError(f"Graph answered read application {app_id} with another "
+                                 f"application ({app.app_id})")
+        return app
 
     async def add_password(self, object_id: str, display_name: str, end: datetime) -> NewPassword:
         from msgraph.generated.applications.item.add_password.add_password_post_request_body import (  # noqa: E501
@@ -311,19 +348,56 @@ class GraphDirectory:
                              lambda: builder.patch(body))
 
 
+def _origin(url: SplitResult) -> tuple[str, str, int | None]:
+    scheme = url.scheme.lower()
+    try:
+        port = url.port or {"https": 443, "http": 80}.get(scheme)
+    except ValueError:
+        port = -1
+    return scheme, (url.hostname or ""), port
+
+
+def _scan_item(raw: object) -> ScanItem:
+    raw_id, known = describe(raw)
+    try:
+        return ScanItem(app=parse_application(raw), raw_id=raw_id)
+    except AppParseError as exc:
+        return ScanItem(app=None, error=f"{exc}{known}", raw_id=raw_id)
+    except (ValueError, TypeError, ArithmeticError) as exc:
+        # A parsing gap must cost one app, not the scan of the whole tenant.
+        return ScanItem(app=None, error=f"unreadable application ({type(exc).__name__}){known}",
+                        raw_id=raw_id)
+
+
 def _key_entry(item: object) -> KeyEntry:
-    if not isinstance(item, dict) or not isinstance(item.get("keyId"), str):
-        raise AppParseError("a keyCredential without keyId")
+    # Entries are written back whole by PATCH keyCredentials: what cannot be written
+    # back (uuid.UUID(key_id), base64 key) is refused here, before anything changes.
+    if not isinstance(item, dict):
+        raise AppParseError("a keyCredential that is not an object")
+    key_id = guid(item, "keyId")
     key = item.get("key")
+    if key is not None:
+        if not isinstance(key, str):
+            raise AppParseError(f"keyCredential {key_id}: key is not a string")
+        try:
+            base64.b64decode(key, validate=True)
+        except (binascii.Error, ValueError):
+            raise AppParseError(f"keyCredential {key_id}: key is not base64") from None
+    dates: dict[str, datetime | None] = {}
+    for name in ("startDateTime", "endDateTime"):
+        try:
+            dates[name] = parse_datetime(item.get(name))
+        except AppParseError as exc:
+            raise AppParseError(f"keyCredential {key_id}: {name}: {exc}") from None
     return KeyEntry(
-        key_id=item["keyId"].lower(),
+        key_id=key_id,
         key=key if isinstance(key, str) and key else None,
         display_name=item.get("displayName") if isinstance(item.get("displayName"), str)
         else None,
         type=str(item.get("type") or "AsymmetricX509Cert"),
         usage=str(item.get("usage") or "Verify"),
-        start=parse_datetime(item.get("startDateTime")),
-        end=parse_datetime(item.get("endDateTime")),
+        start=dates["startDateTime"],
+        end=dates["endDateTime"],
         thumbprint=thumbprint_from_custom_key_identifier(item.get("customKeyIdentifier")),
     )
 

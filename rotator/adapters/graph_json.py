@@ -2,22 +2,42 @@
 
 The scan reads pages as raw JSON instead of msgraph-sdk models: one app that does
 not parse must not stop the scan, and model parsing of large tenants is slow.
+
+Anything rotator later acts on, or that the inventory columns cannot hold, must be
+well formed, or the whole app is refused (and a scan reports it and keeps the app's
+last known inventory): ids are GUIDs, credential lists and end dates are present.
+Graph leaves out values it has no data for (``displayName``, ``hint``,
+``startDateTime``), so their absence is fine.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
+from typing import Final
 
 from rotator.domain.credentials import AppRegistration, Credential, CredentialKind
 
 APP_SELECT = ("id", "appId", "displayName", "passwordCredentials", "keyCredentials")
 
+# The widths of the inventory columns; PostgreSQL refuses a whole batch over one long value.
+MAX_HINT_CHARS: Final = 64
+MAX_THUMBPRINT_CHARS: Final = 128
+# Bad values are quoted in scan errors, which people read; a few dozen characters say enough.
+_QUOTE_CHARS: Final = 40
+
 
 class AppParseError(ValueError):
     pass
+
+
+def quote(value: object) -> str:
+    """``value`` for an error message, cut short so a huge value cannot flood a report."""
+    text = repr(value)
+    return text if len(text) <= _QUOTE_CHARS else f"{text[:_QUOTE_CHARS]}..."
 
 
 def parse_datetime(value: object) -> datetime | None:
@@ -33,7 +53,13 @@ def parse_datetime(value: object) -> datetime | None:
         parsed = _parse_datetime_slow(value)
     if parsed.tzinfo is None:
         return parsed.replace(tzinfo=UTC)
-    return parsed if parsed.utcoffset() == _ZERO else parsed.astimezone(UTC)
+    if parsed.utcoffset() == _ZERO:
+        return parsed
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:
+        # 9999-12-31T23:59:59-05:00 is a valid string but not a representable instant.
+        raise AppParseError(f"date {quote(value)} is out of range in UTC") from None
 
 
 _ZERO = timedelta(0)
@@ -52,7 +78,7 @@ def _parse_datetime_slow(value: str) -> datetime:
     try:
         return datetime.fromisoformat(text)
     except ValueError as exc:
-        raise AppParseError(f"bad date {value!r}") from exc
+        raise AppParseError(f"bad date {quote(value)}") from exc
 
 
 def thumbprint_from_custom_key_identifier(value: object) -> str | None:
@@ -79,8 +105,60 @@ def _text(obj: Mapping[str, object], key: str, *, required: bool = False) -> str
             raise AppParseError(f"missing {key}")
         return None
     if not isinstance(value, str):
-        raise AppParseError(f"{key} is not a string")
+        raise AppParseError(f"{key} is not a string but {type(value).__name__}")
     return value
+
+
+def guid(obj: Mapping[str, object], key: str) -> str:
+    """A required GUID in its canonical lower-case form.
+
+    Graph's ids always are GUIDs; anything else would be written into URLs and
+    request bodies (``uuid.UUID(key_id)``) and into fixed-width columns later.
+    """
+    value = _text(obj, key, required=True)
+    assert value is not None
+    try:
+        canonical = str(uuid.UUID(value))
+    except ValueError:
+        canonical = ""
+    if canonical != value.lower():
+        raise AppParseError(f"{key} {quote(value)} is not a GUID")
+    return canonical
+
+
+def _date(obj: Mapping[str, object], key: str, *, required: bool = False) -> datetime | None:
+    if obj.get(key) is None and required:
+        raise AppParseError(f"missing {key}")
+    try:
+        return parse_datetime(obj.get(key))
+    except AppParseError as exc:
+        raise AppParseError(f"{key}: {exc}") from None
+
+
+def _credential(item: object, kind: CredentialKind) -> Credential:
+    if not isinstance(item, Mapping):
+        raise AppParseError(f"not an object but {type(item).__name__}")
+    key_id = guid(item, "keyId")
+    try:
+        hint = _text(item, "hint") if kind is CredentialKind.SECRET else None
+        if hint is not None and len(hint) > MAX_HINT_CHARS:
+            raise AppParseError(f"hint is longer than {MAX_HINT_CHARS} characters")
+        thumbprint = (thumbprint_from_custom_key_identifier(item.get("customKeyIdentifier"))
+                      if kind is CredentialKind.CERTIFICATE else None)
+        if thumbprint is not None and len(thumbprint) > MAX_THUMBPRINT_CHARS:
+            raise AppParseError("customKeyIdentifier is too long for a thumbprint")
+        return Credential(
+            key_id=key_id,
+            kind=kind,
+            display_name=_text(item, "displayName"),
+            start=_date(item, "startDateTime"),
+            # Without an end the credential would look like one that never expires.
+            end=_date(item, "endDateTime", required=True),
+            hint=hint,
+            thumbprint=thumbprint,
+        )
+    except AppParseError as exc:
+        raise AppParseError(f"keyId {key_id}: {exc}") from None
 
 
 def _credentials(
@@ -88,37 +166,25 @@ def _credentials(
 ) -> list[Credential]:
     items = obj.get(key)
     if items is None:
-        return []
+        # Graph sends [] for an app without credentials; absent means "not told", and
+        # reading it as "none" would drop the app's expiry from the inventory.
+        raise AppParseError(f"missing {key}")
     if not isinstance(items, list):
-        raise AppParseError(f"{key} is not a list")
+        raise AppParseError(f"{key} is not a list but {type(items).__name__}")
     out: list[Credential] = []
-    for item in items:
-        if not isinstance(item, Mapping):
-            raise AppParseError(f"{key} holds a non-object")
-        key_id = _text(item, "keyId", required=True)
-        assert key_id is not None
-        out.append(
-            Credential(
-                key_id=key_id.lower(),
-                kind=kind,
-                display_name=_text(item, "displayName"),
-                start=parse_datetime(item.get("startDateTime")),
-                end=parse_datetime(item.get("endDateTime")),
-                hint=_text(item, "hint") if kind is CredentialKind.SECRET else None,
-                thumbprint=thumbprint_from_custom_key_identifier(item.get("customKeyIdentifier"))
-                if kind is CredentialKind.CERTIFICATE
-                else None,
-            )
-        )
+    for n, item in enumerate(items):
+        try:
+            out.append(_credential(item, kind))
+        except AppParseError as exc:
+            raise AppParseError(f"{key}[{n}]: {exc}") from None
     return out
 
 
 def parse_application(obj: object) -> AppRegistration:
     if not isinstance(obj, Mapping):
-        raise AppParseError("application is not an object")
-    object_id = _text(obj, "id", required=True)
-    app_id = _text(obj, "appId", required=True)
-    assert object_id is not None and app_id is not None
+        raise AppParseError(f"application is not an object but {type(obj).__name__}")
+    object_id = guid(obj, "id")
+    app_id = guid(obj, "appId")
     creds = _credentials(obj, "passwordCredentials", CredentialKind.SECRET) + _credentials(
         obj, "keyCredentials", CredentialKind.CERTIFICATE
     )
@@ -128,8 +194,24 @@ def parse_application(obj: object) -> AppRegistration:
             raise AppParseError(f"duplicated keyId {c.key_id}")
         seen.add(c.key_id)
     return AppRegistration(
-        object_id=object_id.lower(),
-        app_id=app_id.lower(),
+        object_id=object_id,
+        app_id=app_id,
         display_name=_text(obj, "displayName") or "",
         credentials=tuple(creds),
     )
+
+
+def describe(obj: object) -> tuple[str | None, str]:
+    """How a scan names an entry it could not parse: its object id, and what else is known.
+
+    An entry without a usable ``id`` is still named by its ``appId`` or
+    ``displayName``, so whoever reads the report can find it.
+    """
+    if not isinstance(obj, Mapping):
+        return None, ""
+    raw_id = obj.get("id")
+    if isinstance(raw_id, str | int) and not isinstance(raw_id, bool):
+        return str(raw_id)[:64], ""
+    known = [f"{key} {quote(obj[key])}" for key in ("appId", "displayName")
+             if isinstance(obj.get(key), str)]
+    return None, f" ({', '.join(known)})" if known else ""

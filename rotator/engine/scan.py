@@ -7,6 +7,8 @@ could not be read) — never as a clean run that found nothing expiring.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -30,6 +32,18 @@ class ScanReport:
     error: str | None = None
 
 
+def _compact(value: str) -> int | str:
+    # Graph's ids are GUIDs; as ints they take a third of the memory of their text.
+    try:
+        return uuid.UUID(value).int
+    except ValueError:
+        return value
+
+
+def _expand(value: int | str) -> str:
+    return str(uuid.UUID(int=value)) if isinstance(value, int) else value
+
+
 async def scan(deps: EngineDeps, *, on_app: Callable[[int], None] | None = None) -> ScanReport:
     from rotator.adapters.db.views import InventoryRow
 
@@ -38,14 +52,23 @@ async def scan(deps: EngineDeps, *, on_app: Callable[[int], None] | None = None)
     report = ScanReport(scan_id=scan_id, status="running")
     batch: list[InventoryRow] = []
     managed = deps.policy.apps
+    # app id -> object id of every app recorded. Graph's paging can show an app twice
+    # when the tenant changes under it: the first sighting is recorded and counted.
+    recorded: dict[int | str, int | str] = {}
     # One inventory write runs in a thread while the next pages are fetched and parsed;
     # at most one at a time, so memory stays flat however large the tenant is.
     writing: asyncio.Task[int] | None = None
 
+    async def settle() -> None:
+        nonlocal writing
+        # Cleared before the await, so a failed write is reported once, not raised again.
+        pending, writing = writing, None
+        if pending is not None:
+            await pending
+
     async def flush(rows: list[InventoryRow]) -> None:
         nonlocal writing
-        if writing is not None:
-            await writing
+        await settle()
         writing = asyncio.create_task(
             asyncio.to_thread(deps.store.record_inventory, scan_id, rows, now))
 
@@ -55,6 +78,16 @@ async def scan(deps: EngineDeps, *, on_app: Callable[[int], None] | None = None)
                 report.errors.append((item.raw_id, item.error or "unreadable application"))
                 continue
             app = item.app
+            app_key, object_key = _compact(app.app_id), _compact(app.object_id)
+            first = recorded.get(app_key)
+            if first is not None:
+                if first != object_key:
+                    # One client id on two objects: they cannot both be right.
+                    report.errors.append((app.object_id, (
+                        f"application (client) id {app.app_id} is also the id of application "
+                        f"object {_expand(first)}; this one was not recorded")))
+                continue
+            recorded[app_key] = object_key
             report.apps_seen += 1
             for cred in app.credentials:
                 report.credentials_seen += 1
@@ -82,12 +115,19 @@ async def scan(deps: EngineDeps, *, on_app: Callable[[int], None] | None = None)
                 on_app(report.apps_seen)
         if batch:
             await flush(batch)
-    except DirectoryError as exc:
+        await settle()
+    except Exception as exc:  # noqa: BLE001 - a scan that dies is recorded, never left running
         report.status = "failed"
-        report.error = str(exc)
-    finally:
-        if writing is not None:
-            await writing
+        if isinstance(exc, DirectoryError):
+            report.error = str(exc)
+        else:
+            first_line = (str(exc).splitlines() or [""])[0][:300]
+            report.error = f"scan stopped by {type(exc).__name__}: {first_line}"
+            log.error("scan stopped by an unexpected error", scan_id=scan_id,
+                      error=report.error)
+        # A write still in flight has nothing to add to the first error.
+        with contextlib.suppress(Exception):
+            await settle()
     report.status = report.status if report.status == "failed" else (
         "partial" if report.errors else "succeeded"
     )
