@@ -239,6 +239,7 @@ class Daemon:
             app = build_app(
                 metrics=self.metrics, ping=self.deps.store.ping, last_scan=lambda: self.last_scan,
                 scan_interval=self.scan_interval, now=self.deps.now,
+                dependencies=self.metrics.dependencies.states,
             )
             server = make_server(app)
             server_task = asyncio.create_task(server.serve(sockets=[sock]), name="http")

@@ -1,11 +1,19 @@
-"""/healthz, /readyz and /metrics: a small Starlette app served by uvicorn in the daemon's loop."""
+"""/healthz, /readyz and /metrics: a small Starlette app served by uvicorn in the daemon's loop.
+
+Readiness is decided by what this process cannot work without and that a restart or
+a reroute could matter for: the database, and a recent scan that did not fail. An
+outage of Key Vault, or of the token endpoint, or of one Graph operation, fails
+rotation steps, which wait and retry on their own; /readyz reports such outages under
+``dependencies`` but stays ready, since every replica sees the same outage and taking
+them all out of service would only hide their metrics and block node drains.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import socket
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -15,7 +23,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from rotator.metrics import CONTENT_TYPE_LATEST, Metrics
+from rotator.metrics import CONTENT_TYPE_LATEST, DependencyState, Metrics
 
 PING_TIMEOUT_SECONDS = 5.0
 
@@ -68,6 +76,7 @@ def build_app(
     last_scan: Callable[[], ScanOutcome | None],
     scan_interval: timedelta,
     now: Callable[[], datetime],
+    dependencies: Callable[[], Mapping[str, DependencyState]] | None = None,
 ) -> Starlette:
     async def healthz(_: Request) -> Response:
         return JSONResponse({"status": "alive"})
@@ -85,8 +94,14 @@ def build_app(
             database_ok=ok, database_error=error, last_scan=last_scan(),
             scan_interval=scan_interval, now=now(),
         )
+        seen: dict[str, object] = {
+            "database": {"status": "ok"} if ok else {"status": "unreachable", "error": error},
+        }
+        if dependencies is not None:
+            seen.update({name: state.to_json() for name, state in dependencies().items()})
         return JSONResponse(
-            {"status": "ready" if verdict.ready else "not ready", "reason": verdict.reason},
+            {"status": "ready" if verdict.ready else "not ready", "reason": verdict.reason,
+             "dependencies": seen},
             status_code=200 if verdict.ready else 503,
         )
 

@@ -5,7 +5,12 @@ Labels are ids, kinds, states and status codes — never a secret value.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import re
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from types import MappingProxyType
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -15,7 +20,9 @@ if TYPE_CHECKING:
     from rotator.adapters.db.views import InventoryRow
     from rotator.domain.rotation import Rotation
 
-__all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
+__all__ = [
+    "CONTENT_TYPE_LATEST", "DependencyHealth", "DependencyState", "Metrics", "OperationState",
+]
 
 _DURATION_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 4 * 3600, 24 * 3600,
                      2 * 86400, 7 * 86400)
@@ -82,6 +89,7 @@ class Metrics:
             "rotator_graph_write_wait_seconds_total",
             "Time Graph writes waited for the rate limiter.", registry=r,
         )
+        self.dependencies = DependencyHealth()
 
     # ------------------------------------------------------------------ recorders
 
@@ -89,6 +97,7 @@ class Metrics:
         self.requests.labels(service, operation, status).inc()
         if status == "429":
             self.throttled.labels(service).inc()
+        self.dependencies.record(service, operation, status)
 
     def record_inventory(self, rows: Iterable[InventoryRow]) -> None:
         """Replace the expiry gauges with what the latest scan saw (gone credentials vanish)."""
@@ -112,3 +121,96 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+# Request statuses that say the service itself is in trouble. Anything else is an answer
+# about the request (404, 403, an AADSTS refusal of a candidate credential), so the
+# service was there to give it.
+_TROUBLE = re.compile(r"^(?:5\d\d|408|429|unreachable|refused)$")
+
+
+@dataclass(frozen=True, slots=True)
+class OperationState:
+    """The latest outcome of one operation on one service, and how long it has failed."""
+
+    last_seen: float  # Unix time
+    consecutive_failures: int = 0
+    failing_since: float | None = None
+    last_status: str = "ok"
+
+    @property
+    def failing(self) -> bool:
+        return self.consecutive_failures > 0
+
+
+@dataclass(frozen=True, slots=True)
+class DependencyState:
+    """What this process last heard from one outside service, operation by operation.
+
+    ``failing``: its latest request failed; ``degraded``: it answers, but some operation's
+    latest request failed (e.g. only removePassword); ``ok`` otherwise.
+    """
+
+    service: str
+    operations: Mapping[str, OperationState]
+    last_operation: str
+
+    @property
+    def status(self) -> str:
+        if self.operations[self.last_operation].failing:
+            return "failing"
+        return "degraded" if any(o.failing for o in self.operations.values()) else "ok"
+
+    def to_json(self) -> dict[str, object]:
+        out: dict[str, object] = {
+            "status": self.status,
+            "last_seen": _iso(max(o.last_seen for o in self.operations.values())),
+        }
+        failing = {
+            name: {
+                "since": _iso(op.failing_since or op.last_seen),
+                "consecutive_failures": op.consecutive_failures,
+                "last_status": op.last_status,
+            }
+            for name, op in sorted(self.operations.items()) if op.failing
+        }
+        if failing:
+            out["failing_operations"] = failing
+        return out
+
+
+class DependencyHealth:
+    """Graph, Key Vault and the token endpoint as this process's own requests found them.
+
+    Fed by the same calls that count ``rotator_requests_total``; read by /readyz, which
+    reports it without letting it decide readiness (a rotation step's outage is the
+    rotation's to wait out, and every replica would see the same one). Lives in the
+    daemon's event loop, like every caller of :meth:`record`.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
+        self._operations: dict[str, dict[str, OperationState]] = {}
+        self._last: dict[str, str] = {}
+
+    def record(self, service: str, operation: str, status: str) -> None:
+        now = self._clock()
+        ops = self._operations.setdefault(service, {})
+        before = ops.get(operation)
+        if _TROUBLE.match(status) is None:
+            ops[operation] = OperationState(now)
+        else:
+            failures = before.consecutive_failures if before is not None else 0
+            since = before.failing_since if before is not None and before.failing else now
+            ops[operation] = OperationState(now, failures + 1, since, status)
+        self._last[service] = operation
+
+    def states(self) -> dict[str, DependencyState]:
+        return {
+            service: DependencyState(service, MappingProxyType(dict(ops)), self._last[service])
+            for service, ops in sorted(self._operations.items())
+        }
+
+
+def _iso(unix: float) -> str:
+    return datetime.fromtimestamp(unix, UTC).isoformat(timespec="seconds")

@@ -182,6 +182,7 @@ class TokenOutcome:
     claims: Mapping[str, object] = field(default_factory=dict)
     error_code: str | None = None  # e.g. "AADSTS7000215"
     message: str | None = None
+    status: int | None = None  # HTTP status of a refusal, when the endpoint answered
 
 
 class TokenProbe(Protocol):

@@ -149,7 +149,8 @@ class CountingSecretStore(_Counting):
 
 
 class CountingTokenProbe(_Counting):
-    """A refused token request is an answer, not a failure: its AADSTS code is the status."""
+    """A refused token request is an answer, not a failure: its AADSTS code is the status
+    (or the HTTP status when the endpoint itself was in trouble)."""
 
     _service = "token"
 
@@ -158,7 +159,9 @@ class CountingTokenProbe(_Counting):
 
     def _result_status(self, result: Any) -> str:
         if isinstance(result, TokenOutcome) and not result.ok:
-            return result.error_code or "refused"
+            if result.error_code:
+                return result.error_code
+            return str(result.status) if result.status else "refused"
         return OK
 
     async def try_secret(

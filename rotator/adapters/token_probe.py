@@ -84,9 +84,24 @@ async def _request(credential: Any, scope: str, material: SecretValue) -> TokenO
         message = _scrub(str(exc.message or exc), material)
         match = _AADSTS.search(message)
         first_line = message.strip().splitlines()[0] if message.strip() else "refused"
+        status = _status_of(exc)
+        if status is not None and (status >= 500 or status == 429):
+            # The token service's own trouble (its 5xx bodies carry AADSTS codes too, e.g.
+            # AADSTS90033) says nothing about the credential: no code, so verification
+            # counts the attempt as transient instead of as a refusal.
+            return TokenOutcome(
+                ok=False, status=status,
+                message=f"token endpoint unavailable (HTTP {status}): {first_line}"[:300],
+            )
         return TokenOutcome(
-            ok=False, error_code=match.group(0) if match else None, message=first_line[:300]
+            ok=False, error_code=match.group(0) if match else None, message=first_line[:300],
+            status=status,
         )
     except Exception as exc:  # noqa: BLE001 - any failure is one failed attempt
         return TokenOutcome(ok=False, message=f"token request failed: {type(exc).__name__}")
     return TokenOutcome(ok=True, claims=claims_of(token.token))
+
+
+def _status_of(exc: Exception) -> int | None:
+    status = getattr(getattr(exc, "response", None), "status_code", None)
+    return status if isinstance(status, int) else None

@@ -11,7 +11,7 @@ from rotator.adapters.counting import CountingDirectory, CountingTokenProbe
 from rotator.adapters.rate_limited import AsyncRateLimiter, RateLimitedDirectory
 from rotator.domain.secret_value import SecretValue
 from rotator.health import ScanOutcome, judge_readiness
-from rotator.metrics import Metrics
+from rotator.metrics import DependencyHealth, Metrics
 from rotator.ports import DirectoryError, TokenOutcome
 
 NOW = datetime(2030, 1, 1, tzinfo=UTC)
@@ -85,3 +85,33 @@ async def test_counting_wrappers_label_status_and_429() -> None:
     assert 'operation="add_key",service="graph",status="ok"' in text
     assert 'status="AADSTS7000215"' in text
     assert "s3cr3t-value" not in text
+
+
+def test_dependency_health_tells_outages_from_answers() -> None:
+    clock = [1_900_000_000.0]
+    health = DependencyHealth(clock=lambda: clock[0])
+    health.record("graph", "list_applications", "ok")
+    health.record("graph", "remove_password", "503")
+    clock[0] += 5
+    health.record("graph", "remove_password", "503")
+    health.record("graph", "get_application", "404")  # an answer: Graph is there
+    health.record("keyvault", "set_secret", "unreachable")
+    health.record("token", "try_secret", "AADSTS7000215")  # not propagated yet: an answer
+    states = health.states()
+    graph = states["graph"].to_json()
+    assert graph["status"] == "degraded"
+    failing = graph["failing_operations"]
+    assert isinstance(failing, dict)
+    assert failing["remove_password"]["consecutive_failures"] == 2
+    assert failing["remove_password"]["since"] == "2030-03-17T17:46:40+00:00"
+    assert states["keyvault"].status == "failing"
+    assert states["token"].to_json() == {"status": "ok", "last_seen": "2030-03-17T17:46:45+00:00"}
+    health.record("graph", "remove_password", "ok")
+    health.record("token", "try_secret", "503")
+    assert health.states()["graph"].to_json().get("failing_operations") is None
+    assert health.states()["token"].status == "failing"
+    # the metrics recorder feeds it
+    metrics = Metrics()
+    metrics.record_request("keyvault", "get_secret", "503")
+    assert metrics.dependencies.states()["keyvault"].status == "failing"
+
