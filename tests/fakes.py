@@ -349,6 +349,8 @@ class FakeProbe:
         self.directory = directory
         self.tenant_id = tenant_id
         self.refuse_first = 0
+        # Answers of a token endpoint in trouble (HTTP 503), before any refusal.
+        self.unavailable_first = 0
         self.attempts = 0
         self.hook: Callable[[], None] | None = None
         self.pem_bundles: list[SecretValue] = []
@@ -358,6 +360,8 @@ class FakeProbe:
         self.attempts += 1
         if self.hook:
             self.hook()
+        if (outage := self._outage()) is not None:
+            return outage
         if self.refuse_first > 0:
             self.refuse_first -= 1
             return TokenOutcome(False, error_code="AADSTS7000215", message="invalid secret")
@@ -367,6 +371,13 @@ class FakeProbe:
         if secret.reveal() not in app.values.values():
             return TokenOutcome(False, error_code="AADSTS7000215", message="invalid secret")
         return self._token(client_id, app, "1")
+
+    def _outage(self) -> TokenOutcome | None:
+        if self.unavailable_first <= 0:
+            return None
+        self.unavailable_first -= 1
+        return TokenOutcome(False, status=503,
+                            message="token endpoint unavailable (HTTP 503): AADSTS90033")
 
     def _token(self, client_id: str, app: FakeApp, acr: str) -> TokenOutcome:
         claims: dict[str, object] = {"appid": client_id, "tid": self.tenant_id,
@@ -382,6 +393,8 @@ class FakeProbe:
         self.pem_bundles.append(pem_bundle)
         if self.hook:
             self.hook()
+        if (outage := self._outage()) is not None:
+            return outage
         if self.refuse_first > 0:
             self.refuse_first -= 1
             return TokenOutcome(False, error_code="AADSTS700027", message="unknown certificate")

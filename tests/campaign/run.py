@@ -5,9 +5,10 @@
 Two parts:
 
 * Randomised scenarios (scenario.py), drawn by Hypothesis: the real engine and
-  database (SQLite) against in-memory Graph, Key Vault and token fakes, through
-  crashes, 5xx/429/409 answers, lost responses, database outages, token refusals
-  up to past the verify deadline and clock jumps.
+  database (SQLite, and a shared PostgreSQL database) against in-memory Graph, Key
+  Vault and token fakes, through crashes, 5xx/429/409 answers, lost responses,
+  database outages, token refusals and token-endpoint 503s up to past the verify
+  deadline, and clock jumps.
 * The crash matrix (crash_matrix.py): real `rotator rotate` processes against the
   emulated tenant over HTTPS, killed by SIGKILL at every failpoint of every path
   (secret, certificate first/held, both rollbacks), on SQLite and PostgreSQL.
@@ -22,13 +23,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import io
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from hypothesis import HealthCheck, given, seed, settings
 
+from rotator.adapters.db import migrate
 from rotator.logs import configure
 from tests.campaign.crash_matrix import all_cases, fast_cases
 from tests.campaign.matrix_run import MatrixStats, run_matrix
@@ -41,13 +45,24 @@ from tests.campaign.scenario import (
     run_scenario,
     scenarios,
 )
+from tests.db.conftest import throwaway_pg_database
 
 
-def run_random(count: int, seed_value: int) -> CampaignStats:
+@contextlib.contextmanager
+def _scenario_database(kind: str) -> Iterator[str | None]:
+    if kind == "sqlite":
+        yield None  # a fresh file per scenario
+        return
+    with throwaway_pg_database() as url:
+        migrate.upgrade(url)
+        yield url
+
+
+def run_random(count: int, seed_value: int, database: str = "sqlite") -> CampaignStats:
     log = io.StringIO()
     configure("json", "DEBUG", stream=log)
     stats = CampaignStats()
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, _scenario_database(database) as url:
         template = migrated_template(Path(tmp))
 
         @seed(seed_value)
@@ -55,7 +70,7 @@ def run_random(count: int, seed_value: int) -> CampaignStats:
                   suppress_health_check=list(HealthCheck))
         @given(scenario=scenarios())
         def campaign(scenario: Scenario) -> None:
-            with fresh_world(template) as world:
+            with fresh_world(template, url) as world:
                 try:
                     asyncio.run(run_scenario(world, scenario, stats))
                 except AssertionError as exc:
@@ -81,7 +96,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scenarios", type=int, default=400,
-                        help="randomised scenarios (0 skips them)")
+                        help="randomised scenarios per database (0 skips them)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--matrix", choices=["full", "fast", "none"], default="full",
                         help="crash matrix cases to run")
@@ -90,15 +105,18 @@ def main() -> None:
     args = parser.parse_args()
 
     started = time.perf_counter()
-    stats = run_random(args.scenarios, args.seed) if args.scenarios else CampaignStats()
+    databases = args.databases.split(",")
+    stats = CampaignStats()
+    for database in databases if args.scenarios else []:
+        stats.merge(run_random(args.scenarios, args.seed, database))
     random_seconds = time.perf_counter() - started
     matrix = MatrixStats()
     if args.matrix != "none":
         cases = all_cases() if args.matrix == "full" else fast_cases()
-        matrix = run_matrix(cases, args.databases.split(","), workers=args.workers)
+        matrix = run_matrix(cases, databases, workers=args.workers)
 
     rows = [
-        ("randomised scenarios run", str(stats.scenarios)),
+        (f"randomised scenarios run ({' + '.join(databases)})", str(stats.scenarios)),
         *((f"  faults injected: {k}", str(v)) for k, v in sorted(stats.faults.items())),
         ("  rotations completed", str(stats.completed)),
         ("    of which after a rollback", str(stats.rolled_back_then_completed)),

@@ -5,10 +5,10 @@ token endpoint are the in-memory fakes, so hundreds of scenarios run in seconds.
 The ports are instrumented as the service does it (request counting, write budget).
 Faults: process crashes after any external write; writes whose answer is lost (a
 timeout after the write was applied); 5xx / 429 / 409 answers before any call; a
-database outage over a run of store calls; token refusals (propagation) up to past
-the verify deadline; clock jumps. After every crash or aborted run and at the end the
-invariants are checked, and every log line, metric and alert the scenario produced is
-grepped for secret values and private keys.
+database outage over a run of store calls; token refusals (propagation) and token
+endpoint 503s up to past the verify deadline; clock jumps. After every crash or
+aborted run and at the end the invariants are checked, and every log line, metric
+and alert the scenario produced is grepped for secret values and private keys.
 """
 
 from __future__ import annotations
@@ -51,6 +51,7 @@ from tests.fakes import (
     FakeSecretStore,
     Faults,
 )
+from tests.integration.checks import database_text
 
 SECRET_CRASH_POINTS = ["add_password", "set_secret:orders-secret-next",
                        "set_secret:orders-secret", "disable_version", "remove_password"]
@@ -78,6 +79,7 @@ class Scenario:
     lost: tuple[str, ...] = ()  # writes applied whose answer is lost
     # (first failing store call, number of failing calls); 0 calls = no outage
     db_outage: tuple[int, int] = (0, 0)
+    token_outage: int = 0  # token requests answered 503 before any other answer
 
 
 @st.composite
@@ -95,7 +97,8 @@ def scenarios(draw: st.DrawFn) -> Scenario:
     refusals = draw(st.integers(min_value=0, max_value=80))
     jump = draw(st.sampled_from([0.0, 0.0, 1.0, 30.0]))
     outage = draw(st.one_of(st.just((0, 0)), st.tuples(st.integers(1, 40), st.integers(1, 6))))
-    return Scenario(kind, crashes, tuple(errors), refusals, jump, lost, outage)
+    token_outage = draw(st.sampled_from([0, 0, 0, 3, 20]))
+    return Scenario(kind, crashes, tuple(errors), refusals, jump, lost, outage, token_outage)
 
 
 class FlakyStore:
@@ -133,14 +136,26 @@ class CampaignStats:
     secrets_leaked: int = 0
     failures: list[str] = field(default_factory=list)
 
+    def merge(self, other: CampaignStats) -> None:
+        self.scenarios += other.scenarios
+        self.faults.update(other.faults)
+        self.completed += other.completed
+        self.rolled_back_then_completed += other.rolled_back_then_completed
+        self.invariants_broken += other.invariants_broken
+        self.secrets_leaked += other.secrets_leaked
+        self.failures += other.failures
+
 
 @contextmanager
-def fresh_world(template: Path) -> Iterator[World]:
+def fresh_world(template: Path, database_url: str | None = None) -> Iterator[World]:
+    """A new tenant, vault and clock, and a fresh SQLite copy of ``template`` or, with
+    ``database_url``, a shared migrated PostgreSQL database (apps never repeat)."""
     tmp = Path(tempfile.mkdtemp(prefix="campaign-"))
     try:
         db = tmp / "rotator.db"
-        shutil.copy(template, db)
-        store = Store(make_engine(f"sqlite:///{db}"))
+        if database_url is None:
+            shutil.copy(template, db)
+        store = Store(make_engine(database_url or f"sqlite:///{db}"))
         clock = FakeClock()
         faults = Faults()
         directory = FakeDirectory(clock, faults)
@@ -210,6 +225,8 @@ async def run_scenario(world: World, scenario: Scenario, stats: CampaignStats,
     world.faults.lost_after.update(scenario.lost)
     world.probe.refuse_first = scenario.refusals
     stats.faults["token_refusal"] += scenario.refusals
+    world.probe.unavailable_first = scenario.token_outage
+    stats.faults["token_503"] += scenario.token_outage
     if scenario.clock_jump_hours:
         stats.faults["clock_jump"] += 1
     store = FlakyStore(world.store, *scenario.db_outage)
@@ -247,6 +264,8 @@ async def run_scenario(world: World, scenario: Scenario, stats: CampaignStats,
         stats.faults.update(world.faults.fired)  # the ones the run actually reached
         stats.faults["db_call_failed"] += store.failed
         texts = observed_texts(world, metrics)
+        if world.store.engine.dialect.name != "sqlite":  # SQLite files are grepped per check
+            texts.append(database_text(world.store.engine.url.render_as_string(False)))
         if log is not None:
             log.seek(log_start)
             texts.append(log.read())

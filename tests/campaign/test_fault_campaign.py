@@ -50,6 +50,24 @@ def test_random_fault_schedules_keep_the_invariants(template: Path, scenario: Sc
     assert stats.completed == 1
 
 
+KEPT_ON_POSTGRES = [
+    Scenario(CredentialKind.SECRET, ("add_password",), (("set_secret", "vault_500"),), 3, 0.0,
+             lost=("remove_password",), db_outage=(7, 4)),
+    Scenario(CredentialKind.CERTIFICATE, ("set_secret:orders-secret",), (), 0, 30.0,
+             lost=("add_key", "patch"), db_outage=(15, 3)),
+]
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("scenario", KEPT_ON_POSTGRES, ids=["secret", "certificate"])
+def test_kept_scenarios_on_postgresql(template: Path, pg_database: str,
+                                      scenario: Scenario) -> None:
+    stats = CampaignStats()
+    with fresh_world(template, pg_database) as world:
+        asyncio.run(run_scenario(world, scenario, stats))
+    assert stats.completed == 1 and stats.faults["db_call_failed"] == scenario.db_outage[1]
+
+
 def test_the_leak_grep_finds_what_it_looks_for(template: Path) -> None:
     with fresh_world(template) as world:
         assert leaked_in("token CANARY-0f3a in a message")
