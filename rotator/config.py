@@ -8,6 +8,7 @@ the fix, instead of surfacing as a failed rotation weeks later.
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import logging
 import os
 import re
@@ -20,7 +21,14 @@ from types import MappingProxyType
 from typing import Any, Final, Literal
 from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from rotator.domain.credentials import CredentialKind
@@ -82,16 +90,22 @@ class Settings(BaseSettings):
 
     @field_validator("authority_host", "graph_url")
     @classmethod
-    def _https_url(cls, value: str) -> str:
-        parts = urlsplit(value)
-        if parts.scheme != "https" or not parts.hostname:
-            raise ValueError("must be an https:// URL")
+    def _https_url(cls, value: str, info: ValidationInfo) -> str:
+        try:
+            parts = urlsplit(value)
+            # .port raises on a port that is not a number from 0 to 65535.
+            ok = parts.scheme == "https" and bool(parts.hostname) and parts.port != 0
+        except ValueError:
+            ok = False
+        if not ok:
+            example = cls.model_fields[info.field_name or ""].default
+            raise ValueError(f"must be an https:// URL such as {example}")
         return value.rstrip("/")
 
     @field_validator("ca_bundle")
     @classmethod
     def _ca_exists(cls, value: Path | None) -> Path | None:
-        if value is not None and not value.is_file():
+        if value is not None and not _is_file(value):
             raise ValueError(f"file {value} does not exist; set it to a PEM CA bundle or unset it")
         return value
 
@@ -118,13 +132,37 @@ SETTINGS_ENV: Final[Mapping[str, str]] = MappingProxyType(
 )
 
 
+def _is_file(path: Path) -> bool:
+    """Like ``Path.is_file``, but a name the OS refuses (too long, NUL) is just not a file."""
+    try:
+        return path.is_file()
+    except (OSError, ValueError):
+        return False
+
+
+def _read_text(path: Path) -> str:
+    """The file as text; a leading byte-order mark (Windows editors write one) is dropped.
+
+    Raises OSError, or ValueError for a name the OS refuses or bytes that are not UTF-8.
+    """
+    return path.read_text(encoding="utf-8-sig")
+
+
+def _read_error(exc: Exception) -> str:
+    if isinstance(exc, UnicodeDecodeError):
+        return f"it is not UTF-8 text: byte {exc.start} is {exc.object[exc.start]:#04x}"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc)
+
+
 def read_env_file(path: Path) -> dict[str, str]:
     """``KEY=VALUE`` lines; blank lines and ``#`` comments are skipped, ``export`` is allowed."""
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
+        text = _read_text(path)
+    except (OSError, ValueError) as exc:
         raise ConfigError(
-            f"ROTATOR_ENV_FILE names {path}, which cannot be read ({exc.strerror or exc}); "
+            f"ROTATOR_ENV_FILE names {path}, which cannot be read ({_read_error(exc)}); "
             "point it at an existing KEY=VALUE file or unset it"
         ) from None
     values: dict[str, str] = {}
@@ -136,7 +174,9 @@ def read_env_file(path: Path) -> dict[str, str]:
         key, sep, value = line.partition("=")
         key = key.strip()
         if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
-            raise ConfigError(f"{path}:{lineno}: expected KEY=VALUE; fix or remove this line")
+            raise ConfigError(
+                f"ROTATOR_ENV_FILE {path}:{lineno}: expected KEY=VALUE; fix or remove this line"
+            )
         value = value.strip()
         if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
             value = value[1:-1]
@@ -164,8 +204,12 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         problems = []
         for err in exc.errors(include_url=False, include_input=False):
             loc = ".".join(str(p) for p in err["loc"])
-            problems.append(f"{loc}: {err['msg']}")
-        raise ConfigError("invalid settings: " + "; ".join(problems)) from None
+            # Our validators' own words, without pydantic's "Value error, " in front.
+            msg = str(err["ctx"]["error"]) if err["type"] == "value_error" else err["msg"]
+            problems.append(f"{loc}: {msg}")
+        if len(problems) == 1:
+            raise ConfigError(f"invalid settings: {problems[0]}") from None
+        raise ConfigError("invalid settings:\n  " + "\n  ".join(problems)) from None
 
 
 # ============================================================================ policy
@@ -332,12 +376,25 @@ class _Key:
     in_app: bool = True
 
 
+def _num(value: float) -> str:
+    """A number for a message; TOML integers can be too big for float or for str."""
+    if isinstance(value, int):
+        return _show_int(value)
+    return f"{value:g}"
+
+
+def _show_int(value: int) -> str:
+    if abs(value) < 10**18:
+        return str(value)
+    return f"{'-' if value < 0 else ''}a {value.bit_length()}-bit integer"
+
+
 def _number(lo: float, hi: float, *, unit: str) -> Callable[[object], float]:
     def check(value: object) -> float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ValueError(f"must be a number of {unit}, got {_show(value)}")
         if not lo <= value <= hi:
-            raise ValueError(f"must be between {lo:g} and {hi:g} {unit}, got {value:g}")
+            raise ValueError(f"must be between {lo:g} and {hi:g} {unit}, got {_num(value)}")
         return float(value)
 
     return check
@@ -348,7 +405,7 @@ def _whole(lo: int, hi: int, *, unit: str) -> Callable[[object], int]:
         if isinstance(value, bool) or not isinstance(value, int):
             raise ValueError(f"must be a whole number of {unit}, got {_show(value)}")
         if not lo <= value <= hi:
-            raise ValueError(f"must be between {lo} and {hi} {unit}, got {value}")
+            raise ValueError(f"must be between {lo} and {hi} {unit}, got {_num(value)}")
         return value
 
     return check
@@ -400,14 +457,48 @@ def _vault_url(value: object) -> str:
     return check_vault_url(value)
 
 
+_HOST_LABEL: Final = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
+_VAULT_HINT: Final = "must be an https:// Key Vault URL such as https://myvault.vault.azure.net"
+
+
 def check_vault_url(value: str) -> str:
-    parts = urlsplit(value.strip())
-    if parts.scheme != "https" or not parts.hostname:
+    """The vault's address, normalised: ``https://host[:port]``, host in lower case.
+
+    One spelling per vault matters: two apps must not share a secret, and the SDK
+    would send a path, query or credentials in the URL on to every request.
+    """
+    text = value.strip()
+    try:
+        parts = urlsplit(text)
+        port = parts.port
+    except ValueError:
+        raise ValueError(f"{_VAULT_HINT}, got {_show(value)}") from None
+    host = (parts.hostname or "").lower()
+    if parts.scheme != "https" or not _valid_host(host) or port == 0:
+        raise ValueError(f"{_VAULT_HINT}, got {_show(value)}")
+    bracketed = f"[{host}]" if ":" in host else host
+    address = f"https://{bracketed}" + (f":{port}" if port not in (None, 443) else "")
+    if parts.username is not None or parts.password is not None:
         raise ValueError(
-            f"must be an https:// Key Vault URL such as https://myvault.vault.azure.net, "
-            f"got {value!r}"
+            f"{_VAULT_HINT}, without a user name or password (rotator authenticates with "
+            f"its own identity); use {address}"
         )
-    return value.strip().rstrip("/")
+    if parts.path.strip("/") or parts.query or parts.fragment:
+        raise ValueError(
+            f"{_VAULT_HINT}: just the vault's address, without a path, query or fragment, "
+            f"got {_show(value)}; use {address}"
+        )
+    return address
+
+
+def _valid_host(host: str) -> bool:
+    if ":" in host:
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            return False
+        return True
+    return bool(host) and all(_HOST_LABEL.fullmatch(label) for label in host.split("."))
 
 
 def _secret_name(value: object) -> str:
@@ -448,10 +539,20 @@ def _credential(value: object) -> CredentialKind:
     return result
 
 
+_SHOW_MAX: Final = 120
+
+
 def _show(value: object) -> str:
-    if isinstance(value, str):
-        return repr(value)
-    return f"{type(value).__name__} {value!r}"
+    """A value for a message: its type and a repr kept short."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"int {_show_int(value)}"
+    try:
+        text = repr(value)
+    except ValueError:  # a nested integer with more digits than str() allows
+        text = "…"
+    if len(text) > _SHOW_MAX:
+        text = text[: _SHOW_MAX - 1] + "…"
+    return text if isinstance(value, str) else f"{type(value).__name__} {text}"
 
 
 KEYS: Final[Mapping[str, _Key]] = MappingProxyType(
@@ -582,18 +683,27 @@ def load_policy(path: str | os.PathLike[str] | None, settings: Settings) -> Poli
         return policy
     file = Path(path)
     try:
-        text = file.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        text = _read_text(file)
+    except (OSError, ValueError) as exc:
         raise ConfigError(
-            f"policy file {file} cannot be read ({reason}); set ROTATOR_CONFIG to the path of "
-            "a readable TOML policy file, or unset it to manage no apps"
+            f"policy file {file} cannot be read ({_read_error(exc)}); set ROTATOR_CONFIG to the "
+            "path of a readable TOML policy file, or unset it to manage no apps"
         ) from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(
             f"policy file {file} is not valid TOML: {exc}; fix the syntax there"
+        ) from None
+    except ValueError:
+        # tomllib lets int() refuse a number with more digits than Python converts.
+        long_number = re.search(r"\d{4301}", text)
+        where = (
+            f" (at line {text.count(chr(10), 0, long_number.start()) + 1})" if long_number else ""
+        )
+        raise ConfigError(
+            f"policy file {file} is not valid TOML: a number has too many digits{where}; "
+            "no setting needs more than a few, fix the number there"
         ) from None
     return _parse(file, text, data, settings)
 
@@ -602,24 +712,32 @@ def _parse(file: Path, text: str, data: Mapping[str, Any], settings: Settings) -
     problems = _Problems(file, text)
     lines = problems.lines
 
-    for key in data:
+    for key, value in data.items():
         if key not in _TOP_KEYS:
-            problems.add(
-                lines.key(None, key) or lines.section(key)[0],
-                f"top-level key {key!r}",
+            hint = (
                 "unknown; the file has a [defaults] table, [[app]] tables and an [alerts] "
-                "table; " + _suggest(key, _TOP_KEYS),
+                "table; " + _suggest(key, _TOP_KEYS)
+            )
+            if isinstance(value, dict) and value and all(k in _DEFAULTS_KEYS for k in value):
+                # e.g. a [daemon] table: its settings are real, they just live in [defaults].
+                hint = f"unknown; {', '.join(value)} belong in [defaults]: move them there"
+            problems.add(
+                lines.key(None, key) or lines.section(key)[0], f"top-level key {key!r}", hint
             )
 
     # ---- [defaults]
     raw_defaults = data.get("defaults", {})
     resolved: dict[str, Any] = {k: KEYS[k].default for k in _DEFAULTS_KEYS}
+    # Defaults that were set but are wrong: reported once, where they are set, and not
+    # again for every app that inherits them.
+    broken: set[str] = set()
     env_vault = settings.vault_url
     if env_vault is not None:
         try:
             resolved["vault_url"] = check_vault_url(env_vault)
         except ValueError as exc:
             problems.add(None, "ROTATOR_VAULT_URL", str(exc))
+            broken.add("vault_url")
     if not isinstance(raw_defaults, dict):
         problems.add(lines.key(None, "defaults"), "defaults", "must be a table: write [defaults]")
         raw_defaults = {}
@@ -637,9 +755,12 @@ def _parse(file: Path, text: str, data: Mapping[str, Any], settings: Settings) -
             continue
         try:
             resolved[key] = KEYS[key].check(value)
+            broken.discard(key)
         except ValueError as exc:
             problems.add(line, f"[defaults] key {key!r}", str(exc))
-    if resolved["renew_before_days"] >= resolved["lifetime_days"]:
+            broken.add(key)
+    lifetimes_known = not {"renew_before_days", "lifetime_days"} & broken
+    if lifetimes_known and resolved["renew_before_days"] >= resolved["lifetime_days"]:
         problems.add(
             lines.key("defaults", "renew_before_days"),
             "[defaults] key 'renew_before_days'",
@@ -658,7 +779,8 @@ def _parse(file: Path, text: str, data: Mapping[str, Any], settings: Settings) -
         raw_apps = []
     apps: dict[str, AppPolicy] = {}
     app_lines: dict[str, int | None] = {}
-    secret_owner: dict[tuple[str, str], str] = {}
+    # (vault, lower-case secret name) -> (app id, "secret" or "staging secret", name)
+    secret_owner: dict[tuple[str, str], tuple[str, str, str]] = {}
     for index, raw in enumerate(raw_apps):
         header = lines.section("app", index)[0]
         label = f"[[app]] #{index + 1}"
@@ -678,19 +800,30 @@ def _parse(file: Path, text: str, data: Mapping[str, Any], settings: Settings) -
                 )
                 continue
             app_lines[norm_id] = header
-        app = _parse_app(raw, index, label, defaults, problems)
+        app = _parse_app(raw, index, label, defaults, broken, problems)
         if app is None:
             continue
-        owner_key = (app.vault_url.lower(), app.secret_name.lower())
-        if owner_key in secret_owner:
+        # Key Vault names ignore case, and each app also writes "<name>-next": an app whose
+        # staging secret is another app's secret would hand that app's consumers an
+        # unproven credential of the wrong app.
+        mine = ((app.secret_name, "secret"), (app.staging_secret_name, "staging secret"))
+        clash = next(
+            ((n, role, secret_owner[(app.vault_url, n.lower())]) for n, role in mine
+             if (app.vault_url, n.lower()) in secret_owner),
+            None,
+        )
+        if clash is not None:
+            name, role, (owner, their_role, theirs) = clash
+            spelt = f" (spelt {theirs!r}; Key Vault names ignore case)" if theirs != name else ""
             problems.add(
                 lines.key("app", "secret_name", index),
                 f"{label} key 'secret_name'",
-                f"{app.secret_name!r} in {app.vault_url} is already the secret of app "
-                f"{secret_owner[owner_key]}; give each app its own secret_name",
+                f"its {role} {name!r} in {app.vault_url} is already the {their_role} of app "
+                f"{owner}{spelt}; give each app its own secret_name",
             )
             continue
-        secret_owner[owner_key] = app.app_id
+        for name, role in mine:
+            secret_owner[(app.vault_url, name.lower())] = (app.app_id, role, name)
         apps[app.app_id] = app
     alerts = _parse_alerts(data.get("alerts", {}), problems)
     problems.raise_if_any()
@@ -704,6 +837,7 @@ def _parse_app(
     index: int,
     label: str,
     defaults: AppDefaults,
+    broken_defaults: set[str],
     problems: _Problems,
 ) -> AppPolicy | None:
     lines = problems.lines
@@ -736,6 +870,8 @@ def _parse_app(
         return None
     app_id: str = values["app_id"]
     label = f"{label} ({app_id})"
+    if {k for k in broken_defaults if k not in raw}:
+        return None  # it inherits a default that is wrong, which is already reported
     if values["vault_url"] is None:
         problems.add(
             header,
@@ -805,12 +941,12 @@ def _thresholds(value: object) -> tuple[float, ...]:
         raise ValueError(
             f"must be a non-empty list of days such as [30, 14, 7, 1], got {_show(value)}"
         )
-    days = [float(v) for v in value]
-    bad = [v for v in days if not 0 < v <= 3650]
+    bad = [v for v in value if not 0 < v <= 3650]
     if bad:
         raise ValueError(
-            f"every threshold must be more than 0 and at most 3650 days, got {bad[0]:g}"
+            f"every threshold must be more than 0 and at most 3650 days, got {_num(bad[0])}"
         )
+    days = [float(v) for v in value]
     if len(set(days)) != len(days):
         raise ValueError("lists a threshold twice; list each number of days once")
     return tuple(sorted(days, reverse=True))
@@ -834,14 +970,19 @@ def _env_name(value: object) -> str:
 def _webhook_url(value: object) -> str:
     if not isinstance(value, str):
         raise ValueError(f"must be a URL string, got {type(value).__name__}")
-    parts = urlsplit(value.strip())
+    refusal = "must be an https:// URL (plain http only to a loopback address)"
+    try:
+        parts = urlsplit(value.strip())
+        _ = parts.port  # raises on a port that is not a number from 0 to 65535
+    except ValueError:
+        raise ValueError(refusal) from None
     host = parts.hostname or ""
     if parts.scheme == "https" and host:
         return value.strip()
     if parts.scheme == "http" and host in _LOOPBACK:
         return value.strip()
     # The URL itself is not echoed: a Slack or Teams webhook URL is a credential.
-    raise ValueError("must be an https:// URL (plain http only to a loopback address)")
+    raise ValueError(refusal)
 
 
 def _email(value: object) -> str:
@@ -864,8 +1005,8 @@ def _file(value: object) -> Path:
     if not isinstance(value, str) or not value.strip():
         raise ValueError(f"must be a file path, got {_show(value)}")
     path = Path(value.strip())
-    if not path.is_file():
-        raise ValueError(f"file {path} does not exist; point it at a PEM CA bundle")
+    if not _is_file(path):
+        raise ValueError(f"file {_show(str(path))} does not exist; point it at a PEM CA bundle")
     return path
 
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import os
+import re
 import sys
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
@@ -20,6 +22,45 @@ T = TypeVar("T")
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+
+_GUID = re.compile(r"^[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
+
+
+# Option checks are callbacks rather than ParamType subclasses: ParamType became
+# generic in click 8.2, and a subscripted base would not import on click 8.1.
+OptionCheck = Callable[[click.Context, click.Parameter, Any], Any]
+
+
+def guid(what: str) -> OptionCheck:
+    """A GUID (application id, key id), checked before anything runs, in lower case."""
+
+    def check(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+        if value is None or _GUID.fullmatch(value.strip()):
+            return None if value is None else value.strip().lower()
+        raise click.BadParameter(
+            f"{value!r} is not {what}; expected a GUID like "
+            "00000000-0000-0000-0000-000000000000", ctx, param
+        )
+
+    return check
+
+
+MAX_DAYS = 36_500
+
+
+def days(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
+    """A finite number of days within a century either way (timedelta's range is not)."""
+    if value is None:
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a number of days", ctx, param) from None
+    if not math.isfinite(number) or abs(number) > MAX_DAYS:
+        raise click.BadParameter(
+            f"{value!r} is not a number of days between -{MAX_DAYS} and {MAX_DAYS}", ctx, param
+        )
+    return number
 
 
 class CliApp:
@@ -49,6 +90,15 @@ class CliApp:
             configure(s.log_format, level)
         return self._loaded
 
+    def loaded_with_tenant(self) -> Loaded:
+        """:meth:`loaded`, for commands that talk to the tenant: refuse before anything
+        (even the database) is touched when the tenant is not configured."""
+        loaded = self.loaded()
+        if not loaded.settings.tenant_id:
+            self.abort("AZURE_TENANT_ID is not set: rotator needs the tenant id of the apps "
+                       "it manages", EXIT_USAGE)
+        return loaded
+
     def store(self) -> Store:
         from rotator.bootstrap import open_store
 
@@ -70,7 +120,12 @@ class CliApp:
             click.echo(message)
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
-        return asyncio.run(coro)
+        from rotator.config import ConfigError
+
+        try:
+            return asyncio.run(coro)
+        except ConfigError as exc:  # found while wiring the clients, before any call
+            self.abort(str(exc), EXIT_USAGE)
 
 
 def table(rows: list[list[str]], headers: list[str]) -> str:

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from rotator.cli.app import EXIT_FAILED, EXIT_OK, EXIT_USAGE, CliApp
+from rotator.cli.app import EXIT_FAILED, EXIT_OK, EXIT_USAGE, CliApp, guid
 
 if TYPE_CHECKING:
     from rotator.domain.rotation import Rotation
@@ -28,8 +28,10 @@ def rotation_json(r: Rotation) -> dict[str, Any]:
 
 
 @click.command("rotate")
-@click.option("--app", "app_id", required=True, help="Application (client) id of a managed app.")
-@click.option("--credential", "key_id", default=None, help="Key id of the credential to replace.")
+@click.option("--app", "app_id", callback=guid("an application (client) id"), required=True,
+              help="Application (client) id of a managed app.")
+@click.option("--credential", "key_id", callback=guid("a credential key id"), default=None,
+              help="Key id of the credential to replace.")
 @click.option("--dry-run", is_flag=True, help="Say what would happen; change nothing.")
 @click.option("--retire-now", is_flag=True,
               help="Remove the old credential without a grace period.")
@@ -45,7 +47,7 @@ def rotate_command(
     from rotator.engine.start import RotationRefused, plan_rotation, start_rotation
 
     cli = CliApp(as_json=as_json)
-    loaded = cli.loaded()
+    loaded = cli.loaded_with_tenant()
     store = cli.store()
 
     def progress(message: str) -> None:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from rotator.cli.app import EXIT_FAILED, EXIT_OK, CliApp, table
+from rotator.cli.app import EXIT_FAILED, EXIT_OK, CliApp, days, table
 
 if TYPE_CHECKING:
     from rotator.adapters.db.views import InventoryRow
@@ -34,7 +34,7 @@ def credential_json(r: InventoryRow, now: datetime) -> dict[str, Any]:
 
 @click.command("scan")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-@click.option("--within-days", type=float, default=None,
+@click.option("--within-days", callback=days, metavar="DAYS", default=None,
               help="Only credentials ending within N days (or already expired).")
 def scan_command(as_json: bool, within_days: float | None) -> None:
     """Scan all app registrations and show their credentials."""
@@ -42,7 +42,7 @@ def scan_command(as_json: bool, within_days: float | None) -> None:
     from rotator.engine.scan import scan
 
     cli = CliApp(as_json=as_json)
-    loaded = cli.loaded()
+    loaded = cli.loaded_with_tenant()
     store = cli.store()
 
     async def go() -> Any:

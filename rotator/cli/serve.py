@@ -10,7 +10,7 @@ from rotator.cli.app import EXIT_FAILED, EXIT_OK, EXIT_USAGE, CliApp
 @click.command("serve")
 @click.option("--host", default="0.0.0.0", show_default=True,  # noqa: S104 - scraped from outside
               help="Address of the health and metrics endpoint.")
-@click.option("--port", type=int, default=None,
+@click.option("--port", type=click.IntRange(1, 65535), default=None,
               help="Port of the health and metrics endpoint (default ROTATOR_HTTP_PORT, 9464).")
 def serve_command(host: str, port: int | None) -> None:
     """Run the service: scan, rotate when due, serve /healthz, /readyz and /metrics."""

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import click
 
-from rotator.cli.app import CliApp, table
+from rotator.cli.app import CliApp, guid, table
+
+# Far more than a terminal shows, and well inside what the database's LIMIT takes.
+MAX_HISTORY = 1_000_000
 
 
 @click.command("status")
@@ -46,9 +49,11 @@ def status_command(as_json: bool) -> None:
 
 
 @click.command("history")
-@click.option("--app", "app_id", default=None, help="Only this application (client) id.")
+@click.option("--app", "app_id", callback=guid("an application (client) id"), default=None,
+              help="Only this application (client) id.")
 @click.option("--rotation", "rotation_id", default=None, help="Only this rotation.")
-@click.option("--limit", default=200, show_default=True)
+@click.option("--limit", type=click.IntRange(1, MAX_HISTORY), default=200, show_default=True,
+              help="At most this many events, the latest ones.")
 @click.option("--json", "as_json", is_flag=True)
 def history_command(app_id: str | None, rotation_id: str | None, limit: int,
                     as_json: bool) -> None:
@@ -56,8 +61,7 @@ def history_command(app_id: str | None, rotation_id: str | None, limit: int,
     cli = CliApp(as_json=as_json)
     cli.loaded()
     store = cli.store()
-    events = store.history(app_id=app_id.lower() if app_id else None, rotation_id=rotation_id,
-                           limit=limit)
+    events = store.history(app_id=app_id, rotation_id=rotation_id, limit=limit)
     if as_json:
         cli.emit_json([
             {"at": e.at.isoformat(), "rotation_id": e.rotation_id, "app_id": e.app_id,
