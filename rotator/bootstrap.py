@@ -59,13 +59,7 @@ async def engine_deps(
 
     s = loaded.settings
     ca_bundle = str(s.ca_bundle) if s.ca_bundle else None
-    tenant_id = s.tenant_id
-    if not tenant_id:
-        from rotator.config import ConfigError
-
-        raise ConfigError(
-            "AZURE_TENANT_ID is not set: rotator needs the tenant id of the apps it manages"
-        )
+    tenant_id = s.required_tenant_id()
     if s.client_secret is not None and s.client_id:
         credential: Any = sdk_clients.async_secret_credential(
             tenant_id, s.client_id, s.client_secret.get_secret_value(),

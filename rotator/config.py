@@ -121,6 +121,14 @@ class Settings(BaseSettings):
     def log_level_number(self) -> int:
         return logging.getLevelNamesMapping()[self.log_level]
 
+    def required_tenant_id(self) -> str:
+        """The tenant id, for everything that talks to the tenant; a ConfigError without it."""
+        if not self.tenant_id:
+            raise ConfigError(
+                "AZURE_TENANT_ID is not set: rotator needs the tenant id of the apps it manages"
+            )
+        return self.tenant_id
+
 
 # Environment names of the settings, in field order (aliases are the single source).
 SETTINGS_ENV: Final[Mapping[str, str]] = MappingProxyType(

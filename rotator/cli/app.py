@@ -93,10 +93,13 @@ class CliApp:
     def loaded_with_tenant(self) -> Loaded:
         """:meth:`loaded`, for commands that talk to the tenant: refuse before anything
         (even the database) is touched when the tenant is not configured."""
+        from rotator.config import ConfigError
+
         loaded = self.loaded()
-        if not loaded.settings.tenant_id:
-            self.abort("AZURE_TENANT_ID is not set: rotator needs the tenant id of the apps "
-                       "it manages", EXIT_USAGE)
+        try:
+            loaded.settings.required_tenant_id()
+        except ConfigError as exc:
+            self.abort(str(exc), EXIT_USAGE)
         return loaded
 
     def store(self) -> Store:

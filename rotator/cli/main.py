@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import sys
 
 import click
 
@@ -54,5 +55,25 @@ def cli() -> None:
     """
 
 
+def _database_error(exc: BaseException) -> bool:
+    # By module, so that `rotator --help` does not pay for importing SQLAlchemy.
+    return any(k.__module__.startswith("sqlalchemy") for k in type(exc).__mro__)
+
+
 def main() -> None:
-    cli()
+    try:
+        cli()
+    except Exception as exc:
+        if not _database_error(exc):
+            raise
+        # Every step commits before the next begins and owners that died are taken over
+        # at once, so the honest advice is simply to run the command again.
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+        click.echo(
+            f"error: the database stopped answering ({type(exc).__name__}: "
+            f"{reason[0][:200] if reason else 'no detail'}). Every step finished so far is "
+            "recorded; run the command again once the database is back and it carries on "
+            "from there.",
+            err=True,
+        )
+        sys.exit(1)
