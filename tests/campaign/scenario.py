@@ -1,14 +1,15 @@
 """One randomised fault scenario: a rotation driven through a schedule of faults.
 
-The engine, state table and database are real (SQLite); Graph, Key Vault and the
-token endpoint are the in-memory fakes, so hundreds of scenarios run in seconds.
-The ports are instrumented as the service does it (request counting, write budget).
-Faults: process crashes after any external write; writes whose answer is lost (a
-timeout after the write was applied); 5xx / 429 / 409 answers before any call; a
-database outage over a run of store calls; token refusals (propagation) and token
-endpoint 503s up to past the verify deadline; clock jumps. After every crash or
-aborted run and at the end the invariants are checked, and every log line, metric
-and alert the scenario produced is grepped for secret values and private keys.
+The engine, state table and database are real (SQLite or PostgreSQL); Graph, Key
+Vault and the token endpoint are the in-memory fakes, so hundreds of scenarios run in
+seconds. The ports are instrumented as the service does it (request counting, write
+budget). Faults: process crashes after any external write; writes whose answer is
+lost (a timeout after the write was applied); Graph 5xx / 429 / 409 and Key Vault
+500 / 429 answers before any call; a database outage over a run of store calls;
+token refusals (propagation) and token endpoint 503s up to past the verify deadline;
+clock jumps. After every crash or aborted run and at the end the invariants are
+checked, and every log line, metric and alert the scenario produced is grepped for
+secret values and private keys.
 """
 
 from __future__ import annotations
@@ -65,6 +66,7 @@ ERRORS = {
     "graph_409": lambda: DirectoryError("Directory_ConcurrencyViolation", status=409,
                                         code="Directory_ConcurrencyViolation"),
     "vault_500": lambda: SecretStoreError("InternalServerError", status=500),
+    "vault_429": lambda: SecretStoreError("Throttled", status=429, code="Throttled"),
 }
 GRAPH_OPS = {"get", "add_password", "remove_password", "add_key", "remove_key", "patch"}
 
