@@ -53,6 +53,7 @@ async def verify(deps: EngineDeps, rotation: Rotation) -> Rotation:
     deadline = started + timedelta(seconds=policy.verify_timeout_seconds)
     progress = VerifyProgress(required=policy.verify_successes)
     last_refusal = "no attempt made"
+    outage_reported = False
     while not progress.proven:
         if deps.now() >= deadline:
             raise StepFailed(
@@ -79,6 +80,14 @@ async def verify(deps: EngineDeps, rotation: Rotation) -> Rotation:
             )
         else:
             verdict = judge_refusal(outcome.error_code, outcome.message)
+        unavailable = not outcome.ok and outcome.status is not None and (
+            outcome.status >= 500 or outcome.status == 429)
+        if unavailable and not outage_reported:
+            # Attempts log at debug; an outage of the token endpoint is worth one line at
+            # warning so operators see why the rotation waits.
+            log.warning("token endpoint unavailable during verify; waiting for it",
+                        rotation_id=rotation.id, app_id=rotation.app_id, status=outcome.status)
+        outage_reported = unavailable
         if verdict.kind is AttemptKind.FATAL:
             raise StepFailed(f"verification failed: {verdict.message}")
         progress = progress.record(verdict)

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import structlog
 
 from rotator.adapters import certs
 from rotator.domain.certificates import CERTIFICATE_CONTENT_TYPES
@@ -117,6 +118,21 @@ async def test_verification_that_never_succeeds_rolls_back(world: World) -> None
     assert len(app.credentials) == 1  # the new one was removed, the old one kept
     assert world.vault.latest("orders-secret") is None  # consumers never saw it
     assert result.next_attempt_at is not None and result.next_attempt_at > world.clock.now()
+    assert_invariants(world, app)
+
+
+async def test_a_token_endpoint_outage_in_verify_is_waited_out_and_said_once(
+    world: World
+) -> None:
+    app = world.directory.add_app("orders")
+    world.manage(app)
+    world.probe.unavailable_first = 6  # 503s, whose bodies carry an AADSTS code too
+    with structlog.testing.capture_logs() as logs:
+        result = await rotate(world, app)
+    assert result.state is RotationState.COMPLETED, result.last_error
+    warnings = [e for e in logs if e["log_level"] == "warning"]
+    assert [(e["event"], e["status"]) for e in warnings] == [
+        ("token endpoint unavailable during verify; waiting for it", 503)]
     assert_invariants(world, app)
 
 
