@@ -10,8 +10,9 @@ from rotator.cli.app import EXIT_FAILED, EXIT_OK, EXIT_USAGE, CliApp
 @click.command("serve")
 @click.option("--host", default="0.0.0.0", show_default=True,  # noqa: S104 - scraped from outside
               help="Address of the health and metrics endpoint.")
-@click.option("--port", type=click.IntRange(1, 65535), default=None,
-              help="Port of the health and metrics endpoint (default ROTATOR_HTTP_PORT, 9464).")
+@click.option("--port", type=click.IntRange(0, 65535), default=None,
+              help="Port of the health and metrics endpoint (default ROTATOR_HTTP_PORT, 9464; "
+                   "0 takes any free port, named in the start-up log line).")
 def serve_command(host: str, port: int | None) -> None:
     """Run the service: scan, rotate when due, serve /healthz, /readyz and /metrics."""
     import asyncio

@@ -6,7 +6,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -134,8 +133,7 @@ def start_serve(emu: RunningEmulator, db_url: str, policy: Path, log_path: Path)
     })
     log = log_path.open("wb")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "rotator", "serve", "--host", "127.0.0.1",
-         "--port", str(_free_port())],
+        [sys.executable, "-m", "rotator", "serve", "--host", "127.0.0.1", "--port", "0"],
         env=env, stdout=log, stderr=subprocess.STDOUT, cwd=str(REPO),
     )
     served = Served(proc, log_path)
@@ -143,13 +141,6 @@ def start_serve(emu: RunningEmulator, db_url: str, policy: Path, log_path: Path)
     assert served.alive(), served.log()[-3000:]
     served.port = _port_of(served)
     return served
-
-
-def _free_port() -> int:
-    """A port nobody listens on now (the CLI takes no port 0, so ask the kernel here)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _port_of(served: Served) -> int | None:
