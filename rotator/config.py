@@ -106,7 +106,8 @@ class Settings(BaseSettings):
     @classmethod
     def _ca_exists(cls, value: Path | None) -> Path | None:
         if value is not None and not _is_file(value):
-            raise ValueError(f"file {value} does not exist; set it to a PEM CA bundle or unset it")
+            raise ValueError(
+                f"file {str(value)!r} does not exist; set it to a PEM CA bundle or unset it")
         return value
 
     @field_validator("log_level")
@@ -446,9 +447,13 @@ def _scope(value: object) -> str:
     if not isinstance(value, str) or not value.strip():
         raise ValueError(f"must be a scope string, got {_show(value)}")
     if not value.endswith("/.default"):
+        base = value.strip().rstrip("/")
+        # Only a clean one-line value makes a useful suggestion; anything else would
+        # spill control characters into the message.
+        fix = (f"{base}/.default" if base.isprintable() and " " not in base and base
+               else "api://<application id>/.default")
         raise ValueError(
-            f"client-credentials scopes must end in /.default, got {value!r}; "
-            f"use e.g. {value.rstrip('/')}/.default"
+            f"client-credentials scopes must end in /.default, got {value!r}; use e.g. {fix}"
         )
     return value
 

@@ -651,13 +651,14 @@ section_and_key = st.sampled_from(sorted(SECTION_KEYS)).flatmap(
 @example(where=("defaults", "vault_url"), data=None)
 @example(where=("smtp", "ca_file"), data=None)
 @example(where=("alerts", "thresholds_days"), data=None)
+@example(where=("defaults", "verify_scope"), data=None)
 def test_one_bad_value_is_one_problem_at_its_key_and_line(
     fuzz_dir: Path, where: tuple[str, str], data: st.DataObject | None
 ) -> None:
     section, key = where
     if data is None:  # the explicit examples: their worst known value
         value: Any = {"vault_url": "https://[", "ca_file": "x" * 300,
-                      "thresholds_days": [10**400]}[key]
+                      "thresholds_days": [10**400], "verify_scope": "0\n"}[key]
     else:
         wrong = junk if key in MISPLACED[section] else bad_value(key)
         value = data.draw(wrong, label="value")
