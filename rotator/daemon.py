@@ -32,7 +32,7 @@ from rotator.adapters.counting import CountingDirectory, CountingSecretStore, Co
 from rotator.adapters.rate_limited import AsyncRateLimiter, RateLimitedDirectory
 from rotator.domain.rotation import Rotation
 from rotator.engine.context import EngineDeps
-from rotator.engine.reconcile import Reconciler, ShuttingDown
+from rotator.engine.reconcile import Reconciler, ShuttingDown, wait_then_cancel
 from rotator.health import ScanOutcome, bind, build_app, make_server
 from rotator.metrics import Metrics
 from rotator.ports import SecretStore
@@ -263,7 +263,7 @@ class Daemon:
         jobs = list(self._job_tasks)
         await asyncio.gather(
             self.reconciler.stop(self.stop_grace_seconds),
-            _wait_then_cancel(jobs, self.stop_grace_seconds),
+            wait_then_cancel(jobs, self.stop_grace_seconds),
         )
         # Tasks spawned while the job was being cancelled.
         await self.reconciler.stop(0)
@@ -274,17 +274,6 @@ class Daemon:
             except (TimeoutError, asyncio.CancelledError):
                 server_task.cancel()
         log.info("rotator stopped")
-
-
-async def _wait_then_cancel(tasks: list[asyncio.Task[Any]], grace: float) -> None:
-    if not tasks:
-        return
-    _done, pending = await asyncio.wait(tasks, timeout=grace)
-    for task in pending:
-        task.cancel()
-    for task in pending:
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task
 
 
 async def serve(deps: EngineDeps, *, http_host: str, http_port: int,

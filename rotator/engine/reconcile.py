@@ -22,7 +22,7 @@ import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rotator.domain.policies import RenewalRule, Snapshot, rotation_due
 from rotator.domain.rotation import Rotation, RotationReason
@@ -226,12 +226,16 @@ class Reconciler:
         from, and ``drive`` releases its lease on the way out.
         """
         self.stopping = True
-        tasks = list(self.in_flight.values())
-        if not tasks:
-            return
-        _done, pending = await asyncio.wait(tasks, timeout=grace_seconds)
-        for task in pending:
-            task.cancel()
-        for task in pending:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await wait_then_cancel(list(self.in_flight.values()), grace_seconds)
+
+
+async def wait_then_cancel(tasks: list[asyncio.Task[Any]], grace: float) -> None:
+    """Give ``tasks`` ``grace`` seconds, cancel the rest and wait until they are gone."""
+    if not tasks:
+        return
+    _done, pending = await asyncio.wait(tasks, timeout=grace)
+    for task in pending:
+        task.cancel()
+    for task in pending:
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
