@@ -1,12 +1,12 @@
-# Two commands on a fresh machine with Python and make:
+# Two commands on a fresh machine with Python >= 3.11, make and apt-get:
 #   make demo   the main job on the embedded default (emulated tenant + SQLite)
-#   make test   lint, type-check and every test (SQLite and PostgreSQL)
+#   make test   set-up, lint, type-check, import contracts and every test (SQLite and PostgreSQL)
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit install clean
+.PHONY: demo test fast machine lint typecheck imports unit install clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,10 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/rotator demo
 
+# System packages the suite uses (Chromium, shellcheck, ...) and a running PostgreSQL.
+machine:
+	@bash tests/prepare-machine.sh
+
 lint: $(STAMP)
 	$(BIN)/ruff check rotator tests migrations
 
@@ -28,8 +32,8 @@ typecheck: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/pytest -q tests/unit
 
-test: lint typecheck
-	$(BIN)/pytest -q -ra
+test: machine lint typecheck
+	$(BIN)/pytest -q -ra --strict-skips
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

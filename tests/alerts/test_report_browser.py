@@ -16,20 +16,13 @@ from rotator.report.data import WEEKS
 from rotator.report.render import render_csv, render_html
 from rotator.report.source import load_report
 from tests.alerts.helpers import APP_A, APP_B, APP_C, T0, inv, make_rotation, policy, scanned
+from tests.support.tools import require_tool
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome")
 
 
 def chromium() -> str:
-    for name in BROWSERS:
-        found = shutil.which(name)
-        if found:
-            return found
-    pytest.fail(
-        "headless Chromium is needed to check the HTML report and was not found on PATH; "
-        "install it (Debian/Ubuntu: apt-get install -y chromium)",
-        pytrace=False,
-    )
+    return require_tool(*BROWSERS, package="chromium")
 
 
 def _run(browser: str, profile: Path, *args: str) -> subprocess.CompletedProcess[str]:

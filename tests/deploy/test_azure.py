@@ -10,6 +10,7 @@ import pytest
 
 from rotator.config import SETTINGS_ENV
 from tests.deploy.conftest import DEPLOY, METRICS_PORT
+from tests.support.tools import require_tool
 
 BICEP = DEPLOY / "azure" / "main.bicep"
 SCRIPT = DEPLOY / "azure" / "grant-graph-permissions.sh"
@@ -103,10 +104,10 @@ def test_script_syntax() -> None:
     subprocess.run(["bash", "-n", str(SCRIPT)], check=True, timeout=10)
 
 
-@pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck is not installed")
 def test_shellcheck() -> None:
+    shellcheck = require_tool("shellcheck", package="shellcheck")
     subprocess.run(
-        ["shellcheck", str(SCRIPT), str(DEPLOY / "container" / "entrypoint.sh")],
+        [shellcheck, str(SCRIPT), str(DEPLOY / "container" / "entrypoint.sh")],
         check=True,
         timeout=30,
     )

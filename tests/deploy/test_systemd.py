@@ -10,6 +10,7 @@ import pytest
 
 from rotator.config import SETTINGS_ENV, read_env_file
 from tests.deploy.conftest import DEPLOY
+from tests.support.tools import require_tool
 
 UNIT = DEPLOY / "systemd" / "rotator.service"
 ENV_EXAMPLE = DEPLOY / "systemd" / "rotator.env.example"
@@ -58,8 +59,8 @@ def test_env_example_names_real_settings_and_no_secret() -> None:
     assert SETTINGS_ENV["database_url"] not in values  # the unit's SQLite default applies
 
 
-@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="no systemd-analyze")
 def test_systemd_analyze_verify(tmp_path: Path) -> None:
+    analyze = require_tool("systemd-analyze", package="systemd")
     # verify checks that the executables exist: point the unit at a stand-in.
     fake = tmp_path / "rotator"
     fake.write_text("#!/bin/sh\nexit 0\n")
@@ -67,7 +68,7 @@ def test_systemd_analyze_verify(tmp_path: Path) -> None:
     unit = tmp_path / "rotator.service"
     unit.write_text(UNIT.read_text(encoding="utf-8").replace("/opt/rotator/bin/rotator", str(fake)))
     result = subprocess.run(
-        ["systemd-analyze", "verify", "--man=no", str(unit)],
+        [analyze, "verify", "--man=no", str(unit)],
         capture_output=True, text=True, timeout=60, check=False,
     )
     problems = [

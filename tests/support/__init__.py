@@ -1,0 +1,1 @@
+"""Helpers shared by the test directories (no test imports another directory's conftest)."""
