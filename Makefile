@@ -29,10 +29,14 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# The architecture's import rules ([tool.importlinter] in pyproject.toml).
+imports: $(STAMP)
+	$(BIN)/lint-imports --no-cache
+
 unit: $(STAMP)
 	$(BIN)/pytest -q tests/unit
 
-test: machine lint typecheck
+test: machine lint typecheck imports
 	$(BIN)/pytest -q -ra --strict-skips
 
 clean:

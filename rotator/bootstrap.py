@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from rotator.adapters.db.repo import Store
+    from rotator.adapters.db import SqlStore
     from rotator.config import Policy, Settings
     from rotator.engine.context import EngineDeps
     from rotator.ports import SecretStore
@@ -29,20 +29,20 @@ def load(environ: dict[str, str] | None = None) -> Loaded:
     return Loaded(settings, policy)
 
 
-def open_store(settings: Settings, *, upgrade: bool = True) -> Store:
+def open_store(settings: Settings, *, upgrade: bool = True) -> SqlStore:
     """The database, migrated to the latest schema (safe to run on every start)."""
+    from rotator.adapters.db import SqlStore
     from rotator.adapters.db.migrate import upgrade as run_upgrade
-    from rotator.adapters.db.repo import Store
     from rotator.adapters.db.session import make_engine
 
     if upgrade:
         run_upgrade(settings.database_url)
-    return Store(make_engine(settings.database_url))
+    return SqlStore(make_engine(settings.database_url))
 
 
 @contextlib.asynccontextmanager
 async def engine_deps(
-    loaded: Loaded, store: Store, **overrides: Any
+    loaded: Loaded, store: SqlStore, **overrides: Any
 ) -> AsyncIterator[EngineDeps]:
     """EngineDeps over the real SDKs; closes every client on exit."""
     from rotator.adapters import sdk_clients

@@ -30,6 +30,7 @@ import structlog
 
 from rotator.adapters.counting import CountingDirectory, CountingSecretStore, CountingTokenProbe
 from rotator.adapters.rate_limited import AsyncRateLimiter, RateLimitedDirectory
+from rotator.domain.records import ScanStatus
 from rotator.domain.rotation import Rotation
 from rotator.engine.context import EngineDeps
 from rotator.engine.reconcile import Reconciler, ShuttingDown, wait_then_cancel
@@ -85,7 +86,7 @@ def instrument(deps: EngineDeps, metrics: Metrics, *, graph_writes_per_minute: f
     """Wrap the ports in place: Graph writes through the rate limiter, every request counted."""
     limiter = AsyncRateLimiter(graph_writes_per_minute)
     record = metrics.record_request
-    limited: Any = RateLimitedDirectory(deps.directory, limiter)
+    limited = RateLimitedDirectory(deps.directory, limiter)
     deps.directory = CountingDirectory(limited, record)
     deps.probe = CountingTokenProbe(deps.probe, record)
     inner_for = deps.secret_store_for
@@ -152,10 +153,8 @@ class Daemon:
 
     def _finished(self, rotation: Rotation) -> None:
         self.metrics.record_finished(rotation)
-        seconds = rotation.extra.get("verify_seconds")
-        if seconds:
-            with contextlib.suppress(ValueError):
-                self.metrics.record_verified(float(seconds))
+        if rotation.verify_seconds is not None:
+            self.metrics.record_verified(rotation.verify_seconds)
 
     # ------------------------------------------------------------------ jobs
 
@@ -166,15 +165,16 @@ class Daemon:
         try:
             report = await scan(self.deps)
         except Exception as exc:
-            self.metrics.scans.labels("failed").inc()
-            self.last_scan = ScanOutcome("failed", self.deps.now(), f"{type(exc).__name__}")
+            self.metrics.scans.labels(ScanStatus.FAILED).inc()
+            self.last_scan = ScanOutcome(ScanStatus.FAILED, self.deps.now(),
+                                         f"{type(exc).__name__}")
             raise
         self.metrics.scan_duration.observe(time.monotonic() - started)
         self.metrics.scans.labels(report.status).inc()
         self.last_scan = ScanOutcome(report.status, self.deps.now(), report.error)
-        if report.status == "succeeded":
+        if report.status is ScanStatus.SUCCEEDED:
             self.metrics.last_successful_scan.set(time.time())
-        if report.status != "failed":
+        if report.status is not ScanStatus.FAILED:
             rows = await asyncio.to_thread(self.deps.store.inventory)
             self.metrics.record_inventory(rows)
 

@@ -23,6 +23,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from rotator.domain.records import ScanStatus
 from rotator.metrics import CONTENT_TYPE_LATEST, DependencyState, Metrics
 
 PING_TIMEOUT_SECONDS = 5.0
@@ -32,7 +33,7 @@ PING_TIMEOUT_SECONDS = 5.0
 class ScanOutcome:
     """What this process's last scan attempt came to."""
 
-    status: str  # succeeded | partial | failed
+    status: ScanStatus
     finished_at: datetime
     error: str | None = None
 
@@ -57,7 +58,7 @@ def judge_readiness(
         return Readiness(False, f"database unreachable: {database_error or 'no answer'}")
     if last_scan is None:
         return Readiness(False, "no scan has finished yet")
-    if last_scan.status == "failed":
+    if last_scan.status is ScanStatus.FAILED:
         return Readiness(False, f"last scan failed: {last_scan.error or 'unknown error'}")
     age = now - last_scan.finished_at
     if age > 2 * scan_interval:

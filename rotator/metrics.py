@@ -17,7 +17,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 if TYPE_CHECKING:
-    from rotator.adapters.db.views import InventoryRow
+    from rotator.domain.records import InventoryRow
     from rotator.domain.rotation import Rotation
 
 __all__ = [

@@ -1,19 +1,31 @@
-"""The edges of the core: what the engine needs from the outside world.
+"""The edges of the core: what the engine, alerts and report need from the world.
 
-Adapters in ``rotator.adapters`` implement these against the real SDKs; the unit
-tests implement them with in-memory fakes. Nothing here imports an SDK.
+Adapters in ``rotator.adapters`` implement these against the real SDKs and the
+database; tests implement them with in-memory fakes. Nothing here imports an SDK
+or a database driver, and the values that cross these edges live in ``rotator.domain``.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Protocol
+from datetime import datetime, timedelta
+from typing import Any, Protocol
 
+from rotator.domain.alerts import Alert, Delivery
 from rotator.domain.certificates import KeyEntry
 from rotator.domain.credentials import AppRegistration, Credential
+from rotator.domain.records import (
+    AuditEvent,
+    AuditNote,
+    AuditOutcome,
+    InventoryRow,
+    ScanRun,
+    ScanStatus,
+)
+from rotator.domain.rotation import Rotation
 from rotator.domain.secret_value import SecretValue
+from rotator.domain.states import RotationState
 
 
 class Clock(Protocol):
@@ -197,4 +209,227 @@ class TokenProbe(Protocol):
     ) -> TokenOutcome:
         """The same with a client assertion signed by the key in ``pem_bundle``
         (private key and certificate, PEM)."""
+        ...
+
+
+# ----------------------------------------------------------------- the record (SQL)
+
+
+class StoreError(Exception):
+    """Base of the store's own errors."""
+
+
+class RotationConflict(StoreError):
+    """The app already has an active rotation (the database refused a second one)."""
+
+    def __init__(self, app_id: str, active_rotation_id: str | None) -> None:
+        super().__init__(
+            f"app {app_id} already has an active rotation"
+            + (f" ({active_rotation_id})" if active_rotation_id else "")
+        )
+        self.app_id = app_id
+        self.active_rotation_id = active_rotation_id
+
+
+class StaleRotation(StoreError):
+    """The rotation changed (state or lease) since the caller read it; re-read and decide again."""
+
+    def __init__(
+        self,
+        rotation_id: str,
+        expected_state: RotationState,
+        actual_state: RotationState | None,
+        lease_owner: str | None,
+    ) -> None:
+        if actual_state is None:
+            detail = "it does not exist"
+        elif actual_state != expected_state:
+            detail = f"it is {actual_state}"
+        else:
+            detail = f"its lease is held by {lease_owner}"
+        super().__init__(
+            f"rotation {rotation_id} was expected in state {expected_state} but {detail}"
+        )
+        self.rotation_id = rotation_id
+        self.expected_state = expected_state
+        self.actual_state = actual_state
+        self.lease_owner = lease_owner
+
+
+class AlertStore(Protocol):
+    """Which alert went (or is to go) to which channel; insert-then-send, claims per row."""
+
+    def record(self, channel: str, alerts: Iterable[Alert], now: datetime) -> int:
+        """Insert the alerts not yet known for ``channel``; returns how many were new."""
+        ...
+
+    def has_due(self, channel: str, now: datetime) -> bool: ...
+
+    def claim(
+        self,
+        channel: str,
+        owner: str,
+        now: datetime,
+        *,
+        lease: timedelta,
+        limit: int,
+        digest_key: str | None = None,
+    ) -> tuple[str, list[Delivery]]:
+        """Claim up to ``limit`` due alerts of ``channel`` (or its digest row
+        ``digest_key``); returns the claim token and the claimed rows."""
+        ...
+
+    def ensure_digest(self, channel: str, period: str, now: datetime) -> str:
+        """The digest row of ``channel`` for ``period`` exists afterwards; returns its key."""
+        ...
+
+    def mark_sent(self, ids: Sequence[int], token: str, now: datetime) -> int: ...
+
+    def release(self, ids: Sequence[int], token: str) -> int:
+        """Give claimed rows back untouched (not attempted)."""
+        ...
+
+    def mark_failed(
+        self,
+        ids: Sequence[int],
+        token: str,
+        now: datetime,
+        error: str,
+        *,
+        max_attempts: int,
+        backoff: Callable[[int], timedelta],
+    ) -> int:
+        """Count a failed attempt: back to pending after ``backoff(attempts)``, or failed."""
+        ...
+
+    def deliveries(
+        self, *, channel: str | None = None, include_digests: bool = False
+    ) -> list[Delivery]: ...
+
+    def role_problems(self, since: datetime, needle: str) -> list[tuple[str, datetime, str]]:
+        """(app id, when, text) of audit events and rotations whose text contains ``needle``."""
+        ...
+
+    def recent_scans(self, since: datetime, limit: int) -> list[ScanRun]:
+        """Scans started since ``since``, newest first."""
+        ...
+
+
+class Store(Protocol):
+    """Scans, inventory, rotations with their leases, and the audit trail.
+
+    Each method is one short transaction returning frozen values. Rotation writes
+    are compare-and-set on the recorded state and lease, so two replicas acting on
+    one stale read cannot both win. Nothing stored is ever a secret value.
+    """
+
+    @property
+    def alerts(self) -> AlertStore:
+        """Alert delivery state, kept beside the rest."""
+        ...
+
+    def ping(self) -> None:
+        """Raises when the database does not answer."""
+        ...
+
+    def close(self) -> None: ...
+
+    # scans and inventory
+    def start_scan(self, now: datetime) -> str: ...
+
+    def record_inventory(self, scan_id: str, rows: Iterable[InventoryRow], now: datetime) -> int:
+        """Upsert what one page of the listing saw; returns how many rows were written."""
+        ...
+
+    def finish_scan(
+        self,
+        scan_id: str,
+        now: datetime,
+        *,
+        status: ScanStatus,
+        apps_seen: int,
+        credentials_seen: int,
+        errors: Sequence[tuple[str | None, str]],
+        error: str | None = None,
+    ) -> ScanRun:
+        """Close a running scan and prune the inventory it proved stale."""
+        ...
+
+    def get_scan(self, scan_id: str) -> ScanRun | None: ...
+
+    def last_scan(self) -> ScanRun | None: ...
+
+    def last_successful_scan(self) -> ScanRun | None: ...
+
+    def inventory(
+        self,
+        *,
+        within_days: float | None = None,
+        now: datetime | None = None,
+        app_id: str | None = None,
+    ) -> list[InventoryRow]: ...
+
+    # rotations
+    def create_rotation(self, r: Rotation, *, audit: AuditNote | None = None) -> Rotation:
+        """Insert a new rotation (and its audit event); raises :class:`RotationConflict`
+        if its app already has an active one."""
+        ...
+
+    def get_rotation(self, rotation_id: str) -> Rotation | None: ...
+
+    def active_rotation(self, app_id: str) -> Rotation | None: ...
+
+    def list_rotations(
+        self,
+        *,
+        states: Iterable[RotationState] | None = None,
+        app_id: str | None = None,
+        limit: int | None = None,
+    ) -> list[Rotation]: ...
+
+    def save_rotation(
+        self, r: Rotation, *, expected_state: RotationState, audit: AuditNote | None = None
+    ) -> Rotation:
+        """Write ``r`` if the stored one is still in ``expected_state`` and its lease
+        allows it, with ``audit`` in the same transaction; raises :class:`StaleRotation`."""
+        ...
+
+    def due_rotations(self, now: datetime, limit: int) -> list[Rotation]:
+        """Active rotations whose next attempt is due and whose lease is free."""
+        ...
+
+    # leases
+    def claim(
+        self, rotation_id: str, owner: str, now: datetime, lease_seconds: float
+    ) -> Rotation | None:
+        """Take (or extend) the lease; ``None`` when another owner holds it."""
+        ...
+
+    def take_over(
+        self, rotation_id: str, dead_owner: str, owner: str, now: datetime, lease_seconds: float
+    ) -> Rotation | None: ...
+
+    def release(self, rotation_id: str, owner: str) -> bool: ...
+
+    # audit
+    def append_audit(
+        self,
+        at: datetime,
+        step: str,
+        outcome: AuditOutcome,
+        message: str,
+        *,
+        rotation_id: str | None = None,
+        app_id: str | None = None,
+        details: Mapping[str, Any] | None = None,
+    ) -> AuditEvent: ...
+
+    def history(
+        self,
+        *,
+        app_id: str | None = None,
+        rotation_id: str | None = None,
+        limit: int = 500,
+    ) -> list[AuditEvent]:
+        """The latest ``limit`` matching events, oldest first."""
         ...

@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 import jwt
 from cryptography import x509
 
-from rotator.adapters import certs
+from rotator import certificate_material as certs
 from rotator.domain.certificates import (
     PROOF_AUDIENCE,
     PROOF_MAX_LIFETIME,

@@ -7,13 +7,12 @@ reported — never arguments, never values.
 
 from __future__ import annotations
 
-import functools
-import inspect
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from rotator.domain.credentials import AppRegistration
+from rotator.domain.certificates import KeyEntry
+from rotator.domain.credentials import AppRegistration, Credential
 from rotator.domain.secret_value import SecretValue
 from rotator.ports import (
     Directory,
@@ -62,18 +61,6 @@ class _Counting:
     def _result_status(self, result: Any) -> str:
         return OK
 
-    def __getattr__(self, name: str) -> Any:
-        # Methods a port gains later (certificates) are counted the same way.
-        target = getattr(self._inner, name)
-        if not inspect.iscoroutinefunction(target):
-            return target
-
-        @functools.wraps(target)
-        async def counted(*args: Any, **kwargs: Any) -> Any:
-            return await self._count(name, lambda: target(*args, **kwargs))
-
-        return counted
-
 
 class CountingDirectory(_Counting):
     _service = "graph"
@@ -105,6 +92,29 @@ class CountingDirectory(_Counting):
 
     async def remove_password(self, object_id: str, key_id: str) -> None:
         await self._count("remove_password", lambda: self._inner.remove_password(object_id, key_id))
+
+    async def add_key(
+        self, object_id: str, certificate_der: bytes, display_name: str, proof: str
+    ) -> Credential:
+        result: Credential = await self._count(
+            "add_key",
+            lambda: self._inner.add_key(object_id, certificate_der, display_name, proof),
+        )
+        return result
+
+    async def remove_key(self, object_id: str, key_id: str, proof: str) -> None:
+        await self._count("remove_key", lambda: self._inner.remove_key(object_id, key_id, proof))
+
+    async def list_key_credentials(self, object_id: str) -> Sequence[KeyEntry]:
+        result: Sequence[KeyEntry] = await self._count(
+            "list_key_credentials", lambda: self._inner.list_key_credentials(object_id)
+        )
+        return result
+
+    async def set_key_credentials(self, object_id: str, entries: Sequence[KeyEntry]) -> None:
+        await self._count(
+            "set_key_credentials", lambda: self._inner.set_key_credentials(object_id, entries)
+        )
 
 
 class CountingSecretStore(_Counting):
@@ -169,5 +179,14 @@ class CountingTokenProbe(_Counting):
     ) -> TokenOutcome:
         outcome: TokenOutcome = await self._count(
             "try_secret", lambda: self._inner.try_secret(tenant_id, client_id, secret, scope)
+        )
+        return outcome
+
+    async def try_certificate(
+        self, tenant_id: str, client_id: str, pem_bundle: SecretValue, scope: str
+    ) -> TokenOutcome:
+        outcome: TokenOutcome = await self._count(
+            "try_certificate",
+            lambda: self._inner.try_certificate(tenant_id, client_id, pem_bundle, scope),
         )
         return outcome

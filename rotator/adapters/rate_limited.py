@@ -10,14 +10,12 @@ give each ``budget / replicas``.
 from __future__ import annotations
 
 import asyncio
-import functools
-import inspect
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import datetime
-from typing import Any, Final
 
-from rotator.domain.credentials import AppRegistration
+from rotator.domain.certificates import KeyEntry
+from rotator.domain.credentials import AppRegistration, Credential
 from rotator.ports import Directory, NewPassword, ScanItem
 
 
@@ -65,19 +63,10 @@ class AsyncRateLimiter:
         return waited
 
 
-# Directory methods that write (certificates add more with the same prefixes).
-WRITE_PREFIXES: Final = ("add_", "remove_", "update_", "patch_", "replace_", "set_", "delete_")
-
-
-def is_write(method_name: str) -> bool:
-    return method_name.startswith(WRITE_PREFIXES)
-
-
 class RateLimitedDirectory:
     """The Directory port with every write taking a token first; reads pass straight through.
 
-    Methods the port gains later are forwarded too, and limited when their name says
-    they write (``add_key``, ``remove_key``, ``update_key_credentials``...).
+    Writes: addPassword, removePassword, addKey, removeKey and the keyCredentials PATCH.
     """
 
     def __init__(self, inner: Directory, limiter: AsyncRateLimiter) -> None:
@@ -98,14 +87,19 @@ class RateLimitedDirectory:
         await self.limiter.acquire()
         await self._inner.remove_password(object_id, key_id)
 
-    def __getattr__(self, name: str) -> Any:
-        target = getattr(self._inner, name)
-        if not (is_write(name) and inspect.iscoroutinefunction(target)):
-            return target
+    async def add_key(
+        self, object_id: str, certificate_der: bytes, display_name: str, proof: str
+    ) -> Credential:
+        await self.limiter.acquire()
+        return await self._inner.add_key(object_id, certificate_der, display_name, proof)
 
-        @functools.wraps(target)
-        async def limited(*args: Any, **kwargs: Any) -> Any:
-            await self.limiter.acquire()
-            return await target(*args, **kwargs)
+    async def remove_key(self, object_id: str, key_id: str, proof: str) -> None:
+        await self.limiter.acquire()
+        await self._inner.remove_key(object_id, key_id, proof)
 
-        return limited
+    async def list_key_credentials(self, object_id: str) -> Sequence[KeyEntry]:
+        return await self._inner.list_key_credentials(object_id)
+
+    async def set_key_credentials(self, object_id: str, entries: Sequence[KeyEntry]) -> None:
+        await self.limiter.acquire()
+        await self._inner.set_key_credentials(object_id, entries)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 
-from rotator.adapters.db.views import ScanRun, ScanStatus
-from rotator.alerts.model import SEVERITY_ORDER, Alert, AlertKind, Message, Severity
+from rotator.domain.alerts import SEVERITY_ORDER, Alert, AlertKind, Message, Severity
+from rotator.domain.records import ScanRun, ScanStatus
 from rotator.domain.rotation import Rotation
 from rotator.domain.states import RotationState
 

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from rotator.adapters.db.views import InventoryRow
-from rotator.alerts.model import Alert, AlertKind, Severity
+from rotator.domain.alerts import Alert, AlertKind, Severity
 from rotator.domain.credentials import CredentialKind
+from rotator.domain.records import InventoryRow
 from rotator.domain.rotation import Rotation
 from rotator.domain.states import RotationState
 

@@ -18,7 +18,7 @@ from email.utils import format_datetime, make_msgid
 from typing import Any
 
 from rotator.alerts.compose import digest_sections, message_text
-from rotator.alerts.model import Alert, Message, Severity
+from rotator.domain.alerts import Alert, Message, Severity
 
 SCHEMA = "rotator.alerts/v1"
 SLACK_TEXT_LIMIT = 3000

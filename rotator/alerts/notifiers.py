@@ -21,8 +21,8 @@ import structlog
 
 from rotator.alerts.compose import message_text
 from rotator.alerts.formats import email_message, slack_payload, teams_payload, webhook_payload
-from rotator.alerts.model import Message
 from rotator.config import ChannelPolicy, ChannelType
+from rotator.domain.alerts import Message
 
 log = structlog.get_logger("rotator.alerts")
 

@@ -17,9 +17,6 @@ from typing import Any, Final
 
 import structlog
 
-from rotator.adapters.db.alerts_repo import AlertStore, Delivery
-from rotator.adapters.db.repo import Store
-from rotator.adapters.db.views import InventoryRow, ScanRun
 from rotator.alerts.compose import (
     channel_test_message,
     digest_message,
@@ -36,12 +33,14 @@ from rotator.alerts.findings import (
     credential_findings,
     role_findings,
 )
-from rotator.alerts.model import Alert, Message
 from rotator.alerts.notifiers import Notifier, NotifierError, build_notifiers
 from rotator.alerts.thresholds import expiry_alerts
 from rotator.config import DigestMode, Policy
+from rotator.domain.alerts import Alert, DeliveryStatus, Message
+from rotator.domain.records import InventoryRow, ScanRun
 from rotator.domain.rotation import Rotation
 from rotator.domain.states import ACTIVE_STATES, RotationState
+from rotator.ports import AlertStore, Store
 
 log = structlog.get_logger("rotator.alerts")
 
@@ -81,14 +80,14 @@ def take_snapshot(store: Store, policy: Policy, now: datetime) -> Snapshot:
     alerts = policy.alerts
     inventory = tuple(store.inventory())
     rotations = tuple(store.list_rotations(limit=RECENT_ROTATIONS))
-    scans = tuple(AlertStore(store).recent_scans(
+    scans = tuple(store.alerts.recent_scans(
         now - timedelta(days=alerts.lookback_days), RECENT_SCANS
     ))
     rules = PostureRules(alerts.max_lifetime_days, alerts.prefer_certificates)
     names = {r.app_id: r.app_display_name for r in inventory}
     problems = [
         RoleProblem(app_id, at, text)
-        for app_id, at, text in AlertStore(store).role_problems(
+        for app_id, at, text in store.alerts.role_problems(
             now - timedelta(days=max(alerts.lookback_days, 30)), ROLE_PROBLEM
         )
     ]
@@ -180,7 +179,7 @@ async def alert_pass(
     snapshot = await asyncio.to_thread(take_snapshot, store, policy, now)
     notes = scan_notes(snapshot.last_scan)
     shared = shared_alerts(snapshot, policy)
-    repo = AlertStore(store)
+    repo = store.alerts
     report = AlertPassReport(at=now, findings=len(snapshot.findings), notes=notes)
     seen: set[str] = set()
     for n in chans:
@@ -245,7 +244,7 @@ async def _fail(repo: AlertStore, ids: list[int], token: str, now: datetime, err
                             max_attempts=max_attempts, backoff=send_backoff)
     gave_up = [d for d in await asyncio.to_thread(repo.deliveries, channel=result.name,
                                                    include_digests=True)
-               if d.id in set(ids) and d.status == "failed"]
+               if d.id in set(ids) and d.status is DeliveryStatus.FAILED]
     result.gave_up += len(gave_up)
 
 
@@ -286,7 +285,6 @@ async def _deliver_digest(repo: AlertStore, n: Notifier, result: ChannelResult,
     if not digest_rows:
         return
     digest_id = digest_rows[0].id
-    rows: list[Delivery] = []
     alert_token, rows = await asyncio.to_thread(
         repo.claim, n.name, owner, now, lease=CLAIM_LEASE, limit=100_000
     )

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 
-from rotator.adapters.db.views import InventoryRow
-from rotator.alerts.model import Alert, AlertKind, Severity
+from rotator.domain.alerts import Alert, AlertKind, Severity
+from rotator.domain.records import InventoryRow
 
 EXPIRED = "expired"
 CRITICAL_DAYS = 7.0

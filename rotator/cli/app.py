@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 import click
 
 if TYPE_CHECKING:
-    from rotator.adapters.db.repo import Store
+    from rotator.adapters.db import SqlStore
     from rotator.bootstrap import Loaded
 
 T = TypeVar("T")
@@ -102,7 +102,7 @@ class CliApp:
             self.abort(str(exc), EXIT_USAGE)
         return loaded
 
-    def store(self) -> Store:
+    def store(self) -> SqlStore:
         from rotator.bootstrap import open_store
 
         try:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 if TYPE_CHECKING:
-    from rotator.adapters.db.repo import Store
+    from rotator.adapters.db import SqlStore
     from rotator.config import Policy
     from rotator.domain.credentials import CredentialKind
     from rotator.domain.rotation import Rotation
@@ -187,7 +187,7 @@ def write_policy(path: Path, vault_url: str, apps: Iterable[ManagedApp]) -> None
 
 def check_invariants(
     tenant: Tenant,
-    store: Store,
+    store: SqlStore,
     policy: Policy,
     *,
     db_files: Sequence[Path] = (),
@@ -266,7 +266,7 @@ def _fmt_delta(seconds: float) -> str:
 class Progress:
     """Prints each audit event once, as it is written."""
 
-    def __init__(self, store: Store, names: dict[str, str], started: float) -> None:
+    def __init__(self, store: SqlStore, names: dict[str, str], started: float) -> None:
         self.store = store
         self.names = names
         self.started = started
@@ -289,7 +289,7 @@ class Progress:
                        f"{who:<{self.width}}  {event.step:<8} {event.message}")
 
 
-async def _run(store: Store, loaded: Any, apps: list[ManagedApp], started: float) -> tuple[
+async def _run(store: SqlStore, loaded: Any, apps: list[ManagedApp], started: float) -> tuple[
         bool, int | None]:
     from rotator.bootstrap import engine_deps
     from rotator.daemon import Daemon, instrument
@@ -326,7 +326,7 @@ async def _run(store: Store, loaded: Any, apps: list[ManagedApp], started: float
         return done, daemon.bound_port
 
 
-def _summary(store: Store, apps: list[ManagedApp], db_url: str, now: datetime) -> list[str]:
+def _summary(store: SqlStore, apps: list[ManagedApp], db_url: str, now: datetime) -> list[str]:
     from rotator.domain.states import RotationState
 
     out: list[str] = ["", "Summary", "-------", "Due when the demo started:"]
@@ -337,8 +337,8 @@ def _summary(store: Store, apps: list[ManagedApp], db_url: str, now: datetime) -
     for app in apps:
         for r in store.list_rotations(app_id=app.app_id, limit=1):
             rotations.append(r)
-            waited = r.extra.get("verify_seconds", "?")
-            attempts = r.extra.get("verify_attempts", "?")
+            waited = "?" if r.verify_seconds is None else f"{r.verify_seconds:.1f}"
+            attempts = "?" if r.verify_attempts is None else r.verify_attempts
             out.append(
                 f"  {app.name:<24} {r.state:<10} new {r.kind} {r.new_key_id or '-'}; verify "
                 f"waited {waited} s for propagation ({attempts} token requests)"

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from rotator.cli.app import EXIT_FAILED, EXIT_OK, EXIT_USAGE, CliApp, guid
+from rotator.cli.app import EXIT_FAILED, EXIT_OK, CliApp, guid
 
 if TYPE_CHECKING:
     from rotator.domain.rotation import Rotation
@@ -69,8 +69,7 @@ def rotate_command(
     try:
         plan, result = cli.run(go())
     except RotationRefused as exc:
-        cli.abort(str(exc), EXIT_USAGE if "not managed" in str(exc) or "has no" in str(exc)
-                  else EXIT_FAILED)
+        cli.abort(str(exc), exc.exit_code)
     except RotationBusy as exc:
         cli.abort(str(exc), EXIT_FAILED)
     if result is None:

@@ -10,7 +10,7 @@ import click
 from rotator.cli.app import EXIT_FAILED, EXIT_OK, CliApp, days, table
 
 if TYPE_CHECKING:
-    from rotator.adapters.db.views import InventoryRow
+    from rotator.domain.records import InventoryRow
 
 
 def _iso(value: datetime) -> str:
@@ -39,6 +39,7 @@ def credential_json(r: InventoryRow, now: datetime) -> dict[str, Any]:
 def scan_command(as_json: bool, within_days: float | None) -> None:
     """Scan all app registrations and show their credentials."""
     from rotator.bootstrap import engine_deps
+    from rotator.domain.records import ScanStatus
     from rotator.engine.scan import scan
 
     cli = CliApp(as_json=as_json)
@@ -73,7 +74,7 @@ def scan_command(as_json: bool, within_days: float | None) -> None:
                                 "MANAGED", "THUMBPRINT"]))
         click.echo(f"\n{len(items)} credential(s) shown; scan {report.status}: "
                    f"{report.apps_seen} apps, {report.credentials_seen} credentials")
-    if report.status != "succeeded":
+    if report.status is not ScanStatus.SUCCEEDED:
         click.echo(
             f"warning: the scan {report.status}"
             + (f": {report.error}" if report.error else "")

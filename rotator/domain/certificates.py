@@ -1,6 +1,6 @@
 """Certificate credentials as plain values: thumbprints, proof claims, key-list edits.
 
-Nothing here generates keys or talks to Graph (see ``rotator.adapters.certs`` and
+Nothing here generates keys or talks to Graph (see ``rotator.certificate_material`` and
 the engine); these are the rules the engine applies to what it read.
 """
 

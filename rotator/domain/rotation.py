@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
 
 from rotator.domain.credentials import CredentialKind
 from rotator.domain.states import ACTIVE_STATES, RotationState, check_transition
+
+
+class Registration(StrEnum):
+    """How a new certificate reached the app's keyCredentials."""
+
+    ADD_KEY = "addKey"  # proven by the certificate rotator stored last time
+    PATCH = "patch"  # a race-checked PATCH of the whole list (nothing to sign with)
 
 
 class RotationReason(StrEnum):
@@ -44,7 +51,15 @@ class Rotation:
     finished_at: datetime | None = None
     lease_owner: str | None = None
     lease_expires_at: datetime | None = None
-    extra: dict[str, str] = field(default_factory=dict)
+    # ``rotator rotate --retire-now``: no grace period after promote.
+    retire_now: bool = False
+    # Certificates: the new one's SHA-1 thumbprint (tagged on the consumer secret) and
+    # how it was registered.
+    thumbprint: str | None = None
+    registered_by: Registration | None = None
+    # How long verification waited for propagation, and how many token requests it took.
+    verify_seconds: float | None = None
+    verify_attempts: int | None = None
 
     @property
     def active(self) -> bool:

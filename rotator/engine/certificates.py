@@ -20,8 +20,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from rotator.adapters import certs
-from rotator.adapters.certs import CertificateError, CertificateMaterial
+from rotator import certificate_material as certs
+from rotator.certificate_material import CertificateError, CertificateMaterial
 from rotator.domain.certificates import (
     CERTIFICATE_CONTENT_TYPES,
     KeyEntry,
@@ -30,21 +30,17 @@ from rotator.domain.certificates import (
     planned_list,
 )
 from rotator.domain.credentials import AppRegistration, Credential, CredentialKind
-from rotator.domain.rotation import Rotation, credential_display_name
+from rotator.domain.rotation import Registration, Rotation, credential_display_name
 from rotator.engine.context import EngineDeps, StepRetry, log, step_error
 from rotator.ports import DirectoryError, SecretStoreError, StoredSecret
 
 # Rounds of read-check-write-verify before the PATCH gives up for now (StepRetry).
 PATCH_ROUNDS = 4
 
-REGISTERED_BY_ADD_KEY = "addKey"
-REGISTERED_BY_PATCH = "patch"
-
-
 @dataclass(frozen=True, slots=True)
 class Registered:
     credential: Credential
-    path: str  # REGISTERED_BY_ADD_KEY or REGISTERED_BY_PATCH
+    path: Registration
 
 
 def material_of(stored: StoredSecret | None) -> CertificateMaterial | None:
@@ -163,7 +159,7 @@ async def register_certificate(
             cred = await deps.directory.add_key(rotation.object_id, material.der, name, proof)
         except DirectoryError as exc:
             raise step_error(exc) from None
-        return Registered(cred, REGISTERED_BY_ADD_KEY)
+        return Registered(cred, Registration.ADD_KEY)
     # Client-chosen keyId: recovery and the after-PATCH check can find it without guessing.
     entry = KeyEntry(key_id=str(uuid.uuid4()), key=material.der_b64, display_name=name,
                      start=material.not_before, end=material.not_after,
@@ -172,7 +168,7 @@ async def register_certificate(
     return Registered(
         Credential(entry.key_id, CredentialKind.CERTIFICATE, name, material.not_before,
                    material.not_after, thumbprint=material.thumbprint),
-        REGISTERED_BY_PATCH,
+        Registration.PATCH,
     )
 
 

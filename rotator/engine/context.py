@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from rotator.adapters.db.views import AuditNote
+from rotator.domain.records import AuditNote, AuditOutcome
 from rotator.domain.rotation import Rotation
 from rotator.domain.states import RotationState
 from rotator.ports import (
@@ -23,11 +23,11 @@ from rotator.ports import (
     DirectoryError,
     SecretStore,
     SecretStoreError,
+    Store,
     TokenProbe,
 )
 
 if TYPE_CHECKING:
-    from rotator.adapters.db.repo import Store
     from rotator.config import AppPolicy, Policy
 
 log = structlog.get_logger("rotator.engine")
@@ -157,7 +157,7 @@ def record(
     *,
     step: str,
     message: str,
-    outcome: str = "ok",
+    outcome: AuditOutcome = AuditOutcome.OK,
     details: Mapping[str, Any] | None = None,
 ) -> Rotation:
     """Compare-and-set the rotation together with its audit event, then log one line.
@@ -180,11 +180,11 @@ def record(
     )
     if moves:
         deps.checkpoint(f"after:db.{after.state}")
-    log_method = log.info if outcome != "error" else log.warning
+    log_method = log.warning if outcome is AuditOutcome.ERROR else log.info
     log_method(
         message,
         step=step,
-        outcome=outcome,
+        outcome=str(outcome),
         rotation_id=saved.id,
         app_id=saved.app_id,
         state=str(saved.state),

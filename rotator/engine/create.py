@@ -16,9 +16,15 @@ from __future__ import annotations
 import contextlib
 from datetime import timedelta
 
-from rotator.adapters import certs
+from rotator import certificate_material as certs
 from rotator.domain.credentials import AppRegistration, Credential, CredentialKind
-from rotator.domain.rotation import Rotation, credential_display_name, rotation_id_from_display_name
+from rotator.domain.records import AuditOutcome
+from rotator.domain.rotation import (
+    Registration,
+    Rotation,
+    credential_display_name,
+    rotation_id_from_display_name,
+)
 from rotator.domain.states import RotationState
 from rotator.engine.certificates import (
     held_consumer_certificate,
@@ -68,7 +74,7 @@ async def create_and_stage(deps: EngineDeps, rotation: Rotation) -> Rotation:
     end = now + timedelta(days=policy.lifetime_days)
     creating = record(
         deps, rotation, rotation.advance(RotationState.CREATING, now),
-        step="create", message="creating a new client secret", outcome="info",
+        step="create", message="creating a new client secret", outcome=AuditOutcome.INFO,
     )
     try:
         new = await deps.directory.add_password(
@@ -144,7 +150,7 @@ async def resume_creating(deps: EngineDeps, rotation: Rotation) -> Rotation:
         rotation.advance(RotationState.PENDING, deps.now(), attempts=rotation.attempts + 1),
         step="recover",
         message=f"removed {len(mine)} secret(s) whose value was never stored; creating again",
-        outcome="info",
+        outcome=AuditOutcome.INFO,
         details={"removed": len(mine)},
     )
 
@@ -167,7 +173,8 @@ async def _create_certificate(deps: EngineDeps, rotation: Rotation) -> Rotation:
     now = deps.now()
     creating = record(
         deps, rotation, rotation.advance(RotationState.CREATING, now),
-        step="create", message=f"creating a new {policy.key_type} certificate", outcome="info",
+        step="create", message=f"creating a new {policy.key_type} certificate",
+        outcome=AuditOutcome.INFO,
     )
     material = certs.generate(str(policy.key_type), policy.certificate_subject, now,
                               now + timedelta(days=policy.lifetime_days))
@@ -198,21 +205,22 @@ async def _register_staged(
     registered = await register_certificate(deps, rotation, app, material, signer=signer)
     cred = registered.credential
     how = ("addKey, proven by the certificate rotator stored last time"
-           if registered.path == "addKey" else "PATCH (no certificate rotator can sign with)")
+           if registered.path is Registration.ADD_KEY
+           else "PATCH (no certificate rotator can sign with)")
     return record(
         deps, rotation,
         rotation.advance(
             RotationState.STAGED, deps.now(),
             new_key_id=cred.key_id, new_key_end_at=cred.end or material.not_after,
             staging_version=staging_version, attempts=0, last_error=None, next_attempt_at=None,
-            extra={**rotation.extra, "thumbprint": material.thumbprint,
-                   "registered_by": registered.path},
+            thumbprint=material.thumbprint, registered_by=registered.path,
         ),
         step="stage",
         message=f"new certificate {cred.key_id} (thumbprint {material.thumbprint}) staged, "
                 f"then registered with {how}",
         details={"new_key_id": cred.key_id, "staging_version": staging_version,
-                 "thumbprint": material.thumbprint, "registered_by": registered.path},
+                 "thumbprint": material.thumbprint,
+                 "registered_by": str(registered.path)},
     )
 
 
@@ -259,7 +267,7 @@ async def _resume_creating_certificate(deps: EngineDeps, rotation: Rotation) -> 
             rotation.advance(
                 RotationState.STAGED, deps.now(), new_key_id=keep.key_id,
                 new_key_end_at=keep.end or material.not_after, staging_version=staged.version,
-                extra={**rotation.extra, "thumbprint": material.thumbprint},
+                thumbprint=material.thumbprint,
             ),
             step="recover",
             message=f"found certificate {keep.key_id} staged and registered before a restart",
@@ -278,7 +286,7 @@ async def _resume_creating_certificate(deps: EngineDeps, rotation: Rotation) -> 
         rotation.advance(RotationState.PENDING, deps.now(), attempts=rotation.attempts + 1),
         step="recover",
         message=f"removed {removed} certificate(s) without a staged key; creating again",
-        outcome="info",
+        outcome=AuditOutcome.INFO,
         details={"removed": removed},
     )
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from rotator.domain.backoff import step_retry_delay
+from rotator.domain.records import AuditOutcome
 from rotator.domain.rotation import Rotation
 from rotator.domain.states import BEFORE_PROMOTE, RotationState
 from rotator.engine.context import (
@@ -78,7 +79,7 @@ def _after_retryable(deps: EngineDeps, rotation_id: str, message: str,
             current.advance(RotationState.ROLLING_BACK, deps.now(), attempts=attempts,
                             last_error=f"gave up after {attempts} attempts: {message}"),
             step="rollback", message=f"giving up after {attempts} attempts: {message}",
-            outcome="error",
+            outcome=AuditOutcome.ERROR,
         )
     if attempts >= deps.max_step_attempts and current.state is RotationState.PENDING:
         return record(
@@ -86,7 +87,7 @@ def _after_retryable(deps: EngineDeps, rotation_id: str, message: str,
             current.advance(RotationState.FAILED, deps.now(), attempts=attempts,
                             finished_at=deps.now(), last_error=message),
             step="create", message=f"giving up after {attempts} attempts: {message}",
-            outcome="error",
+            outcome=AuditOutcome.ERROR,
         )
     delay = step_retry_delay(attempts, retry_after=retry_after)
     return record(
@@ -94,7 +95,7 @@ def _after_retryable(deps: EngineDeps, rotation_id: str, message: str,
         current.with_changes(deps.now(), attempts=attempts, last_error=message,
                              next_attempt_at=deps.now() + timedelta(seconds=delay)),
         step=str(current.state), message=f"will retry in {delay:.0f} s: {message}",
-        outcome="error",
+        outcome=AuditOutcome.ERROR,
     )
 
 
@@ -105,7 +106,7 @@ async def _after_failure(deps: EngineDeps, rotation_id: str, message: str) -> Ro
             deps, current,
             current.advance(RotationState.FAILED, deps.now(), finished_at=deps.now(),
                             last_error=message),
-            step="create", message=f"failed: {message}", outcome="error",
+            step="create", message=f"failed: {message}", outcome=AuditOutcome.ERROR,
         )
     if current.state in BEFORE_PROMOTE:
         rolling = await begin_rollback(deps, current, message)
@@ -115,7 +116,7 @@ async def _after_failure(deps: EngineDeps, rotation_id: str, message: str) -> Ro
         deps, current,
         current.with_changes(deps.now(), attempts=current.attempts + 1, last_error=message,
                              next_attempt_at=deps.now() + BLOCKED_RETRY),
-        step=str(current.state), message=f"blocked: {message}", outcome="error",
+        step=str(current.state), message=f"blocked: {message}", outcome=AuditOutcome.ERROR,
     )
 
 

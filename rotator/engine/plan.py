@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING
 
 from rotator.domain.credentials import AppRegistration, CredentialKind
 from rotator.domain.policies import RenewalRule, Snapshot, Verdict, default_kind, rotation_due
+from rotator.domain.records import InventoryRow
 from rotator.domain.rotation import Rotation
 from rotator.domain.states import RotationState
 
 if TYPE_CHECKING:
-    from rotator.adapters.db.views import InventoryRow
     from rotator.config import Policy
 
 

@@ -27,8 +27,8 @@ def consumer_tags(rotation: Rotation) -> dict[str, str]:
         "rotation_id": rotation.id,
         "kind": str(rotation.kind),
     }
-    if rotation.kind is CredentialKind.CERTIFICATE and rotation.extra.get("thumbprint"):
-        tags["thumbprint"] = rotation.extra["thumbprint"]
+    if rotation.kind is CredentialKind.CERTIFICATE and rotation.thumbprint:
+        tags["thumbprint"] = rotation.thumbprint
     return tags
 
 
@@ -66,7 +66,7 @@ async def promote(deps: EngineDeps, rotation: Rotation, *, retire_now: bool = Fa
             log.warning("could not disable the staging version", rotation_id=rotation.id,
                         error=str(exc))
     now = deps.now()
-    retire_now = retire_now or rotation.extra.get("retire_now") == "1"
+    retire_now = retire_now or rotation.retire_now
     retire_after = now if retire_now else now + timedelta(hours=grace_hours)
     return record(
         deps, rotation,

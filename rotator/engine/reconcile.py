@@ -22,18 +22,16 @@ import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from rotator.domain.policies import RenewalRule, Snapshot, rotation_due
+from rotator.domain.records import ScanRun, ScanStatus
 from rotator.domain.rotation import Rotation, RotationReason
 from rotator.domain.states import RotationState
 from rotator.engine.context import EngineDeps, log
 from rotator.engine.driver import RotationBusy, drive
 from rotator.engine.plan import Candidate, due_candidates, latest_by_app
 from rotator.engine.start import RotationRefused, plan_rotation, start_rotation
-
-if TYPE_CHECKING:
-    from rotator.adapters.db.views import ScanRun
 
 # How many due rotations one look at the database considers (promoted ones waiting
 # out their grace period are filtered in Python, so they cannot crowd out the rest).
@@ -54,8 +52,6 @@ class PassReport:
 def planning_scan(deps: EngineDeps) -> ScanRun | None:
     """The scan whose inventory planning may trust: the latest finished one that was not
     a failure; while one is running or after a failed one, the last clean one."""
-    from rotator.adapters.db.views import ScanStatus
-
     last = deps.store.last_scan()
     if last is not None and last.status in (ScanStatus.SUCCEEDED, ScanStatus.PARTIAL):
         return last
@@ -166,7 +162,7 @@ class Reconciler:
             rotation.state is RotationState.PROMOTED
             and rotation.retire_after is not None
             and rotation.retire_after > now
-            and rotation.extra.get("retire_now") != "1"
+            and not rotation.retire_now
         )
         return not waiting_for_grace
 

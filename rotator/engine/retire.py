@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from rotator.domain.credentials import CredentialKind
 from rotator.domain.policies import may_retire
+from rotator.domain.records import AuditOutcome
 from rotator.domain.rotation import Rotation
 from rotator.domain.states import RotationState
 from rotator.engine.certificates import material_of, remove_certificate
@@ -52,7 +53,7 @@ async def retire(deps: EngineDeps, rotation: Rotation) -> Rotation:
         rotation = record(
             deps, rotation, rotation.advance(RotationState.RETIRING, deps.now()),
             step="retire", message=f"removing superseded credential {rotation.old_key_id}",
-            outcome="info",
+            outcome=AuditOutcome.INFO,
         )
     assert rotation.old_key_id is not None
     how = await _remove_old(deps, rotation, rotation.old_key_id)

@@ -5,9 +5,10 @@ The old credential and the consumer secret are never touched here.
 
 from __future__ import annotations
 
-from rotator.adapters.certs import CertificateMaterial
+from rotator.certificate_material import CertificateMaterial
 from rotator.domain.backoff import failure_backoff
 from rotator.domain.credentials import CredentialKind
+from rotator.domain.records import AuditOutcome
 from rotator.domain.rotation import Rotation, rotation_id_from_display_name
 from rotator.domain.states import RotationState
 from rotator.engine.certificates import material_of, remove_certificate
@@ -19,7 +20,7 @@ async def begin_rollback(deps: EngineDeps, rotation: Rotation, reason: str) -> R
     return record(
         deps, rotation,
         rotation.advance(RotationState.ROLLING_BACK, deps.now(), last_error=reason),
-        step="rollback", message=f"rolling back: {reason}", outcome="error",
+        step="rollback", message=f"rolling back: {reason}", outcome=AuditOutcome.ERROR,
     )
 
 
@@ -71,7 +72,7 @@ async def roll_back(deps: EngineDeps, rotation: Rotation) -> Rotation:
         step="rollback",
         message=f"rolled back; removed {len(removed)} new credential(s); old credential and "
                 "consumer secret untouched",
-        outcome="error",
+        outcome=AuditOutcome.ERROR,
         details={"removed": ",".join(removed)},
     )
 

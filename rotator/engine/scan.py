@@ -11,13 +11,10 @@ import contextlib
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
+from rotator.domain.records import AuditOutcome, InventoryRow, ScanStatus
 from rotator.engine.context import EngineDeps, log
 from rotator.ports import DirectoryError
-
-if TYPE_CHECKING:
-    from rotator.adapters.db.views import InventoryRow
 
 BATCH = 2000
 
@@ -25,7 +22,7 @@ BATCH = 2000
 @dataclass
 class ScanReport:
     scan_id: str
-    status: str
+    status: ScanStatus
     apps_seen: int = 0
     credentials_seen: int = 0
     errors: list[tuple[str | None, str]] = field(default_factory=list)
@@ -45,11 +42,9 @@ def _expand(value: int | str) -> str:
 
 
 async def scan(deps: EngineDeps, *, on_app: Callable[[int], None] | None = None) -> ScanReport:
-    from rotator.adapters.db.views import InventoryRow
-
     now = deps.now()
     scan_id = deps.store.start_scan(now)
-    report = ScanReport(scan_id=scan_id, status="running")
+    report = ScanReport(scan_id=scan_id, status=ScanStatus.RUNNING)
     batch: list[InventoryRow] = []
     managed = deps.policy.apps
     # app id -> object id of every app recorded. Graph's paging can show an app twice
@@ -117,7 +112,7 @@ async def scan(deps: EngineDeps, *, on_app: Callable[[int], None] | None = None)
             await flush(batch)
         await settle()
     except Exception as exc:  # noqa: BLE001 - a scan that dies is recorded, never left running
-        report.status = "failed"
+        report.status = ScanStatus.FAILED
         if isinstance(exc, DirectoryError):
             report.error = str(exc)
         else:
@@ -128,15 +123,15 @@ async def scan(deps: EngineDeps, *, on_app: Callable[[int], None] | None = None)
         # A write still in flight has nothing to add to the first error.
         with contextlib.suppress(Exception):
             await settle()
-    report.status = report.status if report.status == "failed" else (
-        "partial" if report.errors else "succeeded"
-    )
+    if report.status is not ScanStatus.FAILED:
+        report.status = ScanStatus.PARTIAL if report.errors else ScanStatus.SUCCEEDED
     deps.store.finish_scan(
         scan_id, deps.now(), status=report.status, apps_seen=report.apps_seen,
         credentials_seen=report.credentials_seen, errors=report.errors, error=report.error,
     )
     deps.store.append_audit(
-        deps.now(), "scan", "ok" if report.status == "succeeded" else "error",
+        deps.now(), "scan",
+        AuditOutcome.OK if report.status is ScanStatus.SUCCEEDED else AuditOutcome.ERROR,
         f"scan {report.status}: {report.apps_seen} apps, {report.credentials_seen} credentials, "
         f"{len(report.errors)} unreadable" + (f"; {report.error}" if report.error else ""),
         details={"scan_id": scan_id},

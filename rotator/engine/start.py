@@ -4,19 +4,36 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from enum import StrEnum
 
-from rotator.adapters.db.views import AuditNote
 from rotator.domain.backoff import step_retry_delay
 from rotator.domain.credentials import AppRegistration, Credential, CredentialKind
 from rotator.domain.policies import default_kind, superseded_credential
+from rotator.domain.records import AuditNote, AuditOutcome
 from rotator.domain.rotation import Rotation, RotationReason, new_rotation_id
 from rotator.domain.states import RotationState
 from rotator.engine.context import EngineDeps, log
-from rotator.ports import DirectoryError, SecretStoreError
+from rotator.ports import DirectoryError, RotationConflict, SecretStoreError
+
+
+class Refusal(StrEnum):
+    """Why a rotation was refused, which decides what the person asking should do."""
+
+    REQUEST = "request"  # the request names something wrong: fix the command or the policy
+    CONDITIONS = "conditions"  # the tenant or the vault said no for now: look, then retry
 
 
 class RotationRefused(Exception):
     """The request cannot be carried out as asked; the message says what to do."""
+
+    def __init__(self, message: str, *, refusal: Refusal = Refusal.CONDITIONS) -> None:
+        super().__init__(message)
+        self.refusal = refusal
+
+    @property
+    def exit_code(self) -> int:
+        """For a command: 2 (usage) when the request itself is wrong, else 1 (failed)."""
+        return 2 if self.refusal is Refusal.REQUEST else 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,20 +70,23 @@ async def plan_rotation(
     if policy is None:
         raise RotationRefused(
             f"app {app_id} is not managed by rotator: add an [[app]] table with "
-            f'app_id = "{app_id}" to the policy file (ROTATOR_CONFIG) to manage it'
+            f'app_id = "{app_id}" to the policy file (ROTATOR_CONFIG) to manage it',
+            refusal=Refusal.REQUEST,
         )
     app = await _read_app(deps, app_id)
     if app is None:
         raise RotationRefused(
             f"the tenant has no app registration with application (client) id {app_id}; "
-            "check the app_id in the policy file"
+            "check the app_id in the policy file",
+            refusal=Refusal.REQUEST,
         )
     active = deps.store.active_rotation(app_id)
     requested = app.credential(requested_key_id.lower()) if requested_key_id else None
     if requested_key_id and requested is None and active is None:
         raise RotationRefused(
             f"app {app_id} has no credential with key id {requested_key_id}; "
-            "`rotator scan` lists its credentials"
+            "`rotator scan` lists its credentials",
+            refusal=Refusal.REQUEST,
         )
     kind = default_kind(app, deps.now(), configured=policy.credential, requested=requested)
     if kind is CredentialKind.CERTIFICATE and str(policy.key_type).upper().startswith("EC"):
@@ -125,8 +145,6 @@ def start_rotation(
     The database's partial unique index is what makes "one active rotation per
     app" hold across processes; losing that race means resuming the winner.
     """
-    from rotator.adapters.db.repo import RotationConflict
-
     if plan.resumed is not None:
         return plan.resumed
     now = deps.now()
@@ -142,12 +160,12 @@ def start_rotation(
         created_at=now,
         updated_at=now,
         old_key_id=plan.old.key_id if plan.old else None,
-        extra={"retire_now": "1"} if retire_now else {},
+        retire_now=retire_now,
     )
     deps.checkpoint(f"before:db.{RotationState.PENDING}")
     try:
         created = deps.store.create_rotation(rotation, audit=AuditNote(
-            "plan", "ok", f"rotation of {plan.kind} planned ({reason})",
+            "plan", AuditOutcome.OK, f"rotation of {plan.kind} planned ({reason})",
             {"old_key_id": rotation.old_key_id or "", "secret_name": rotation.secret_name},
         ))
     except RotationConflict:

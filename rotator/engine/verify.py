@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from rotator.adapters import certs
+from rotator import certificate_material as certs
 from rotator.domain.backoff import jittered
 from rotator.domain.credentials import CredentialKind
 from rotator.domain.rotation import Rotation
@@ -113,9 +113,8 @@ async def verify(deps: EngineDeps, rotation: Rotation) -> Rotation:
     return record(
         deps, rotation,
         rotation.advance(RotationState.VERIFIED, deps.now(), attempts=0, last_error=None,
-                         next_attempt_at=None,
-                         extra={**rotation.extra, "verify_seconds": f"{waited:.1f}",
-                                "verify_attempts": str(progress.attempts)}),
+                         next_attempt_at=None, verify_seconds=round(waited, 1),
+                         verify_attempts=progress.attempts),
         step="verify",
         message=f"{progress.required} consecutive tokens after {progress.attempts} attempts "
                 f"in {waited:.1f} s",

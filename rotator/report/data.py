@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from rotator.adapters.db.views import InventoryRow, ScanRun
 from rotator.alerts.compose import scan_notes
 from rotator.alerts.findings import Finding
-from rotator.alerts.model import SEVERITY_ORDER
+from rotator.domain.alerts import SEVERITY_ORDER
+from rotator.domain.records import InventoryRow, ScanRun
 from rotator.domain.rotation import Rotation
 
 HORIZON_DAYS = 180

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from html import escape
 from typing import Final
 
-from rotator.alerts.model import Severity
+from rotator.domain.alerts import Severity
 from rotator.report.data import SOON_DAYS, WEEKS, ReportData, report_json
 
 MANAGED_COLOR: Final = "#2563eb"

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from rotator.adapters.db.repo import Store
 from rotator.alerts.runner import take_snapshot
 from rotator.config import Policy
+from rotator.ports import Store
 from rotator.report.data import ReportData, build_report
 
 

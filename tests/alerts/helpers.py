@@ -6,8 +6,9 @@ from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
-from rotator.adapters.db import InventoryRow, Store
+from rotator.adapters.db import SqlStore
 from rotator.config import Policy, load_policy, load_settings
+from rotator.domain.records import InventoryRow
 from tests.db.helpers import APP_A, APP_B, APP_C, T0, inv, make_rotation
 
 __all__ = ["APP_A", "APP_B", "APP_C", "T0", "inv", "make_rotation", "policy", "scanned"]
@@ -22,7 +23,7 @@ def policy(tmp_path: Path, alerts_toml: str, *, managed: Sequence[str] = ()) -> 
     return load_policy(path, load_settings({}))
 
 
-def scanned(store: Store, rows: Sequence[InventoryRow], now: datetime = T0,
+def scanned(store: SqlStore, rows: Sequence[InventoryRow], now: datetime = T0,
             status: str = "succeeded") -> str:
     scan_id = store.start_scan(now)
     store.record_inventory(scan_id, rows, now)

@@ -6,8 +6,7 @@ import asyncio
 from datetime import timedelta
 from pathlib import Path
 
-from rotator.adapters.db import Store, make_engine
-from rotator.adapters.db.alerts_repo import AlertStore
+from rotator.adapters.db import SqlStore, make_engine
 from rotator.alerts.runner import alert_pass
 from rotator.domain.states import RotationState
 from tests.alerts.conftest import HttpReceiver
@@ -28,7 +27,7 @@ url = "{receiver.url}/hook"
 
 
 async def test_each_threshold_alerts_once_across_a_restart(
-    store: Store, db_url: str, http_receiver: HttpReceiver, tmp_path: Path
+    store: SqlStore, db_url: str, http_receiver: HttpReceiver, tmp_path: Path
 ) -> None:
     p = policy(tmp_path, _hook(http_receiver))
     scanned(store, [inv(APP_A, "k1", end_in_days=20), inv(APP_B, "k2", end_in_days=100)])
@@ -36,8 +35,8 @@ async def test_each_threshold_alerts_once_across_a_restart(
     assert first.ok and first.channels[0].new_alerts == 1
     assert [b["alerts"][0]["key"] for b in http_receiver.bodies()] == [
         f"expiry:{APP_A}:k1:30d"]
-    # A restart: a new Store (new engine, new process as far as the database knows).
-    again = Store(make_engine(db_url))
+    # A restart: a new SqlStore (new engine, new process as far as the database knows).
+    again = SqlStore(make_engine(db_url))
     try:
         second = await alert_pass(again, p, T0 + timedelta(hours=3))
         assert second.channels[0].new_alerts == 0 and second.channels[0].alerts_sent == 0
@@ -54,12 +53,12 @@ async def test_each_threshold_alerts_once_across_a_restart(
         assert keys[2:] == [f"expiry:{APP_A}:k1:expired"]
     finally:
         again.close()
-    sent = AlertStore(store).deliveries()
+    sent = store.alerts.deliveries()
     assert {d.status for d in sent} == {"sent"} and len(sent) == 3
 
 
 async def test_channel_thresholds_pick_their_own_alerts(
-    store: Store, http_receiver: HttpReceiver, tmp_path: Path
+    store: SqlStore, http_receiver: HttpReceiver, tmp_path: Path
 ) -> None:
     p = policy(tmp_path, _hook(http_receiver, extra="thresholds_days = [7, 1]") + f"""
 [[alerts.channel]]
@@ -76,7 +75,7 @@ url = "{http_receiver.url}/slack"
 
 
 async def test_daily_digest_is_one_message_per_day(
-    store: Store, http_receiver: HttpReceiver, tmp_path: Path
+    store: SqlStore, http_receiver: HttpReceiver, tmp_path: Path
 ) -> None:
     p = policy(tmp_path, _hook(http_receiver, digest="daily"))
     scanned(store, [inv(APP_A, "k1", end_in_days=20), inv(APP_B, "k2", end_in_days=-3),
@@ -103,11 +102,11 @@ async def test_daily_digest_is_one_message_per_day(
 
 
 async def test_two_replicas_send_each_alert_once(
-    store: Store, db_url: str, http_receiver: HttpReceiver, tmp_path: Path
+    store: SqlStore, db_url: str, http_receiver: HttpReceiver, tmp_path: Path
 ) -> None:
     p = policy(tmp_path, _hook(http_receiver))
     scanned(store, [inv(APP_A, f"k{i}", end_in_days=5 + i) for i in range(8)])
-    other = Store(make_engine(db_url))
+    other = SqlStore(make_engine(db_url))
     try:
         await asyncio.gather(
             alert_pass(store, p, T0, owner="replica-1"),
@@ -120,7 +119,7 @@ async def test_two_replicas_send_each_alert_once(
 
 
 async def test_a_dead_channel_is_retried_with_backoff_and_does_not_stop_the_others(
-    store: Store, http_receiver: HttpReceiver, refused_url: str, blackhole_url: str,
+    store: SqlStore, http_receiver: HttpReceiver, refused_url: str, blackhole_url: str,
     tmp_path: Path,
 ) -> None:
     p = policy(tmp_path, _hook(http_receiver) + f"""
@@ -142,7 +141,7 @@ timeout_seconds = 0.5
     assert by_name["refused"].failed and "refused" in by_name["refused"].errors[0].lower()
     assert by_name["silent"].failed and "0.5 s" in by_name["silent"].errors[0]
     assert refused_url not in " ".join(by_name["refused"].errors)
-    repo = AlertStore(store)
+    repo = store.alerts
     dead = repo.deliveries(channel="refused")
     # One attempt recorded, the second alert left for later instead of waiting on a dead host.
     assert sorted(d.attempts for d in dead) == [0, 1]
@@ -158,7 +157,7 @@ timeout_seconds = 0.5
 
 
 async def test_an_alert_gives_up_after_max_send_attempts(
-    store: Store, refused_url: str, tmp_path: Path
+    store: SqlStore, refused_url: str, tmp_path: Path
 ) -> None:
     p = policy(tmp_path, f"""
 [alerts]
@@ -173,14 +172,14 @@ url = "{refused_url}"
     await alert_pass(store, p, T0)
     last = await alert_pass(store, p, T0 + timedelta(hours=2))
     assert last.channels[0].gave_up == 1
-    (row,) = AlertStore(store).deliveries()
+    (row,) = store.alerts.deliveries()
     assert row.status == "failed" and row.attempts == 2 and row.last_error
     quiet = await alert_pass(store, p, T0 + timedelta(days=1))
     assert quiet.ok and quiet.channels[0].alerts_sent == 0
 
 
 async def test_a_partial_scan_is_alerted_and_noted(
-    store: Store, http_receiver: HttpReceiver, tmp_path: Path
+    store: SqlStore, http_receiver: HttpReceiver, tmp_path: Path
 ) -> None:
     p = policy(tmp_path, _hook(http_receiver))
     scanned(store, [inv(APP_A, "k1", end_in_days=200)], status="partial")

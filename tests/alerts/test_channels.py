@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from rotator.adapters.db import Store
+from rotator.adapters.db import SqlStore
 from rotator.alerts.runner import alert_pass, send_test_messages
 from rotator.cli.main import cli
 from tests.alerts.conftest import SMTP_PASSWORD, SMTP_USER, HttpReceiver, SmtpServer
@@ -36,7 +36,7 @@ to = ["secops@example.com", "oncall@example.com"]
 
 
 async def test_smtp_starttls_login_and_content(
-    store: Store, smtp_server: SmtpServer, tmp_path: Path
+    store: SqlStore, smtp_server: SmtpServer, tmp_path: Path
 ) -> None:
     p = policy(tmp_path, _smtp_toml(smtp_server, digest="daily"))
     scanned(store, [inv(APP_A, "k1", end_in_days=6, managed=True),
@@ -57,7 +57,7 @@ async def test_smtp_starttls_login_and_content(
 
 
 async def test_smtp_without_the_password_in_the_environment_fails_clearly(
-    store: Store, smtp_server: SmtpServer, tmp_path: Path
+    store: SqlStore, smtp_server: SmtpServer, tmp_path: Path
 ) -> None:
     p = policy(tmp_path, _smtp_toml(smtp_server))
     (result,) = await send_test_messages(p, T0, environ={})
@@ -69,7 +69,7 @@ async def test_smtp_without_the_password_in_the_environment_fails_clearly(
 
 
 async def test_slack_and_teams_payloads_reach_the_receiver(
-    store: Store, http_receiver: HttpReceiver, tmp_path: Path
+    store: SqlStore, http_receiver: HttpReceiver, tmp_path: Path
 ) -> None:
     p = policy(tmp_path, f"""
 [alerts]

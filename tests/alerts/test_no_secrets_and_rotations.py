@@ -10,7 +10,6 @@ import asyncio
 import json
 from pathlib import Path
 
-from rotator.adapters.db.alerts_repo import AlertStore
 from rotator.alerts.runner import alert_pass
 from rotator.config import load_policy, load_settings
 from rotator.domain.rotation import RotationReason
@@ -73,7 +72,7 @@ timeout_seconds = 1
     data = load_report(world.store, world.policy, world.clock.now())
     texts += [render_html(data), render_csv(data), render_json(data)]
     texts += [d.alert.subject + json.dumps(dict(d.alert.details)) + (d.last_error or "")
-              for d in AlertStore(world.store).deliveries(include_digests=True)]
+              for d in world.store.alerts.deliveries(include_digests=True)]
     secrets = [v for app in world.directory.apps.values() for v in app.values.values()]
     assert secrets and all(s.startswith(CANARY) for s in secrets)
     joined = "\n".join(texts)

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from rotator.adapters.db.views import ScanRun, ScanStatus
 from rotator.alerts.compose import (
     digest_message,
     digest_sections,
@@ -26,10 +25,11 @@ from rotator.alerts.findings import (
     role_findings,
 )
 from rotator.alerts.formats import slack_payload, teams_payload, webhook_payload
-from rotator.alerts.model import AlertKind, Severity
 from rotator.alerts.thresholds import crossed_threshold, expiry_alerts
 from rotator.config import ChannelType, ConfigError, DigestMode
+from rotator.domain.alerts import AlertKind, Severity
 from rotator.domain.credentials import CredentialKind
+from rotator.domain.records import ScanRun, ScanStatus
 from rotator.domain.states import RotationState
 from tests.alerts.helpers import APP_A, APP_B, APP_C, T0, inv, make_rotation, policy
 

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from datetime import timedelta
 from pathlib import Path
 
-import pytest
-
-from rotator.adapters.db import Store
+from rotator.adapters.db import SqlStore
 from rotator.domain.credentials import CredentialKind
 from rotator.domain.states import RotationState
 from rotator.report.data import WEEKS
@@ -34,7 +31,7 @@ def _run(browser: str, profile: Path, *args: str) -> subprocess.CompletedProcess
     )
 
 
-def sample_report(store: Store, tmp_path: Path) -> str:
+def sample_report(store: SqlStore, tmp_path: Path) -> str:
     rows = [inv(APP_A, f"m{i}", end_in_days=3 + 9 * i, managed=True) for i in range(12)]
     rows += [inv(APP_B, f"u{i}", end_in_days=1 + 13 * i) for i in range(10)]
     rows += [inv(APP_B, "old", end_in_days=-4), inv(APP_C, "forever", end_in_days=None),
@@ -47,7 +44,7 @@ def sample_report(store: Store, tmp_path: Path) -> str:
     return render_html(load_report(store, p, T0 + timedelta(minutes=5)))
 
 
-def test_html_report_renders_chart_and_tables_in_chromium(store: Store, tmp_path: Path) -> None:
+def test_html_report_renders_chart_and_tables_in_chromium(store: SqlStore, tmp_path: Path) -> None:
     browser = chromium()
     html = sample_report(store, tmp_path)
     assert "http://" not in html.replace("http://www.w3.org/2000/svg", "").replace(
@@ -73,7 +70,7 @@ def test_html_report_renders_chart_and_tables_in_chromium(store: Store, tmp_path
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
 
 
-def test_chart_has_a_bar_slot_per_week_and_csv_is_safe(store: Store, tmp_path: Path) -> None:
+def test_chart_has_a_bar_slot_per_week_and_csv_is_safe(store: SqlStore, tmp_path: Path) -> None:
     html = sample_report(store, tmp_path)
     weeks = {part.split('"')[0] for part in html.split('data-week="')[1:]}
     assert 0 < len(weeks) <= WEEKS

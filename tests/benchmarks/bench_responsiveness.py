@@ -78,7 +78,7 @@ def main() -> None:
                                     app.app_id, "--retire-now"], env=renv, check=True,
                                    capture_output=True)
                 store = open_store(url)
-                waits = [float(r.extra["verify_seconds"]) for r in
+                waits = [r.verify_seconds or 0.0 for r in
                          store.list_rotations(states=[RotationState.COMPLETED])]
                 store.close()
                 budget = delay * 1.2 + 2 * SUCCESS_INTERVAL

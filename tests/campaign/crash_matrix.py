@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from rotator.adapters import certs
-from rotator.adapters.db import Store, make_engine
+from rotator import certificate_material as certs
+from rotator.adapters.db import SqlStore, make_engine
 from rotator.domain.certificates import CERTIFICATE_CONTENT_TYPES
 from rotator.domain.rotation import Rotation, rotation_id_from_display_name
 from rotator.domain.secret_value import SecretValue
@@ -186,7 +186,7 @@ def secret_material(emu: RunningEmulator, subject: Subject) -> list[str]:
 
 
 def _active(database_url: str, app_id: str) -> list[Rotation]:
-    store = Store(make_engine(database_url))
+    store = SqlStore(make_engine(database_url))
     try:
         return [r for r in store.list_rotations(app_id=app_id) if r.state in ACTIVE_STATES]
     finally:

@@ -29,7 +29,7 @@ from typing import Any
 from hypothesis import strategies as st
 from sqlalchemy.exc import OperationalError
 
-from rotator.adapters.db import Store, make_engine, migrate
+from rotator.adapters.db import SqlStore, make_engine, migrate
 from rotator.alerts.compose import message_text, rotation_alerts, single_message
 from rotator.alerts.formats import slack_payload, teams_payload, webhook_payload
 from rotator.daemon import instrument
@@ -107,7 +107,7 @@ class FlakyStore:
     """The real store behind a database outage: store calls ``start`` to
     ``start + length - 1`` (counted from 1) fail as a dropped connection would."""
 
-    def __init__(self, inner: Store, start: int, length: int) -> None:
+    def __init__(self, inner: SqlStore, start: int, length: int) -> None:
         self._inner, self._start, self._length = inner, start, length
         self.calls = 0
         self.failed = 0
@@ -157,7 +157,7 @@ def fresh_world(template: Path, database_url: str | None = None) -> Iterator[Wor
         db = tmp / "rotator.db"
         if database_url is None:
             shutil.copy(template, db)
-        store = Store(make_engine(database_url or f"sqlite:///{db}"))
+        store = SqlStore(make_engine(database_url or f"sqlite:///{db}"))
         clock = FakeClock()
         faults = Faults()
         directory = FakeDirectory(clock, faults)
@@ -202,7 +202,7 @@ def observed_texts(world: World, metrics: Metrics) -> list[str]:
     return texts
 
 
-async def _rotate(world: World, app: FakeApp, store: Store | FlakyStore,
+async def _rotate(world: World, app: FakeApp, store: SqlStore | FlakyStore,
                   metrics: Metrics) -> Rotation:
     """One process lifetime, instrumented as the service instruments its ports."""
     deps = world.deps(store=store)

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from rotator.adapters.db import Store, make_engine, migrate
+from rotator.adapters.db import SqlStore, make_engine, migrate
 from rotator.adapters.db.models import metadata
 
 DEFAULT_PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -90,7 +90,7 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 @pytest.fixture
-def store(db_url: str) -> Iterator[Store]:
-    s = Store(make_engine(db_url))
+def store(db_url: str) -> Iterator[SqlStore]:
+    s = SqlStore(make_engine(db_url))
     yield s
     s.close()

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from rotator.adapters.db import InventoryRow
 from rotator.domain.credentials import CredentialKind
+from rotator.domain.records import InventoryRow
 from rotator.domain.rotation import Rotation, RotationReason, new_rotation_id
 from rotator.domain.states import RotationState
 

@@ -10,35 +10,27 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from rotator.adapters.db import (
-    AuditNote,
-    AuditOutcome,
-    InventoryRow,
-    RotationConflict,
-    ScanStatus,
-    SecretInStore,
-    StaleRotation,
-    Store,
-    StoreError,
-    make_engine,
-)
+from rotator.adapters.db import SecretInStore, SqlStore, make_engine
 from rotator.adapters.db.models import MAX_SCAN_ERRORS
 from rotator.domain.credentials import AppRegistration, Credential, CredentialKind
+from rotator.domain.records import AuditNote, AuditOutcome, InventoryRow, ScanStatus
+from rotator.domain.rotation import Registration
 from rotator.domain.secret_value import SecretValue
 from rotator.domain.states import ACTIVE_STATES, IllegalTransition, RotationState
+from rotator.ports import RotationConflict, StaleRotation, StoreError
 from tests.db.helpers import APP_A, APP_B, APP_C, T0, inv, make_rotation
 
 # ----------------------------------------------------------------- basics
 
 
-def test_ping(store: Store) -> None:
+def test_ping(store: SqlStore) -> None:
     store.ping()
 
 
 # ----------------------------------------------------------------- scans
 
 
-def test_failed_or_partial_scan_never_counts_as_successful(store: Store) -> None:
+def test_failed_or_partial_scan_never_counts_as_successful(store: SqlStore) -> None:
     ok = store.start_scan(T0)
     store.finish_scan(
         ok,
@@ -81,7 +73,7 @@ def test_failed_or_partial_scan_never_counts_as_successful(store: Store) -> None
     assert got_partial.errors[0].raw_id == "obj-1"
 
 
-def test_a_scan_with_errors_cannot_be_recorded_as_succeeded(store: Store) -> None:
+def test_a_scan_with_errors_cannot_be_recorded_as_succeeded(store: SqlStore) -> None:
     scan = store.start_scan(T0)
     with pytest.raises(ValueError, match="partial or failed"):
         store.finish_scan(
@@ -96,7 +88,7 @@ def test_a_scan_with_errors_cannot_be_recorded_as_succeeded(store: Store) -> Non
     assert running is not None and running.status is ScanStatus.RUNNING
 
 
-def test_scan_errors_are_capped_but_counted(store: Store) -> None:
+def test_scan_errors_are_capped_but_counted(store: SqlStore) -> None:
     scan = store.start_scan(T0)
     errors = [(f"obj-{i}", f"bad entry {i}") for i in range(MAX_SCAN_ERRORS + 50)]
     result = store.finish_scan(
@@ -106,7 +98,7 @@ def test_scan_errors_are_capped_but_counted(store: Store) -> None:
     assert len(result.errors) == MAX_SCAN_ERRORS
 
 
-def test_finishing_a_scan_twice_is_refused(store: Store) -> None:
+def test_finishing_a_scan_twice_is_refused(store: SqlStore) -> None:
     scan = store.start_scan(T0)
     store.finish_scan(scan, T0, status="succeeded", apps_seen=0, credentials_seen=0, errors=[])
     with pytest.raises(StoreError, match="already finished"):
@@ -118,7 +110,7 @@ def test_finishing_a_scan_twice_is_refused(store: Store) -> None:
 # ----------------------------------------------------------------- inventory
 
 
-def test_inventory_upsert_refreshes_rows_and_sorts_by_expiry(store: Store) -> None:
+def test_inventory_upsert_refreshes_rows_and_sorts_by_expiry(store: SqlStore) -> None:
     scan = store.start_scan(T0)
     store.record_inventory(
         scan,
@@ -149,7 +141,7 @@ def test_inventory_upsert_refreshes_rows_and_sorts_by_expiry(store: Store) -> No
         store.inventory(within_days=7)
 
 
-def test_duplicate_keys_in_one_batch_keep_the_last(store: Store) -> None:
+def test_duplicate_keys_in_one_batch_keep_the_last(store: SqlStore) -> None:
     scan = store.start_scan(T0)
     written = store.record_inventory(
         scan, [inv(APP_A, "k1", hint="one"), inv(APP_A, "k1", hint="two")], T0
@@ -158,7 +150,7 @@ def test_duplicate_keys_in_one_batch_keep_the_last(store: Store) -> None:
     assert [r.hint for r in store.inventory()] == ["two"]
 
 
-def test_inventory_row_round_trips_domain_credentials(store: Store) -> None:
+def test_inventory_row_round_trips_domain_credentials(store: SqlStore) -> None:
     cert = Credential(
         key_id="c1",
         kind=CredentialKind.CERTIFICATE,
@@ -178,7 +170,7 @@ def test_inventory_row_round_trips_domain_credentials(store: Store) -> None:
     assert row.to_credential() == cert
 
 
-def _scan(store: Store, at: datetime, rows: list[InventoryRow], status: str) -> None:
+def _scan(store: SqlStore, at: datetime, rows: list[InventoryRow], status: str) -> None:
     scan = store.start_scan(at)
     store.record_inventory(scan, rows, at)
     errors = [] if status == "succeeded" else [("obj-x", "could not read")]
@@ -192,14 +184,14 @@ def _scan(store: Store, at: datetime, rows: list[InventoryRow], status: str) -> 
     )
 
 
-def test_successful_scan_forgets_what_it_did_not_see(store: Store) -> None:
+def test_successful_scan_forgets_what_it_did_not_see(store: SqlStore) -> None:
     _scan(store, T0, [inv(APP_A, "k1"), inv(APP_A, "k2"), inv(APP_B, "k1")], "succeeded")
     later = T0 + timedelta(hours=1)
     _scan(store, later, [inv(APP_A, "k2", now=later)], "succeeded")
     assert [(r.app_id, r.key_id) for r in store.inventory()] == [(APP_A, "k2")]
 
 
-def test_partial_scan_does_not_forget_apps_it_failed_to_read(store: Store) -> None:
+def test_partial_scan_does_not_forget_apps_it_failed_to_read(store: SqlStore) -> None:
     _scan(
         store,
         T0,
@@ -216,14 +208,14 @@ def test_partial_scan_does_not_forget_apps_it_failed_to_read(store: Store) -> No
     ]
 
 
-def test_failed_scan_forgets_nothing(store: Store) -> None:
+def test_failed_scan_forgets_nothing(store: SqlStore) -> None:
     _scan(store, T0, [inv(APP_A, "k1"), inv(APP_B, "k1")], "succeeded")
     _scan(store, T0 + timedelta(hours=1), [], "failed")
     assert len(store.inventory()) == 2
 
 
 @pytest.mark.slow
-def test_quarter_million_inventory_rows(store: Store) -> None:
+def test_quarter_million_inventory_rows(store: SqlStore) -> None:
     n = 250_000
     end = T0 + timedelta(days=30)
 
@@ -254,7 +246,7 @@ def test_quarter_million_inventory_rows(store: Store) -> None:
 # ----------------------------------------------------------------- timestamps
 
 
-def test_datetimes_come_back_aware_utc(store: Store) -> None:
+def test_datetimes_come_back_aware_utc(store: SqlStore) -> None:
     cet = timezone(timedelta(hours=1))
     at = datetime(2026, 11, 26, 13, 30, 15, 123456, tzinfo=cet)
     r = store.create_rotation(make_rotation(APP_A, now=at, next_attempt_at=at + timedelta(hours=1)))
@@ -267,7 +259,7 @@ def test_datetimes_come_back_aware_utc(store: Store) -> None:
     assert got.created_at.hour == 12 and got.created_at.microsecond == 123456
 
 
-def test_naive_datetimes_are_refused(store: Store) -> None:
+def test_naive_datetimes_are_refused(store: SqlStore) -> None:
     with pytest.raises((ValueError, sa.exc.StatementError), match="naive"):
         store.start_scan(datetime(2026, 1, 1))
 
@@ -275,7 +267,7 @@ def test_naive_datetimes_are_refused(store: Store) -> None:
 # ----------------------------------------------------------------- rotations
 
 
-def test_rotation_round_trips_every_field(store: Store) -> None:
+def test_rotation_round_trips_every_field(store: SqlStore) -> None:
     r = make_rotation(
         APP_A,
         state=RotationState.STAGED,
@@ -288,14 +280,18 @@ def test_rotation_round_trips_every_field(store: Store) -> None:
         last_error="AADSTS7000215",
         next_attempt_at=T0 + timedelta(minutes=5),
         retire_after=T0 + timedelta(days=1),
-        extra={"note": "x"},
+        retire_now=True,
+        thumbprint="AB12CD",
+        registered_by=Registration.PATCH,
+        verify_seconds=12.5,
+        verify_attempts=4,
     )
     assert store.create_rotation(r) == r
     assert store.get_rotation(r.id) == r
     assert store.get_rotation("missing") is None
 
 
-def test_second_active_rotation_for_an_app_is_a_conflict(store: Store) -> None:
+def test_second_active_rotation_for_an_app_is_a_conflict(store: SqlStore) -> None:
     first = store.create_rotation(make_rotation(APP_A))
     with pytest.raises(RotationConflict) as info:
         store.create_rotation(make_rotation(APP_A, state=RotationState.CREATING))
@@ -310,7 +306,7 @@ def test_second_active_rotation_for_an_app_is_a_conflict(store: Store) -> None:
 
 
 @pytest.mark.parametrize("done", [RotationState.COMPLETED, RotationState.FAILED])
-def test_finished_rotations_do_not_block_a_new_one(store: Store, done: RotationState) -> None:
+def test_finished_rotations_do_not_block_a_new_one(store: SqlStore, done: RotationState) -> None:
     store.create_rotation(make_rotation(APP_A, state=done, finished_at=T0))
     store.create_rotation(make_rotation(APP_A, state=done, finished_at=T0))
     new = store.create_rotation(make_rotation(APP_A))
@@ -318,7 +314,7 @@ def test_finished_rotations_do_not_block_a_new_one(store: Store, done: RotationS
     assert len(store.list_rotations(app_id=APP_A)) == 3
 
 
-def test_every_active_state_holds_the_app(store: Store) -> None:
+def test_every_active_state_holds_the_app(store: SqlStore) -> None:
     for i, state in enumerate(sorted(ACTIVE_STATES)):
         app = f"{i:08d}-0000-0000-0000-000000000000"
         store.create_rotation(make_rotation(app, state=state))
@@ -327,12 +323,12 @@ def test_every_active_state_holds_the_app(store: Store) -> None:
 
 
 def test_concurrent_creates_for_one_app_admit_exactly_one(db_url: str) -> None:
-    stores = [Store(make_engine(db_url)) for _ in range(4)]
+    stores = [SqlStore(make_engine(db_url)) for _ in range(4)]
     barrier = threading.Barrier(len(stores))
     outcomes: list[str] = []
     lock = threading.Lock()
 
-    def worker(s: Store) -> None:
+    def worker(s: SqlStore) -> None:
         barrier.wait()
         try:
             s.create_rotation(make_rotation(APP_A))
@@ -352,7 +348,7 @@ def test_concurrent_creates_for_one_app_admit_exactly_one(db_url: str) -> None:
     assert sorted(outcomes) == ["conflict"] * 3 + ["created"]
 
 
-def test_save_rotation_is_compare_and_set(store: Store) -> None:
+def test_save_rotation_is_compare_and_set(store: SqlStore) -> None:
     r = store.create_rotation(make_rotation(APP_A))
     now = T0 + timedelta(minutes=1)
     creating = store.save_rotation(
@@ -383,17 +379,17 @@ def test_save_rotation_is_compare_and_set(store: Store) -> None:
         store.save_rotation(make_rotation(APP_C), expected_state=RotationState.PENDING)
 
 
-def test_a_state_change_and_its_audit_event_commit_together(store: Store) -> None:
-    r = store.create_rotation(make_rotation(APP_A), audit=AuditNote("plan", "ok", "planned"))
+def test_a_state_change_and_its_audit_event_commit_together(store: SqlStore) -> None:
+    r = store.create_rotation(make_rotation(APP_A), audit=AuditNote("plan", AuditOutcome.OK, "planned"))
     now = T0 + timedelta(minutes=1)
     store.save_rotation(r.advance(RotationState.CREATING, now),
                         expected_state=RotationState.PENDING,
-                        audit=AuditNote("create", "info", "creating", {"n": 1}))
+                        audit=AuditNote("create", AuditOutcome.INFO, "creating", {"n": 1}))
     # The losing writer's event must not appear either: it describes a change never made.
     with pytest.raises(StaleRotation):
         store.save_rotation(r.advance(RotationState.FAILED, now),
                             expected_state=RotationState.PENDING,
-                            audit=AuditNote("create", "error", "lost the race"))
+                            audit=AuditNote("create", AuditOutcome.ERROR, "lost the race"))
     events = store.history(rotation_id=r.id)
     assert [(e.step, e.message, e.at) for e in events] == [
         ("plan", "planned", r.updated_at), ("create", "creating", now)]
@@ -401,10 +397,10 @@ def test_a_state_change_and_its_audit_event_commit_together(store: Store) -> Non
     with pytest.raises(SecretInStore):
         store.save_rotation(r.advance(RotationState.CREATING, now),
                             expected_state=RotationState.CREATING,
-                            audit=AuditNote("create", "ok", "x", {"v": SecretValue("s3cr3t")}))
+                            audit=AuditNote("create", AuditOutcome.OK, "x", {"v": SecretValue("s3cr3t")}))
 
 
-def test_save_rotation_respects_the_lease(store: Store) -> None:
+def test_save_rotation_respects_the_lease(store: SqlStore) -> None:
     r = store.create_rotation(make_rotation(APP_A))
     mine = store.claim(r.id, "worker-1", T0, lease_seconds=60)
     assert mine is not None and mine.lease_owner == "worker-1"
@@ -425,7 +421,7 @@ def test_save_rotation_respects_the_lease(store: Store) -> None:
     assert saved.lease_owner == "worker-1" and saved.state is RotationState.CREATING
 
 
-def test_only_one_of_two_owners_gets_the_lease(store: Store) -> None:
+def test_only_one_of_two_owners_gets_the_lease(store: SqlStore) -> None:
     r = store.create_rotation(make_rotation(APP_A))
     a = store.claim(r.id, "a", T0, lease_seconds=60)
     b = store.claim(r.id, "b", T0 + timedelta(seconds=1), lease_seconds=60)
@@ -440,7 +436,7 @@ def test_only_one_of_two_owners_gets_the_lease(store: Store) -> None:
     assert store.claim(r.id, "a", T0 + timedelta(seconds=92), lease_seconds=60) is None
 
 
-def test_release_only_by_the_holder(store: Store) -> None:
+def test_release_only_by_the_holder(store: SqlStore) -> None:
     r = store.create_rotation(make_rotation(APP_A))
     assert store.claim(r.id, "a", T0, lease_seconds=60) is not None
     assert store.release(r.id, "b") is False
@@ -450,21 +446,21 @@ def test_release_only_by_the_holder(store: Store) -> None:
     assert store.claim(r.id, "b", T0, lease_seconds=60) is not None
 
 
-def test_finished_rotations_cannot_be_claimed(store: Store) -> None:
+def test_finished_rotations_cannot_be_claimed(store: SqlStore) -> None:
     r = store.create_rotation(make_rotation(APP_A, state=RotationState.COMPLETED))
     assert store.claim(r.id, "a", T0, lease_seconds=60) is None
     assert store.claim("missing", "a", T0, lease_seconds=60) is None
 
 
 def test_concurrent_claims_have_exactly_one_winner(db_url: str) -> None:
-    setup = Store(make_engine(db_url))
+    setup = SqlStore(make_engine(db_url))
     ids = [
         setup.create_rotation(make_rotation(f"{i:08d}-0000-0000-0000-000000000000")).id
         for i in range(10)
     ]
     setup.close()
     owners = [f"replica-{i}" for i in range(4)]
-    stores = {o: Store(make_engine(db_url)) for o in owners}
+    stores = {o: SqlStore(make_engine(db_url)) for o in owners}
     barrier = threading.Barrier(len(owners))
     won: dict[str, list[str]] = {rid: [] for rid in ids}
     lock = threading.Lock()
@@ -486,7 +482,7 @@ def test_concurrent_claims_have_exactly_one_winner(db_url: str) -> None:
     assert all(len(winners) == 1 for winners in won.values()), won
 
 
-def test_due_rotations(store: Store) -> None:
+def test_due_rotations(store: SqlStore) -> None:
     now = T0 + timedelta(hours=1)
     due_null = store.create_rotation(make_rotation(APP_A))
     due_past = store.create_rotation(
@@ -512,7 +508,7 @@ def test_due_rotations(store: Store) -> None:
     assert [r.app_id for r in later[-2:]] == [APP_B, APP_C]
 
 
-def test_list_rotations_filters(store: Store) -> None:
+def test_list_rotations_filters(store: SqlStore) -> None:
     a1 = store.create_rotation(make_rotation(APP_A, state=RotationState.FAILED, now=T0))
     a2 = store.create_rotation(make_rotation(APP_A, now=T0 + timedelta(hours=1)))
     b1 = store.create_rotation(make_rotation(APP_B, state=RotationState.COMPLETED, now=T0))
@@ -527,7 +523,7 @@ def test_list_rotations_filters(store: Store) -> None:
 # ----------------------------------------------------------------- audit
 
 
-def test_history_is_oldest_first_in_write_order(store: Store) -> None:
+def test_history_is_oldest_first_in_write_order(store: SqlStore) -> None:
     r = store.create_rotation(make_rotation(APP_A))
     # A clock that jumped back must not reorder the record.
     times = [T0, T0 + timedelta(seconds=5), T0 + timedelta(seconds=2)]
@@ -541,7 +537,7 @@ def test_history_is_oldest_first_in_write_order(store: Store) -> None:
             app_id=APP_A,
             details={"i": i, "at": at, "state": RotationState.PENDING},
         )
-    store.append_audit(T0, "scan", "info", "unrelated", app_id=APP_B)
+    store.append_audit(T0, "scan", AuditOutcome.INFO, "unrelated", app_id=APP_B)
 
     events = store.history(rotation_id=r.id)
     assert [e.step for e in events] == ["step-0", "step-1", "step-2"]
@@ -558,7 +554,7 @@ def test_history_is_oldest_first_in_write_order(store: Store) -> None:
 _SECRET = SecretValue("s3cr3t-value-that-must-not-be-stored")
 
 
-def _all_text(store: Store) -> str:
+def _all_text(store: SqlStore) -> str:
     dump: list[Any] = []
     with store.engine.connect() as conn:
         for table in ("scan_runs", "credentials", "rotations", "audit_events"):
@@ -574,26 +570,28 @@ def _all_text(store: Store) -> str:
         {"tuple": ("a", (_SECRET,))},
     ],
 )
-def test_secret_values_in_audit_details_are_refused(store: Store, details: dict[str, Any]) -> None:
+def test_secret_values_in_audit_details_are_refused(
+    store: SqlStore, details: dict[str, Any]
+) -> None:
     with pytest.raises(SecretInStore):
-        store.append_audit(T0, "stage", "ok", "staged", details=details)
+        store.append_audit(T0, "stage", AuditOutcome.OK, "staged", details=details)
     assert store.history() == []
 
 
-def test_secret_values_in_rotations_are_refused(store: Store) -> None:
+def test_secret_values_in_rotations_are_refused(store: SqlStore) -> None:
     with pytest.raises(SecretInStore):
-        store.create_rotation(make_rotation(APP_A, extra={"value": _SECRET}))
+        store.create_rotation(make_rotation(APP_A, thumbprint=_SECRET))
     with pytest.raises(SecretInStore):
         store.create_rotation(make_rotation(APP_A, last_error=_SECRET))
     r = store.create_rotation(make_rotation(APP_A))
     with pytest.raises(SecretInStore):
         store.save_rotation(
-            r.with_changes(T0, extra={"v": _SECRET}), expected_state=RotationState.PENDING
+            r.with_changes(T0, thumbprint=_SECRET), expected_state=RotationState.PENDING
         )
     assert "s3cr3t" not in _all_text(store)
 
 
-def test_secret_values_in_inventory_are_refused(store: Store) -> None:
+def test_secret_values_in_inventory_are_refused(store: SqlStore) -> None:
     scan = store.start_scan(T0)
     with pytest.raises(SecretInStore):
         store.record_inventory(scan, [inv(APP_A, "k1", hint=_SECRET)], T0)

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from rotator.adapters.db import SqlStore
 from rotator.adapters.db.migrate import upgrade
-from rotator.adapters.db.repo import Store
 from rotator.adapters.db.session import make_engine
 from rotator.config import Policy, load_policy, load_settings
 from rotator.engine.context import EngineDeps, VerifyTiming
@@ -26,7 +26,7 @@ class World:
     directory: FakeDirectory
     vault: FakeSecretStore
     probe: FakeProbe
-    store: Store
+    store: SqlStore
     faults: Faults
     tmp: Path
     policy: Policy | None = None
@@ -70,7 +70,7 @@ class World:
 def world(tmp_path: Path) -> Iterator[World]:
     url = f"sqlite:///{tmp_path / 'rotator.db'}"
     upgrade(url)
-    store = Store(make_engine(url))
+    store = SqlStore(make_engine(url))
     clock = FakeClock()
     faults = Faults()
     directory = FakeDirectory(clock, faults)

@@ -10,10 +10,10 @@ from datetime import timedelta
 
 import pytest
 
-from rotator.adapters import certs
+from rotator import certificate_material as certs
 from rotator.domain.certificates import PEM_CONTENT_TYPE, PKCS12_CONTENT_TYPE
 from rotator.domain.credentials import Credential, CredentialKind
-from rotator.domain.rotation import RotationReason
+from rotator.domain.rotation import Registration, RotationReason
 from rotator.domain.states import RotationState
 from rotator.engine.driver import drive
 from rotator.engine.start import RotationRefused, plan_rotation, start_rotation
@@ -40,14 +40,14 @@ async def test_first_rotation_patches_and_the_second_uses_add_key_signed_by_the_
     original = app.credentials[0].key_id
     first = await rotate(world, app)
     assert first.state is RotationState.COMPLETED, first.last_error
-    assert first.extra["registered_by"] == "patch"
+    assert first.registered_by is Registration.PATCH
     assert "add_key" not in world.directory.calls
     consumer = world.vault.latest("orders-secret")
     assert consumer is not None and consumer.value is not None
     assert consumer.content_type == PEM_CONTENT_TYPE
     stored = certs.load(consumer.value, consumer.content_type)
     assert consumer.tags["key_id"] == first.new_key_id
-    assert consumer.tags["thumbprint"] == stored.thumbprint == first.extra["thumbprint"]
+    assert consumer.tags["thumbprint"] == stored.thumbprint == first.thumbprint
     assert consumer.tags["app_id"] == app.app_id and consumer.tags["rotation_id"] == first.id
     assert consumer.expires_on == first.new_key_end_at
     # the original (key unknown to rotator) was removed with a proof by the new certificate
@@ -58,7 +58,7 @@ async def test_first_rotation_patches_and_the_second_uses_add_key_signed_by_the_
     world.clock.advance(3600)
     second = await rotate(world, app)
     assert second.state is RotationState.COMPLETED, second.last_error
-    assert second.extra["registered_by"] == "addKey"
+    assert second.registered_by is Registration.ADD_KEY
     assert second.old_key_id == first.new_key_id
     # addKey proven by the first stored key; retirement proven by the new one
     latest = world.vault.latest("orders-secret")

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import structlog
 
-from rotator.adapters import certs
+from rotator import certificate_material as certs
 from rotator.domain.certificates import CERTIFICATE_CONTENT_TYPES
 from rotator.domain.credentials import CredentialKind
 from rotator.domain.rotation import RotationReason, rotation_id_from_display_name

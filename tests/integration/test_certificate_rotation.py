@@ -21,12 +21,12 @@ from typing import Any
 import jwt
 import pytest
 
+from rotator import certificate_material as certs
 from rotator import logs
-from rotator.adapters import certs
 from rotator.bootstrap import engine_deps, load, open_store
 from rotator.domain.certificates import PEM_CONTENT_TYPE, PKCS12_CONTENT_TYPE, KeyEntry, x5t_of
 from rotator.domain.credentials import Credential
-from rotator.domain.rotation import Rotation, RotationReason
+from rotator.domain.rotation import Registration, Rotation, RotationReason
 from rotator.domain.secret_value import SecretValue
 from rotator.emulator.runner import RunningEmulator
 from rotator.engine.context import EngineDeps, VerifyTiming
@@ -176,7 +176,7 @@ async def test_patch_first_then_add_key_signed_by_the_stored_key(
     async with engine(emu, tmp_path, policy_file(tmp_path / "p.toml", app)) as (deps, rec):
         first = await rotate(deps, app)
         assert first.state.value == "completed", first.last_error
-        assert first.extra["registered_by"] == "patch"
+        assert first.registered_by is Registration.PATCH
         stored_first = await consumer(deps, app)
         assert stored_first.content_type == PEM_CONTENT_TYPE
         assert stored_first.tags["key_id"] == first.new_key_id
@@ -191,7 +191,7 @@ async def test_patch_first_then_add_key_signed_by_the_stored_key(
 
         second = await rotate(deps, app)
         assert second.state.value == "completed", second.last_error
-        assert second.extra["registered_by"] == "addKey"
+        assert second.registered_by is Registration.ADD_KEY
         ops = [op for op, _ in rec.proofs]
         assert ops == ["removeKey", "addKey", "removeKey"]
         # addKey proven by the key stored the first time
@@ -217,7 +217,7 @@ async def test_every_certificate_expired_uses_patch_and_consumers_get_tokens(
     async with engine(emu, tmp_path, policy_file(tmp_path / "p.toml", app, fmt)) as (deps, rec):
         result = await rotate(deps, app)
         assert result.state.value == "completed", result.last_error
-        assert result.extra["registered_by"] == "patch"
+        assert result.registered_by is Registration.PATCH
         assert result.old_key_id is None  # nothing valid was superseded; nothing retired
         assert not rec.proofs
         stored = await consumer(deps, app)

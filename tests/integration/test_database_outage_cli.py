@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from rotator.adapters.db import Store, make_engine, migrate
+from rotator.adapters.db import SqlStore, make_engine, migrate
 from rotator.domain.states import RotationState
 from rotator.emulator.runner import RunningEmulator
 from tests.db.conftest import throwaway_pg_database
@@ -30,7 +30,7 @@ def own_pg() -> Iterator[str]:
 
 
 def _state(url: str, app_id: str) -> RotationState | None:
-    store = Store(make_engine(url))
+    store = SqlStore(make_engine(url))
     try:
         latest = store.list_rotations(app_id=app_id, limit=1)
         return latest[0].state if latest else None
@@ -79,7 +79,7 @@ def test_database_outage_mid_rotation_stops_cleanly_and_the_rerun_resumes(
 
 
 def _active(url: str, app_id: str) -> set[str]:
-    store = Store(make_engine(url))
+    store = SqlStore(make_engine(url))
     try:
         return {r.id for r in store.list_rotations(app_id=app_id) if r.active}
     finally:

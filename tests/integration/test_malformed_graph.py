@@ -26,10 +26,10 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from rotator.adapters.db.repo import Store
-from rotator.adapters.db.views import InventoryRow, ScanStatus
+from rotator.adapters.db import SqlStore
 from rotator.bootstrap import engine_deps, load, open_store
 from rotator.domain.credentials import CredentialKind
+from rotator.domain.records import InventoryRow, ScanStatus
 from rotator.emulator.runner import RunningEmulator, start_emulator
 from rotator.engine.context import EngineDeps
 from rotator.engine.scan import ScanReport, scan
@@ -86,8 +86,8 @@ def _fresh(graph: CraftedGraph) -> None:
 
 
 @pytest.fixture
-def stores() -> Iterator[list[Store]]:
-    opened: list[Store] = []
+def stores() -> Iterator[list[SqlStore]]:
+    opened: list[SqlStore] = []
     yield opened
     for s in opened:
         s.close()
@@ -95,7 +95,7 @@ def stores() -> Iterator[list[Store]]:
 
 @pytest.fixture
 def store(emu: RunningEmulator, graph: CraftedGraph, database_url: str,
-          stores: list[Store]) -> Store:
+          stores: list[SqlStore]) -> SqlStore:
     s = open_store(load({**graph.env(emu), "ROTATOR_DATABASE_URL": database_url}).settings)
     stores.append(s)
     return s
@@ -103,7 +103,7 @@ def store(emu: RunningEmulator, graph: CraftedGraph, database_url: str,
 
 @pytest.fixture
 def sqlite_store(emu: RunningEmulator, graph: CraftedGraph, tmp_path: Path,
-                 stores: list[Store]) -> Store:
+                 stores: list[SqlStore]) -> SqlStore:
     url = f"sqlite:///{tmp_path / 'only-sqlite.db'}"
     s = open_store(load({**graph.env(emu), "ROTATOR_DATABASE_URL": url}).settings)
     stores.append(s)
@@ -112,9 +112,9 @@ def sqlite_store(emu: RunningEmulator, graph: CraftedGraph, tmp_path: Path,
 
 @pytest.fixture
 def deps_for(emu: RunningEmulator, graph: CraftedGraph, tmp_path: Path
-             ) -> Callable[[Store], Any]:
+             ) -> Callable[[SqlStore], Any]:
     """EngineDeps over the real SDKs with Graph served by the crafted server."""
-    def make(store: Store, policy: Path | None = None) -> Any:
+    def make(store: SqlStore, policy: Path | None = None) -> Any:
         # The store is handed in; this URL is never opened.
         env = {**graph.env(emu), "ROTATOR_DATABASE_URL": "sqlite://"}
         if policy is not None:
@@ -127,14 +127,14 @@ def deps_for(emu: RunningEmulator, graph: CraftedGraph, tmp_path: Path
     return make
 
 
-async def run_scan(deps_for: Callable[[Store], Any], store: Store) -> ScanReport:
+async def run_scan(deps_for: Callable[[SqlStore], Any], store: SqlStore) -> ScanReport:
     deps_cm: Any = deps_for(store)
     async with deps_cm as deps:
         # A scan that never ends is a failure too (a paging loop, say).
         return await asyncio.wait_for(scan(deps), 30)
 
 
-def rows_of(store: Store, app_id: str) -> list[InventoryRow]:
+def rows_of(store: SqlStore, app_id: str) -> list[InventoryRow]:
     return store.inventory(app_id=app_id)
 
 
@@ -146,7 +146,7 @@ def errors_of(report: ScanReport) -> dict[str | None, str]:
 
 
 async def test_a_well_formed_tenant_of_two_pages_scans_clean(
-    tmp_path: Path, stores: list[Store],
+    tmp_path: Path, stores: list[SqlStore],
 ) -> None:
     """What the emulator answers, shaped like Graph, passes the strict reading untouched."""
     with start_emulator(apps=1100, seed=5, workdir=tmp_path / "emu") as big:
@@ -236,7 +236,7 @@ BAD_APPS: list[tuple[str, Callable[[App], None], tuple[str, ...]]] = [
 @pytest.mark.parametrize(("spoil", "words"), [(s, w) for _, s, w in BAD_APPS],
                          ids=[c for c, _, _ in BAD_APPS])
 async def test_one_bad_app_is_skipped_and_named(
-    deps_for: Callable[[Store], Any], store: Store, graph: CraftedGraph,
+    deps_for: Callable[[SqlStore], Any], store: SqlStore, graph: CraftedGraph,
     spoil: Callable[[App], None], words: tuple[str, ...],
 ) -> None:
     before, after = app(), app(certs=(cert(),))
@@ -268,7 +268,7 @@ async def test_one_bad_app_is_skipped_and_named(
 
 
 async def test_missing_credentials_keep_the_last_known_inventory(
-    deps_for: Callable[[Store], Any], store: Store, graph: CraftedGraph,
+    deps_for: Callable[[SqlStore], Any], store: SqlStore, graph: CraftedGraph,
 ) -> None:
     """Absent credential lists mean "not told", not "none": expiry must stay visible."""
     known, other = app(), app()
@@ -287,7 +287,7 @@ async def test_missing_credentials_keep_the_last_known_inventory(
 
 
 async def test_values_graph_may_leave_out_are_tolerated(
-    deps_for: Callable[[Store], Any], store: Store, graph: CraftedGraph,
+    deps_for: Callable[[SqlStore], Any], store: SqlStore, graph: CraftedGraph,
 ) -> None:
     secret = cred(displayName=None, hint=None, customKeyIdentifier=None, secretText=None,
                   futureField={"nested": [1, 2]})
@@ -312,7 +312,7 @@ async def test_values_graph_may_leave_out_are_tolerated(
 
 
 async def test_dates_become_the_exact_utc_instant(
-    deps_for: Callable[[Store], Any], store: Store, graph: CraftedGraph,
+    deps_for: Callable[[SqlStore], Any], store: SqlStore, graph: CraftedGraph,
 ) -> None:
     expected = {
         "2027-01-01T10:00:00+02:00": datetime(2027, 1, 1, 8, tzinfo=UTC),
@@ -341,7 +341,7 @@ async def test_dates_become_the_exact_utc_instant(
 
 
 async def test_the_same_app_on_two_pages_is_counted_once(
-    deps_for: Callable[[Store], Any], store: Store, graph: CraftedGraph,
+    deps_for: Callable[[SqlStore], Any], store: SqlStore, graph: CraftedGraph,
 ) -> None:
     twice, other = app(cred(), cred()), app()
     graph.pages = [page(twice, other), page(copy.deepcopy(twice))]
@@ -354,7 +354,7 @@ async def test_the_same_app_on_two_pages_is_counted_once(
 
 
 async def test_one_app_id_on_two_objects_is_reported(
-    deps_for: Callable[[Store], Any], store: Store, graph: CraftedGraph,
+    deps_for: Callable[[SqlStore], Any], store: SqlStore, graph: CraftedGraph,
 ) -> None:
     first = app()
     impostor = app(cred(keyId=first["passwordCredentials"][0]["keyId"]), appId=first["appId"])
@@ -369,7 +369,7 @@ async def test_one_app_id_on_two_objects_is_reported(
 
 
 async def test_a_key_id_shared_by_two_apps_is_recorded_for_both(
-    deps_for: Callable[[Store], Any], store: Store, graph: CraftedGraph,
+    deps_for: Callable[[SqlStore], Any], store: SqlStore, graph: CraftedGraph,
 ) -> None:
     shared = guid()
     one, two = app(cred(keyId=shared)), app(cred(keyId=shared))
@@ -382,10 +382,10 @@ async def test_a_key_id_shared_by_two_apps_is_recorded_for_both(
     assert [r.key_id for r in rows_of(store, two["appId"])] == [shared]
 
 
-def test_record_inventory_takes_repeated_keys_in_and_across_batches(store: Store) -> None:
+def test_record_inventory_takes_repeated_keys_in_and_across_batches(store: SqlStore) -> None:
     app_id, key = guid(), guid()
     scan_id = store.start_scan(datetime.now(UTC))
-    small = Store(store.engine, batch_size=2)
+    small = SqlStore(store.engine, batch_size=2)
 
     def row(end_day: int, spelling: str = app_id) -> InventoryRow:
         return InventoryRow(app_id=spelling, key_id=key, object_id=guid(), app_display_name="d",
@@ -400,7 +400,7 @@ def test_record_inventory_takes_repeated_keys_in_and_across_batches(store: Store
 
 
 async def test_a_page_of_999_apps_and_an_app_with_2000_credentials(
-    deps_for: Callable[[Store], Any], store: Store, graph: CraftedGraph,
+    deps_for: Callable[[SqlStore], Any], store: SqlStore, graph: CraftedGraph,
 ) -> None:
     big = app(*(cred() for _ in range(2000)))
     first = page(big, *(app() for _ in range(998)))
@@ -430,7 +430,7 @@ async def test_a_page_of_999_apps_and_an_app_with_2000_credentials(
 ], ids=["html", "truncated-json", "empty-body", "json-array", "502", "no-value", "value-null",
         "value-string"])
 async def test_an_unreadable_next_page_fails_the_scan_and_prunes_nothing(
-    deps_for: Callable[[Store], Any], store: Store, graph: CraftedGraph,
+    deps_for: Callable[[SqlStore], Any], store: SqlStore, graph: CraftedGraph,
     second: object, words: tuple[str, ...],
 ) -> None:
     seen, later = app(), app()
@@ -452,7 +452,7 @@ async def test_an_unreadable_next_page_fails_the_scan_and_prunes_nothing(
 
 
 async def test_empty_pages(
-    deps_for: Callable[[Store], Any], store: Store, graph: CraftedGraph,
+    deps_for: Callable[[SqlStore], Any], store: SqlStore, graph: CraftedGraph,
 ) -> None:
     a = app()
     graph.pages = [page(), page(), page(a)]
@@ -469,7 +469,7 @@ async def test_empty_pages(
                                   "https://elsewhere.invalid/v1.0/applications"],
                          ids=["loop", "number", "relative", "other-host"])
 async def test_a_bad_next_link_fails_the_scan(
-    deps_for: Callable[[Store], Any], sqlite_store: Store, graph: CraftedGraph, link: object,
+    deps_for: Callable[[SqlStore], Any], sqlite_store: SqlStore, graph: CraftedGraph, link: object,
 ) -> None:
     first = page(app(), **{"@odata.nextLink": graph.page_url(0) if link == "loop" else link})
     graph.pages = [first, page(app())]
@@ -482,7 +482,7 @@ async def test_a_bad_next_link_fails_the_scan(
 
 
 async def test_an_inventory_write_that_fails_is_recorded_as_a_failed_scan(
-    deps_for: Callable[[Store], Any], sqlite_store: Store, graph: CraftedGraph,
+    deps_for: Callable[[SqlStore], Any], sqlite_store: SqlStore, graph: CraftedGraph,
 ) -> None:
     with sqlite_store.engine.begin() as conn:
         conn.execute(sa.text(
@@ -555,7 +555,7 @@ def test_cli_rotate_refuses_an_app_graph_returns_as_broken_json(
     assert "Traceback" not in run.stderr
     assert f"could not read app {managed.app_id}" in run.stderr and "not JSON" in run.stderr
     assert managed.old_secret not in run.stderr + run.stdout
-    store = Store.from_url(env["ROTATOR_DATABASE_URL"])
+    store = SqlStore.from_url(env["ROTATOR_DATABASE_URL"])
     try:
         assert store.list_rotations(app_id=managed.app_id) == []
     finally:
@@ -572,7 +572,7 @@ def test_cli_rotate_refuses_an_app_graph_returns_as_broken_json(
 
 @pytest.fixture
 async def managed_deps(emu: RunningEmulator, deps_for: Callable[..., Any],
-                       sqlite_store: Store, tmp_path: Path
+                       sqlite_store: SqlStore, tmp_path: Path
                        ) -> AsyncIterator[tuple[EngineDeps, Any]]:
     managed = make_app(emu)
     policy = write_policy(tmp_path / "policy.toml", [managed])

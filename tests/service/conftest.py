@@ -20,8 +20,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from rotator.adapters.db import migrate
-from rotator.adapters.db.repo import Store
+from rotator.adapters.db import SqlStore, migrate
 from rotator.adapters.db.session import make_engine
 from rotator.config import default_secret_name
 from rotator.domain.rotation import Rotation
@@ -160,8 +159,8 @@ def wait_for(check: Callable[[], object], timeout: float, what: str, every: floa
     raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
 
 
-def open_store(url: str) -> Store:
-    return Store(make_engine(url, poolclass=sa.pool.NullPool))
+def open_store(url: str) -> SqlStore:
+    return SqlStore(make_engine(url, poolclass=sa.pool.NullPool))
 
 
 @contextmanager
@@ -196,7 +195,7 @@ def finish_propagation(emu: RunningEmulator, app_id: str) -> None:
         cred.visible_at = ()
 
 
-def latest_rotation(store: Store, app_id: str) -> Rotation | None:
+def latest_rotation(store: SqlStore, app_id: str) -> Rotation | None:
     found = store.list_rotations(app_id=app_id, limit=1)
     return found[0] if found else None
 

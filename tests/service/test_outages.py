@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from rotator.adapters.db.repo import Store
+from rotator.adapters.db import SqlStore
 from rotator.cli.demo import check_invariants
 from rotator.config import Policy, load_policy, load_settings
 from rotator.domain.rotation import Rotation
@@ -71,7 +71,7 @@ class Scenario:
         self.policy: Policy = load_policy(self.policy_path, load_settings(dict(emu.env)))
         self.pg_url = pg_url
         self.log_path = tmp_path / "serve.log"
-        self.store: Store = open_store(pg_url)
+        self.store: SqlStore = open_store(pg_url)
 
     @contextmanager
     def serve(self) -> Iterator[Served]:

@@ -9,7 +9,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from rotator.adapters import certs
+from rotator import certificate_material as certs
 from rotator.domain.certificates import (
     PEM_CONTENT_TYPE,
     PKCS12_CONTENT_TYPE,

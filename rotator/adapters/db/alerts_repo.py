@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final
 
@@ -26,32 +25,13 @@ from rotator.adapters.db.models import (
     RotationModel,
     ScanRunModel,
 )
-from rotator.adapters.db.repo import (
-    MAX_ERROR_CHARS,
-    Store,
-    _jsonable,
-    _rowcount,
-    _scan_from_model,
-)
+from rotator.adapters.db.repo import MAX_ERROR_CHARS, _jsonable, _rowcount, _scan_from_model
 from rotator.adapters.db.session import make_sessionmaker
-from rotator.adapters.db.views import ScanRun
-from rotator.alerts.model import Alert, AlertKind, Severity
+from rotator.domain.alerts import Alert, AlertKind, Delivery, DeliveryStatus, Severity
+from rotator.domain.records import ScanRun
 
 DIGEST: Final = "digest"
 _CHUNK: Final = 500
-
-
-@dataclass(frozen=True, slots=True)
-class Delivery:
-    id: int
-    channel: str
-    alert: Alert
-    status: str
-    attempts: int
-    created_at: datetime
-    sent_at: datetime | None = None
-    last_error: str | None = None
-    next_attempt_at: datetime | None = None
 
 
 def _alert_from(m: AlertDeliveryModel) -> Alert:
@@ -71,7 +51,7 @@ def _delivery_from(m: AlertDeliveryModel) -> Delivery:
         id=m.id,
         channel=m.channel,
         alert=_alert_from(m),
-        status=m.status,
+        status=DeliveryStatus(m.status),
         attempts=m.attempts,
         created_at=m.created_at,
         sent_at=m.sent_at,
@@ -80,12 +60,13 @@ def _delivery_from(m: AlertDeliveryModel) -> Delivery:
     )
 
 
-class AlertStore:
-    """Alert delivery state, on the same database (and engine) as :class:`Store`."""
+class SqlAlertStore:
+    """:class:`rotator.ports.AlertStore` on the same database (and engine) as the
+    :class:`~rotator.adapters.db.repo.SqlStore`, which hands it out as ``store.alerts``."""
 
-    def __init__(self, store: Store) -> None:
-        self._engine = store.engine
-        self._make_session = make_sessionmaker(store.engine)
+    def __init__(self, engine: sa.Engine) -> None:
+        self._engine = engine
+        self._make_session = make_sessionmaker(engine)
 
     # ------------------------------------------------------------- recording
 
@@ -130,7 +111,7 @@ class AlertStore:
             "app_id": app_id.lower() if app_id else None,
             "subject": subject,
             "details": _jsonable(details, "alert details"),
-            "status": "pending",
+            "status": DeliveryStatus.PENDING.value,
             "attempts": 0,
             "next_attempt_at": None,
             "claimed_by": None,
@@ -158,7 +139,7 @@ class AlertStore:
     def _claimable(now: datetime) -> sa.ColumnElement[bool]:
         m = AlertDeliveryModel
         return sa.and_(
-            m.status == "pending",
+            m.status == DeliveryStatus.PENDING.value,
             sa.or_(m.next_attempt_at.is_(None), m.next_attempt_at <= now),
             sa.or_(m.claimed_by.is_(None), m.claim_expires_at.is_(None),
                    m.claim_expires_at <= now),
@@ -211,7 +192,9 @@ class AlertStore:
             )
         with self._sessions() as s:
             claimed = s.scalars(
-                sa.select(m).where(m.claimed_by == token, m.status == "pending").order_by(m.id)
+                sa.select(m)
+                .where(m.claimed_by == token, m.status == DeliveryStatus.PENDING.value)
+                .order_by(m.id)
             )
             return token, [_delivery_from(x) for x in claimed]
 
@@ -229,8 +212,10 @@ class AlertStore:
     # ------------------------------------------------------------- outcomes
 
     def mark_sent(self, ids: Sequence[int], token: str, now: datetime) -> int:
-        return self._finish(ids, token, {"status": "sent", "sent_at": now, "claimed_by": None,
-                                         "claim_expires_at": None, "last_error": None})
+        return self._finish(ids, token, {
+            "status": DeliveryStatus.SENT.value, "sent_at": now, "claimed_by": None,
+            "claim_expires_at": None, "last_error": None,
+        })
 
     def release(self, ids: Sequence[int], token: str) -> int:
         """Give rows back untouched (not attempted), e.g. when a digest could not be taken."""
@@ -268,7 +253,9 @@ class AlertStore:
                         last_error=error[:MAX_ERROR_CHARS],
                         claimed_by=None,
                         claim_expires_at=None,
-                        status="failed" if gave_up else "pending",
+                        status=(
+                            DeliveryStatus.FAILED if gave_up else DeliveryStatus.PENDING
+                        ).value,
                         next_attempt_at=None if gave_up else now + backoff(count),
                     )
                     .execution_options(synchronize_session=False)

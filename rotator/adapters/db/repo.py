@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from enum import Enum
-from typing import Any, Final, cast
+from typing import TYPE_CHECKING, Any, Final, cast
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -28,8 +28,10 @@ from rotator.adapters.db.models import (
     RotationModel,
     ScanRunModel,
 )
+from rotator.adapters.db.no_secrets import SecretInStore, reject_secrets
 from rotator.adapters.db.session import make_engine, make_sessionmaker
-from rotator.adapters.db.views import (
+from rotator.domain.credentials import CredentialKind
+from rotator.domain.records import (
     AuditEvent,
     AuditNote,
     AuditOutcome,
@@ -37,13 +39,14 @@ from rotator.adapters.db.views import (
     ScanError,
     ScanRun,
     ScanStatus,
-    SecretInStore,
-    reject_secrets,
 )
-from rotator.domain.credentials import CredentialKind
-from rotator.domain.rotation import Rotation, RotationReason
+from rotator.domain.rotation import Registration, Rotation, RotationReason
 from rotator.domain.secret_value import SecretValue
 from rotator.domain.states import ACTIVE_STATES, RotationState, check_transition
+from rotator.ports import RotationConflict, StaleRotation, StoreError
+
+if TYPE_CHECKING:
+    from rotator.adapters.db.alerts_repo import SqlAlertStore
 
 DEFAULT_BATCH_SIZE: Final = 5_000
 # Long tracebacks or service messages are cut so one error cannot bloat a row.
@@ -59,47 +62,6 @@ _INVENTORY_UPDATE_COLUMNS: Final = tuple(
 )
 # Columns a save may change; id, app_id and created_at are fixed at creation.
 _ROTATION_FIXED: Final = frozenset({"id", "app_id", "created_at"})
-
-
-class StoreError(Exception):
-    """Base of the store's own errors."""
-
-
-class RotationConflict(StoreError):
-    """The app already has an active rotation (the database refused a second one)."""
-
-    def __init__(self, app_id: str, active_rotation_id: str | None) -> None:
-        super().__init__(
-            f"app {app_id} already has an active rotation"
-            + (f" ({active_rotation_id})" if active_rotation_id else "")
-        )
-        self.app_id = app_id
-        self.active_rotation_id = active_rotation_id
-
-
-class StaleRotation(StoreError):
-    """The rotation changed (state or lease) since the caller read it; re-read and decide again."""
-
-    def __init__(
-        self,
-        rotation_id: str,
-        expected_state: RotationState,
-        actual_state: RotationState | None,
-        lease_owner: str | None,
-    ) -> None:
-        if actual_state is None:
-            detail = "it does not exist"
-        elif actual_state != expected_state:
-            detail = f"it is {actual_state}"
-        else:
-            detail = f"its lease is held by {lease_owner}"
-        super().__init__(
-            f"rotation {rotation_id} was expected in state {expected_state} but {detail}"
-        )
-        self.rotation_id = rotation_id
-        self.expected_state = expected_state
-        self.actual_state = actual_state
-        self.lease_owner = lease_owner
 
 
 def _norm_app_id(app_id: str) -> str:
@@ -200,8 +162,46 @@ def _rotation_from_model(m: RotationModel) -> Rotation:
         finished_at=m.finished_at,
         lease_owner=m.lease_owner,
         lease_expires_at=m.lease_expires_at,
-        extra={str(k): str(v) for k, v in (m.extra or {}).items()},
+        **_extra_fields(m.extra or {}),
     )
+
+
+# Rotation fields without a column of their own: they live in the ``extra`` JSON
+# column, as strings, the way rows written before they were typed hold them.
+_EXTRA_FIELDS: Final = ("retire_now", "thumbprint", "registered_by",
+                        "verify_seconds", "verify_attempts")
+
+
+def _extra_fields(raw: Mapping[str, Any]) -> dict[str, Any]:
+    def text(key: str) -> str | None:
+        value = raw.get(key)
+        return None if value in (None, "") else str(value)
+
+    seconds, attempts, registered = (
+        text("verify_seconds"), text("verify_attempts"), text("registered_by")
+    )
+    return {
+        "retire_now": text("retire_now") == "1",
+        "thumbprint": text("thumbprint"),
+        "registered_by": Registration(registered) if registered else None,
+        "verify_seconds": float(seconds) if seconds else None,
+        "verify_attempts": int(attempts) if attempts else None,
+    }
+
+
+def _extra_column(r: Rotation) -> dict[str, str]:
+    out: dict[str, str] = {}
+    if r.retire_now:
+        out["retire_now"] = "1"
+    if r.thumbprint:
+        out["thumbprint"] = r.thumbprint
+    if r.registered_by is not None:
+        out["registered_by"] = r.registered_by.value
+    if r.verify_seconds is not None:
+        out["verify_seconds"] = f"{r.verify_seconds:.1f}"
+    if r.verify_attempts is not None:
+        out["verify_attempts"] = str(r.verify_attempts)
+    return out
 
 
 def _rotation_values(r: Rotation) -> dict[str, Any]:
@@ -211,7 +211,9 @@ def _rotation_values(r: Rotation) -> dict[str, Any]:
     values["kind"] = CredentialKind(r.kind).value
     values["state"] = RotationState(r.state).value
     values["reason"] = RotationReason(r.reason).value
-    values["extra"] = _jsonable(dict(r.extra), f"rotation {r.id} extra")
+    for name in _EXTRA_FIELDS:
+        del values[name]
+    values["extra"] = _extra_column(r)
     return values
 
 
@@ -308,21 +310,32 @@ class _UpsertPlan:
 # ----------------------------------------------------------------- the store
 
 
-class Store:
+class SqlStore:
+    """:class:`rotator.ports.Store` on SQLite or PostgreSQL."""
+
     def __init__(self, engine: Engine, *, batch_size: int = DEFAULT_BATCH_SIZE) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
         self._engine = engine
         self._sessions = make_sessionmaker(engine)
         self._batch_size = batch_size
+        self._alerts: SqlAlertStore | None = None
 
     @classmethod
-    def from_url(cls, url: str) -> Store:
+    def from_url(cls, url: str) -> SqlStore:
         return cls(make_engine(url))
 
     @property
     def engine(self) -> Engine:
         return self._engine
+
+    @property
+    def alerts(self) -> SqlAlertStore:
+        if self._alerts is None:
+            from rotator.adapters.db.alerts_repo import SqlAlertStore
+
+            self._alerts = SqlAlertStore(self._engine)
+        return self._alerts
 
     def close(self) -> None:
         self._engine.dispose()
@@ -401,7 +414,7 @@ class Store:
         scan_id: str,
         now: datetime,
         *,
-        status: ScanStatus | str,
+        status: ScanStatus,
         apps_seen: int,
         credentials_seen: int,
         errors: Sequence[tuple[str | None, str]],
@@ -710,7 +723,7 @@ class Store:
         self,
         at: datetime,
         step: str,
-        outcome: AuditOutcome | str,
+        outcome: AuditOutcome,
         message: str,
         *,
         rotation_id: str | None = None,
@@ -743,7 +756,7 @@ class Store:
         return events
 
 
-def _new_audit_model(at: datetime, step: str, outcome: AuditOutcome | str, message: str,
+def _new_audit_model(at: datetime, step: str, outcome: AuditOutcome, message: str,
                      rotation_id: str | None, app_id: str | None,
                      details: Mapping[str, Any] | None) -> AuditEventModel:
     reject_secrets([step, message, rotation_id, app_id], "audit event")

@@ -1,4 +1,8 @@
-"""Frozen values that the store returns besides :class:`~rotator.domain.rotation.Rotation`."""
+"""What the record of scans, inventory and audit events holds, as plain values.
+
+The store (``rotator.ports.Store``) returns and accepts these; they know nothing of
+how they are kept. :class:`~rotator.domain.rotation.Rotation` is the other record.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,6 @@ from enum import StrEnum
 from typing import Any
 
 from rotator.domain.credentials import AppRegistration, Credential, CredentialKind
-from rotator.domain.secret_value import SecretValue
 
 
 class ScanStatus(StrEnum):
@@ -24,10 +27,6 @@ class AuditOutcome(StrEnum):
     OK = "ok"
     ERROR = "error"
     INFO = "info"
-
-
-class SecretInStore(TypeError):
-    """A secret value was handed to the database layer, which must never store one."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,26 +124,6 @@ class AuditNote:
     so a crash can never leave a state change without the event that explains it."""
 
     step: str
-    outcome: AuditOutcome | str
+    outcome: AuditOutcome
     message: str
     details: Mapping[str, Any] = field(default_factory=dict)
-
-
-_SCALARS: frozenset[type] = frozenset({str, int, float, bool, type(None), datetime})
-
-
-def reject_secrets(value: object, where: str) -> None:
-    """Raise :class:`SecretInStore` if ``value`` is or contains a :class:`SecretValue`."""
-    stack: list[object] = [value]
-    while stack:
-        item = stack.pop()
-        # Exact-type fast path: this runs for every inventory field of every scan.
-        if type(item) in _SCALARS:
-            continue
-        if isinstance(item, SecretValue):
-            raise SecretInStore(f"{where}: a secret value must never be written to the database")
-        if isinstance(item, dict | Mapping):
-            stack.extend(item.keys())
-            stack.extend(item.values())
-        elif isinstance(item, list | tuple | set | frozenset):
-            stack.extend(item)

@@ -1,5 +1,7 @@
 """Key pairs, self-signed certificates, the bundles consumers read, proof-of-possession JWTs.
 
+Pure computation over ``cryptography`` and PyJWT, no I/O: the engine uses it directly.
+
 Private keys exist as ``cryptography`` objects in memory and leave this module only
 wrapped in ``SecretValue`` (PEM, or base64 PKCS#12), which the engine writes to Key
 Vault and nowhere else. Errors raised here never quote key material.

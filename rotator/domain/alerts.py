@@ -1,4 +1,4 @@
-"""Alert values: what is worth telling a person, as plain data (never a secret)."""
+"""Alert values: what is worth telling a person, and whether it was told (never a secret)."""
 
 from __future__ import annotations
 
@@ -55,3 +55,24 @@ class Message:
     notes: tuple[str, ...] = ()
     # Alerts left out of a long digest (they are still recorded as sent).
     omitted: int = 0
+
+
+class DeliveryStatus(StrEnum):
+    PENDING = "pending"  # to be sent (again, once its backoff ends)
+    SENT = "sent"
+    FAILED = "failed"  # given up after the channel's max_send_attempts
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One alert's (or one digest's) delivery to one channel."""
+
+    id: int
+    channel: str
+    alert: Alert
+    status: DeliveryStatus
+    attempts: int
+    created_at: datetime
+    sent_at: datetime | None = None
+    last_error: str | None = None
+    next_attempt_at: datetime | None = None
