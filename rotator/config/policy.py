@@ -94,7 +94,3 @@ class Policy:
 
     def for_app(self, app_id: str) -> AppPolicy | None:
         return self.apps.get(app_id.strip().lower())
-
-    @property
-    def managed_app_ids(self) -> frozenset[str]:
-        return frozenset(self.apps)
