@@ -7,8 +7,9 @@ the fix, instead of surfacing as a failed rotation weeks later.
 The package's modules, by what they hold:
 
 - ``settings``: the process settings from the environment (``Settings``, ``load_settings``)
-- ``policy``: the policy model (``Policy``, ``AppPolicy``, ``AppDefaults``, ``DaemonPolicy``)
-- ``keys``: the keys of ``[defaults]`` and ``[[app]]``, their defaults and checks (``KEYS``)
+- ``policy``: the policy model (``Policy``, ``AppPolicy``, ``AppDefaults``, ``DaemonPolicy``),
+  whose fields declare the keys of ``[defaults]`` and ``[[app]]`` (``KEYS``)
+- ``keys``: how a key is declared once, as a field, and read back into a table
 - ``alerts``: the ``[alerts]`` table, its model and its parsing
 - ``load``: reading the TOML policy file (``load_policy``, ``empty_policy``)
 - ``checks``: checks of single values; ``problems``: reporting them with line numbers
@@ -28,9 +29,9 @@ from rotator.config.alerts import (
 )
 from rotator.config.checks import MAX_SECRET_NAME, check_vault_url
 from rotator.config.errors import ConfigError
-from rotator.config.keys import KEYS
 from rotator.config.load import empty_policy, load_policy
 from rotator.config.policy import (
+    KEYS,
     AppDefaults,
     AppPolicy,
     DaemonPolicy,

@@ -1,54 +1,92 @@
-"""The keys of ``[defaults]`` and ``[[app]]``: where each may appear, its default, its check."""
+"""How a policy key is declared once, and the table of keys read back from the declarations.
+
+A key is the field of the dataclass that holds its resolved value: the field gives
+the key's name, type and built-in default, and :func:`key` (or :func:`spec`, for a
+field without a default) puts its check and its help in the field's metadata.
+Everything else -- which tables accept a key, the lists of allowed keys behind the
+"did you mean" hints, the built-in defaults -- is derived with :func:`declared`.
+
+The keys themselves are declared where their values live: ``AppDefaults``,
+``AppPolicy`` and ``DaemonPolicy`` in :mod:`rotator.config.policy` (whose ``KEYS``
+is the table of ``[defaults]`` and ``[[app]]`` keys), ``AlertsPolicy`` and
+``ChannelPolicy`` in :mod:`rotator.config.alerts`.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import MISSING, dataclass, field, fields
 from types import MappingProxyType
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
-from rotator.config import checks
-from rotator.config.policy import KeyType, KeyVaultFormat
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+_T = TypeVar("_T")
+_METADATA: Final = "rotator.config.key"
+
+
+@dataclass(frozen=True, slots=True)
+class Spec:
+    """What a field's metadata says about the policy key the field holds."""
+
+    check: Callable[[object], Any]  # returns the parsed value or raises ValueError(hint)
+    help: str
+    # The key as written in the policy file, when that is not the field's name.
+    name: str | None = None
+    # The kinds of table that accept the key (an [[alerts.channel]]'s type); None: every kind.
+    only: frozenset[str] | None = None
+
+
+def spec(
+    check: Callable[[object], Any],
+    *,
+    help: str,
+    name: str | None = None,
+    only: frozenset[str] | None = None,
+) -> Mapping[str, Spec]:
+    """Field metadata that declares a policy key: ``field(metadata=spec(...))``."""
+    return MappingProxyType({_METADATA: Spec(check, help, name, only)})
+
+
+def key(
+    default: _T,
+    check: Callable[[object], _T],
+    *,
+    help: str,
+    name: str | None = None,
+    only: frozenset[str] | None = None,
+) -> _T:
+    """A dataclass field that declares a policy key with its built-in default."""
+    return field(default=default, metadata=spec(check, help=help, name=name, only=only))
 
 
 @dataclass(frozen=True, slots=True)
 class Key:
-    """One policy key: where it may appear, its built-in default and its check."""
+    """One policy key as declared: its name, check, default and help, and where it goes."""
 
-    check: Callable[[object], Any]  # returns the parsed value or raises ValueError(hint)
-    default: Any
-    in_defaults: bool = True
-    in_app: bool = True
+    name: str
+    attr: str  # the dataclass field that holds its value
+    check: Callable[[object], Any]
+    default: Any  # None for a field without one (required, or worked out by the loader)
+    help: str
+    in_defaults: bool = False  # [defaults] may set it
+    in_app: bool = False  # [[app]] may set it
+    only: frozenset[str] | None = None
 
 
-KEYS: Final[Mapping[str, Key]] = MappingProxyType(
-    {
-        "app_id": Key(checks.app_id, None, in_defaults=False),
-        "secret_name": Key(checks.secret_name, None, in_defaults=False),
-        "vault_url": Key(checks.vault_url, None),
-        "renew_before_days": Key(checks.positive(unit="days", hi=3650), 30.0),
-        "lifetime_days": Key(checks.whole(1, 3650, unit="days"), 180),
-        "grace_hours": Key(checks.number(0, 24 * 365, unit="hours"), 24.0),
-        "verify_scope": Key(checks.scope, "https://graph.microsoft.com/.default"),
-        "verify_successes": Key(checks.whole(1, 100, unit="successes"), 3),
-        "verify_timeout_seconds": Key(checks.positive(unit="seconds", hi=86_400), 600.0),
-        "credential": Key(checks.credential, None),
-        "key_type": Key(checks.choice(KeyType), KeyType.RSA2048),
-        "certificate_subject": Key(checks.non_empty, "CN=rotator"),
-        "key_vault_format": Key(checks.choice(KeyVaultFormat), KeyVaultFormat.PEM),
-        "expected_roles": Key(checks.roles, ()),
-        "scan_interval_minutes": Key(
-            checks.positive(unit="minutes", hi=7 * 24 * 60), 60.0, in_app=False
-        ),
-        "reconcile_interval_seconds": Key(
-            checks.positive(unit="seconds", hi=86_400), 60.0, in_app=False
-        ),
-        "max_concurrent_rotations": Key(checks.whole(1, 1000, unit="rotations"), 8, in_app=False),
-        "graph_writes_per_minute": Key(
-            checks.positive(unit="writes per minute", hi=100_000), 600.0, in_app=False
-        ),
-        "lease_seconds": Key(checks.positive(unit="seconds", hi=86_400), 300.0, in_app=False),
-    }
-)
-DEFAULTS_KEYS: Final = tuple(k for k, spec in KEYS.items() if spec.in_defaults)
-APP_KEYS: Final = tuple(k for k, spec in KEYS.items() if spec.in_app)
+def declared(
+    cls: type[DataclassInstance], *, in_defaults: bool = False, in_app: bool = False
+) -> tuple[Key, ...]:
+    """The policy keys the dataclass ``cls`` declares, in field order."""
+    keys = []
+    for f in fields(cls):
+        found = f.metadata.get(_METADATA)
+        if found is None:
+            continue
+        default = None if f.default is MISSING else f.default
+        keys.append(
+            Key(found.name or f.name, f.name, found.check, default, found.help,
+                in_defaults, in_app, found.only)
+        )
+    return tuple(keys)

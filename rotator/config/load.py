@@ -15,8 +15,16 @@ from rotator.config.alerts import parse_alerts
 from rotator.config.checks import check_vault_url
 from rotator.config.errors import ConfigError
 from rotator.config.files import read_error, read_text
-from rotator.config.keys import APP_KEYS, DEFAULTS_KEYS, KEYS
-from rotator.config.policy import AppDefaults, AppPolicy, DaemonPolicy, Policy, default_secret_name
+from rotator.config.policy import (
+    APP_KEYS,
+    DEFAULTS_KEYS,
+    KEYS,
+    AppDefaults,
+    AppPolicy,
+    DaemonPolicy,
+    Policy,
+    default_secret_name,
+)
 from rotator.config.problems import Problems, suggest
 from rotator.config.settings import Settings
 
@@ -26,14 +34,8 @@ _TOP_KEYS: Final = ("defaults", "app", "alerts")
 def empty_policy(settings: Settings | None = None) -> Policy:
     vault = settings.vault_url if settings is not None else None
     return Policy(
-        defaults=_builtin_defaults(vault), daemon=DaemonPolicy(), apps=MappingProxyType({})
+        defaults=AppDefaults(vault_url=vault), daemon=DaemonPolicy(), apps=MappingProxyType({})
     )
-
-
-def _builtin_defaults(vault_url: str | None) -> AppDefaults:
-    values = {k: KEYS[k].default for k in DEFAULTS_KEYS if KEYS[k].in_app}
-    values["vault_url"] = vault_url
-    return AppDefaults(**values)
 
 
 def load_policy(path: str | os.PathLike[str] | None, settings: Settings) -> Policy:
@@ -132,8 +134,10 @@ def _parse(file: Path, text: str, data: Mapping[str, Any], settings: Settings) -
             f"must be less than lifetime_days ({resolved['lifetime_days']}), or every new "
             "credential would be due at once; lower it or raise lifetime_days",
         )
-    defaults = AppDefaults(**{k: resolved[k] for k in DEFAULTS_KEYS if KEYS[k].in_app})
-    daemon = DaemonPolicy(**{k: resolved[k] for k in DEFAULTS_KEYS if not KEYS[k].in_app})
+    defaults = AppDefaults(**{KEYS[k].attr: resolved[k] for k in DEFAULTS_KEYS if KEYS[k].in_app})
+    daemon = DaemonPolicy(
+        **{KEYS[k].attr: resolved[k] for k in DEFAULTS_KEYS if not KEYS[k].in_app}
+    )
 
     # ---- [[app]]
     raw_apps = data.get("app", [])
@@ -207,8 +211,9 @@ def _parse_app(
 ) -> AppPolicy | None:
     lines = problems.lines
     header = lines.section("app", index)[0]
+    # What the app inherits; its own keys (app_id, secret_name) have no default there.
     values: dict[str, Any] = {
-        k: getattr(defaults, k) for k in APP_KEYS if k not in ("app_id", "secret_name")
+        k: getattr(defaults, KEYS[k].attr) for k in APP_KEYS if KEYS[k].in_defaults
     }
     ok = True
     for key, value in raw.items():
@@ -255,4 +260,4 @@ def _parse_app(
         )
         return None
     values.setdefault("secret_name", default_secret_name(app_id))
-    return AppPolicy(**values)
+    return AppPolicy(**{KEYS[k].attr: v for k, v in values.items()})
