@@ -1,8 +1,8 @@
 """How a policy key is declared once, and the table of keys read back from the declarations.
 
 A key is the field of the dataclass that holds its resolved value: the field gives
-the key's name, type and built-in default, and :func:`key` (or :func:`spec`, for a
-field without a default) puts its check and its help in the field's metadata.
+the key's name, type and built-in default, and :func:`key_field` (or :func:`key_spec`,
+for a field without a default) puts its check and its help in the field's metadata.
 Everything else -- which tables accept a key, the lists of allowed keys behind the
 "did you mean" hints, the built-in defaults -- is derived with :func:`declared`.
 
@@ -27,7 +27,7 @@ _METADATA: Final = "rotator.config.key"
 
 
 @dataclass(frozen=True, slots=True)
-class Spec:
+class KeySpec:
     """What a field's metadata says about the policy key the field holds."""
 
     check: Callable[[object], Any]  # returns the parsed value or raises ValueError(hint)
@@ -38,18 +38,18 @@ class Spec:
     only: frozenset[str] | None = None
 
 
-def spec(
+def key_spec(
     check: Callable[[object], Any],
     *,
     help: str,
     name: str | None = None,
     only: frozenset[str] | None = None,
-) -> Mapping[str, Spec]:
-    """Field metadata that declares a policy key: ``field(metadata=spec(...))``."""
-    return MappingProxyType({_METADATA: Spec(check, help, name, only)})
+) -> Mapping[str, KeySpec]:
+    """Field metadata that declares a policy key: ``field(metadata=key_spec(...))``."""
+    return MappingProxyType({_METADATA: KeySpec(check, help, name, only)})
 
 
-def key(
+def key_field(
     default: _T,
     check: Callable[[object], _T],
     *,
@@ -58,7 +58,7 @@ def key(
     only: frozenset[str] | None = None,
 ) -> _T:
     """A dataclass field that declares a policy key with its built-in default."""
-    return field(default=default, metadata=spec(check, help=help, name=name, only=only))
+    return field(default=default, metadata=key_spec(check, help=help, name=name, only=only))
 
 
 @dataclass(frozen=True, slots=True)
