@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from types import MappingProxyType
@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 from rotator.config import checks
 from rotator.config.checks import num, show
 from rotator.config.files import is_file
+from rotator.config.keys import Key, declared, key_field, key_spec
 from rotator.config.problems import Problems, suggest
 
 
@@ -33,82 +34,10 @@ class DigestMode(StrEnum):
 DEFAULT_ALERT_THRESHOLDS: Final = (30.0, 14.0, 7.0, 1.0)
 
 
-@dataclass(frozen=True, slots=True)
-class ChannelPolicy:
-    """One ``[[alerts.channel]]``. Secrets are named by environment variable, never held."""
-
-    type: ChannelType
-    name: str
-    # None: the ``[alerts]`` thresholds apply.
-    thresholds_days: tuple[float, ...] | None = None
-    timeout_seconds: float = 10.0
-    # webhook, teams, slack: the URL, or the environment variable that holds it
-    # (Slack and Teams webhook URLs are credentials: prefer url_env).
-    url: str | None = None
-    url_env: str | None = None
-    # smtp
-    host: str | None = None
-    port: int = 587
-    starttls: bool = True
-    username: str | None = None
-    password_env: str | None = None
-    sender: str | None = None
-    to: tuple[str, ...] = ()
-    ca_file: Path | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class AlertsPolicy:
-    """The ``[alerts]`` table: expiry thresholds, digest, posture rules and channels."""
-
-    thresholds_days: tuple[float, ...] = DEFAULT_ALERT_THRESHOLDS
-    digest: DigestMode = DigestMode.DAILY
-    max_lifetime_days: int = 365
-    prefer_certificates: bool = False
-    # An active rotation with this many attempts (or a recorded error) is "retrying".
-    retrying_attempts: int = 3
-    # Failed rotations and scans older than this are not alerted (first run, history).
-    lookback_days: float = 7.0
-    include_findings: bool = True
-    max_send_attempts: int = 8
-    channels: tuple[ChannelPolicy, ...] = ()
-
-
 _ENV_NAME: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _EMAIL: Final = re.compile(r"^[^@\s<>]+@[^@\s<>]+$")
 _CHANNEL_NAME: Final = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 _LOOPBACK: Final = frozenset({"127.0.0.1", "localhost", "::1"})
-_ALERTS_KEYS: Final = (
-    "thresholds_days",
-    "digest",
-    "max_lifetime_days",
-    "prefer_certificates",
-    "retrying_attempts",
-    "lookback_days",
-    "include_findings",
-    "max_send_attempts",
-    "channel",
-)
-_CHANNEL_COMMON: Final = ("type", "name", "thresholds_days", "timeout_seconds")
-_CHANNEL_KEYS: Final[Mapping[ChannelType, tuple[str, ...]]] = MappingProxyType(
-    {
-        ChannelType.WEBHOOK: (*_CHANNEL_COMMON, "url", "url_env"),
-        ChannelType.TEAMS: (*_CHANNEL_COMMON, "url", "url_env"),
-        ChannelType.SLACK: (*_CHANNEL_COMMON, "url", "url_env"),
-        ChannelType.SMTP: (
-            *_CHANNEL_COMMON,
-            "host",
-            "port",
-            "starttls",
-            "username",
-            "password_env",
-            "from",
-            "to",
-            "ca_file",
-        ),
-        ChannelType.LOG: _CHANNEL_COMMON,
-    }
-)
 
 
 def _thresholds(value: object) -> tuple[float, ...]:
@@ -189,35 +118,127 @@ def _channel_name(value: object) -> str:
     return value
 
 
-_CHANNEL_CHECKS: Final[Mapping[str, tuple[str, Callable[[object], Any]]]] = MappingProxyType(
-    {
-        # policy key -> (ChannelPolicy field, check)
-        "name": ("name", _channel_name),
-        "thresholds_days": ("thresholds_days", _thresholds),
-        "timeout_seconds": ("timeout_seconds", checks.positive(unit="seconds", hi=300)),
-        "url": ("url", _webhook_url),
-        "url_env": ("url_env", _env_name),
-        "host": ("host", checks.non_empty),
-        "port": ("port", checks.whole(1, 65535, unit="port number")),
-        "starttls": ("starttls", checks.flag),
-        "username": ("username", checks.non_empty),
-        "password_env": ("password_env", _env_name),
-        "from": ("sender", _email),
-        "to": ("to", _emails),
-        "ca_file": ("ca_file", _file),
-    }
-)
+_WEB: Final = frozenset({ChannelType.WEBHOOK, ChannelType.TEAMS, ChannelType.SLACK})
+_SMTP: Final = frozenset({ChannelType.SMTP})
 
-_ALERTS_CHECKS: Final[Mapping[str, Callable[[object], Any]]] = MappingProxyType(
+
+@dataclass(frozen=True, slots=True)
+class ChannelPolicy:
+    """One ``[[alerts.channel]]``. Secrets are named by environment variable, never held.
+
+    Each field declares its key (see :mod:`rotator.config.keys`); ``only`` names the
+    channel types that take it.
+    """
+
+    type: ChannelType = field(
+        metadata=key_spec(checks.choice(ChannelType), help="webhook, teams, slack, smtp or log")
+    )
+    name: str = field(
+        metadata=key_spec(
+            _channel_name,
+            help="what the channel's sent-alert records are keyed on; default <type>-<n>",
+        )
+    )
+    thresholds_days: tuple[float, ...] | None = key_field(
+        None, _thresholds, help="this channel's expiry thresholds; unset: those of [alerts]"
+    )
+    timeout_seconds: float = key_field(
+        10.0, checks.positive(unit="seconds", hi=300), help="how long one send may take"
+    )
+    url: str | None = key_field(
+        None,
+        _webhook_url,
+        only=_WEB,
+        help="the webhook URL; Slack and Teams webhook URLs are credentials: prefer url_env",
+    )
+    url_env: str | None = key_field(
+        None, _env_name, only=_WEB, help="the environment variable that holds the webhook URL"
+    )
+    host: str | None = key_field(None, checks.non_empty, only=_SMTP, help="the SMTP server")
+    port: int = key_field(
+        587, checks.whole(1, 65535, unit="port number"), only=_SMTP, help="the SMTP port"
+    )
+    starttls: bool = key_field(
+        True, checks.flag, only=_SMTP, help="whether to upgrade the connection with STARTTLS"
+    )
+    username: str | None = key_field(
+        None, checks.non_empty, only=_SMTP, help="the SMTP user name; goes with password_env"
+    )
+    password_env: str | None = key_field(
+        None, _env_name, only=_SMTP, help="the environment variable that holds the SMTP password"
+    )
+    sender: str | None = key_field(
+        None, _email, name="from", only=_SMTP, help="the address the e-mail comes from"
+    )
+    to: tuple[str, ...] = key_field(
+        (), _emails, only=_SMTP, help="the addresses the e-mail goes to"
+    )
+    ca_file: Path | None = key_field(
+        None, _file, only=_SMTP, help="a PEM CA bundle that verifies the SMTP server"
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class AlertsPolicy:
+    """The ``[alerts]`` table: expiry thresholds, digest, posture rules and channels.
+
+    Each field but ``channels`` declares its key (see :mod:`rotator.config.keys`).
+    """
+
+    thresholds_days: tuple[float, ...] = key_field(
+        DEFAULT_ALERT_THRESHOLDS,
+        _thresholds,
+        help="the days before expiry at which a credential is alerted",
+    )
+    digest: DigestMode = key_field(
+        DigestMode.DAILY,
+        checks.choice(DigestMode),
+        help="daily: one message per channel and day; none: one message per alert",
+    )
+    max_lifetime_days: int = key_field(
+        365,
+        checks.whole(1, 36500, unit="days"),
+        help="a credential with a longer lifetime is a posture finding",
+    )
+    prefer_certificates: bool = key_field(
+        False,
+        checks.flag,
+        help="an app whose newest credential is a client secret is a posture finding",
+    )
+    retrying_attempts: int = key_field(
+        3,
+        checks.whole(1, 1000, unit="attempts"),
+        help='an active rotation with this many attempts (or a recorded error) is "retrying"',
+    )
+    lookback_days: float = key_field(
+        7.0,
+        checks.positive(unit="days", hi=3650),
+        help="failed rotations and scans older than this are not alerted (first run, history)",
+    )
+    include_findings: bool = key_field(
+        True, checks.flag, help="whether posture findings are sent with the alerts"
+    )
+    max_send_attempts: int = key_field(
+        8,
+        checks.whole(1, 1000, unit="attempts"),
+        help="how many times an alert is sent to a channel before it is given up",
+    )
+    # The [[alerts.channel]] tables, parsed on their own.
+    channels: tuple[ChannelPolicy, ...] = ()
+
+
+_ALERTS_TABLE: Final[Mapping[str, Key]] = MappingProxyType(
+    {k.name: k for k in declared(AlertsPolicy)}
+)
+_ALERTS_KEYS: Final = (*_ALERTS_TABLE, "channel")
+_CHANNEL_TABLE: Final[Mapping[str, Key]] = MappingProxyType(
+    {k.name: k for k in declared(ChannelPolicy)}
+)
+# The keys each type of channel takes.
+_CHANNEL_KEYS: Final[Mapping[ChannelType, tuple[str, ...]]] = MappingProxyType(
     {
-        "thresholds_days": _thresholds,
-        "digest": checks.choice(DigestMode),
-        "max_lifetime_days": checks.whole(1, 36500, unit="days"),
-        "prefer_certificates": checks.flag,
-        "retrying_attempts": checks.whole(1, 1000, unit="attempts"),
-        "lookback_days": checks.positive(unit="days", hi=3650),
-        "include_findings": checks.flag,
-        "max_send_attempts": checks.whole(1, 1000, unit="attempts"),
+        kind: tuple(k.name for k in _CHANNEL_TABLE.values() if k.only is None or kind in k.only)
+        for kind in ChannelType
     }
 )
 
@@ -232,12 +253,12 @@ def parse_alerts(raw: object, problems: Problems) -> AlertsPolicy:
         if key == "channel":
             continue
         line = lines.key("alerts", key)
-        check = _ALERTS_CHECKS.get(key)
-        if check is None:
+        known = _ALERTS_TABLE.get(key)
+        if known is None:
             problems.add(line, f"[alerts] key {key!r}", "unknown; " + suggest(key, _ALERTS_KEYS))
             continue
         try:
-            values[key] = check(value)
+            values[known.attr] = known.check(value)
         except ValueError as exc:
             problems.add(line, f"[alerts] key {key!r}", str(exc))
     raw_channels = raw.get("channel", [])
@@ -285,7 +306,7 @@ def _parse_channel(
         )
         return None
     try:
-        kind: ChannelType = checks.choice(ChannelType)(raw["type"])
+        kind: ChannelType = _CHANNEL_TABLE["type"].check(raw["type"])
     except ValueError as exc:
         problems.add(lines.key(section, "type", index), f"{label} key 'type'", str(exc))
         return None
@@ -312,9 +333,9 @@ def _parse_channel(
             )
             ok = False
             continue
-        target, check = _CHANNEL_CHECKS[key]
+        known = _CHANNEL_TABLE[key]
         try:
-            fields_[target] = check(value)
+            fields_[known.attr] = known.check(value)
         except ValueError as exc:
             problems.add(line, f"{label} key {key!r}", str(exc))
             ok = False
