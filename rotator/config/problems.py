@@ -48,10 +48,9 @@ class Lines:
         return start if section else None
 
 
-# ---------------------------------------------------------------- loading
-
-
 class Problems:
+    """Every problem found in one policy file, reported together by :meth:`raise_if_any`."""
+
     def __init__(self, path: Path, text: str) -> None:
         self.path = path
         self.lines = Lines(text)
@@ -69,6 +68,7 @@ class Problems:
 
 
 def suggest(key: str, allowed: tuple[str, ...]) -> str:
+    """The hint for an unknown ``key``: the allowed key it is closest to, or all of them."""
     close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
     if close:
         return f"did you mean {close[0]!r}?"
