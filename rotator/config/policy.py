@@ -1,0 +1,179 @@
+"""The policy model: what the policy file resolves to, and the keys that set it.
+
+Each key of ``[defaults]`` and ``[[app]]`` is declared once, as a field below: its
+name, type, built-in default, check and help (see :mod:`rotator.config.keys`).
+``KEYS`` is read back from these fields. A new key is one field here, plus its use.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from types import MappingProxyType
+from typing import Final
+
+from rotator.config import checks
+from rotator.config.alerts import AlertsPolicy
+from rotator.config.keys import Key, declared, key_field, key_spec
+from rotator.domain.credentials import CredentialKind
+from rotator.domain.rotation import staging_name
+
+
+class KeyType(StrEnum):
+    RSA2048 = "RSA2048"
+    RSA3072 = "RSA3072"
+    RSA4096 = "RSA4096"
+    EC_P256 = "EC_P256"
+
+
+class KeyVaultFormat(StrEnum):
+    PEM = "pem"
+    PKCS12 = "pkcs12"
+
+
+def default_secret_name(app_id: str) -> str:
+    return f"rotator-{app_id.lower()}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AppDefaults:
+    """The per-app keys that ``[defaults]`` may set, resolved against the built-in defaults."""
+
+    vault_url: str | None = key_field(
+        None,
+        checks.vault_url,
+        help="the Key Vault of the app's consumer and staging secrets, such as "
+        "https://myvault.vault.azure.net; where no table sets it, ROTATOR_VAULT_URL",
+    )
+    renew_before_days: float = key_field(
+        30.0,
+        checks.positive(unit="days", hi=3650),
+        help="rotate when fewer days remain (or once 2/3 of the lifetime has passed)",
+    )
+    lifetime_days: int = key_field(
+        180, checks.whole(1, 3650, unit="days"), help="the lifetime of a new credential"
+    )
+    grace_hours: float = key_field(
+        24.0,
+        checks.number(0, 24 * 365, unit="hours"),
+        help="how long after promoting the new credential the old one is retired",
+    )
+    verify_scope: str = key_field(
+        "https://graph.microsoft.com/.default",
+        checks.scope,
+        help="the scope of the token requests that prove a new credential; ends in /.default",
+    )
+    verify_successes: int = key_field(
+        3,
+        checks.whole(1, 100, unit="successes"),
+        help="consecutive successful token requests that prove a new credential",
+    )
+    verify_timeout_seconds: float = key_field(
+        600.0,
+        checks.positive(unit="seconds", hi=86_400),
+        help="how long verification may wait for a new credential to propagate",
+    )
+    credential: CredentialKind | None = key_field(
+        None,
+        checks.credential,
+        help="the kind of credential to create, secret or certificate; "
+        "unset: the same kind as the credential that is expiring",
+    )
+    key_type: KeyType = key_field(
+        KeyType.RSA2048, checks.choice(KeyType), help="the key pair of a new certificate"
+    )
+    certificate_subject: str = key_field(
+        "CN=rotator", checks.non_empty, help="the subject of a new self-signed certificate"
+    )
+    key_vault_format: KeyVaultFormat = key_field(
+        KeyVaultFormat.PEM,
+        checks.choice(KeyVaultFormat),
+        help="how a certificate and its key are stored in the secret: pem or pkcs12",
+    )
+    expected_roles: tuple[str, ...] = key_field(
+        (), checks.roles, help="the app roles a token for a new credential must carry"
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AppPolicy(AppDefaults):
+    """Everything rotator needs to know about one managed app, fully resolved.
+
+    Its ``[[app]]`` table over ``[defaults]``: every key of :class:`AppDefaults`, and
+    the keys only an app has.
+    """
+
+    app_id: str = field(
+        metadata=key_spec(checks.app_id, help="the application (client) id; a lower-case GUID")
+    )
+    secret_name: str = field(
+        metadata=key_spec(
+            checks.secret_name,
+            help="the consumer secret in Key Vault (default rotator-<app_id>); "
+            "a new credential is staged in <secret_name>-next",
+        )
+    )
+    # Always set: an app without a Key Vault is refused when the policy is loaded.
+    vault_url: str
+
+    @property
+    def staging_secret_name(self) -> str:
+        return staging_name(self.secret_name)
+
+
+@dataclass(frozen=True, slots=True)
+class DaemonPolicy:
+    """The daemon's keys, set in ``[defaults]``."""
+
+    scan_interval_minutes: float = key_field(
+        60.0,
+        checks.positive(unit="minutes", hi=7 * 24 * 60),
+        help="how often every app registration is scanned",
+    )
+    reconcile_interval_seconds: float = key_field(
+        60.0,
+        checks.positive(unit="seconds", hi=86_400),
+        help="how often due rotations are planned and those in flight driven on",
+    )
+    max_concurrent_rotations: int = key_field(
+        8, checks.whole(1, 1000, unit="rotations"), help="how many rotations run at once"
+    )
+    graph_writes_per_minute: float = key_field(
+        600.0,
+        checks.positive(unit="writes per minute", hi=100_000),
+        help="Graph writes (addPassword, removePassword, ...) per minute, per process: keep "
+        "it below the tenant's budget (3,000 writes / 150 s per app, 18,000 / 5 min per "
+        "tenant) divided by the number of replicas",
+    )
+    lease_seconds: float = key_field(
+        300.0,
+        checks.positive(unit="seconds", hi=86_400),
+        help="how long a process owns a rotation it works on before another may take it over",
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    defaults: AppDefaults
+    daemon: DaemonPolicy
+    apps: Mapping[str, AppPolicy] = field(default_factory=dict)
+    source: Path | None = None
+    alerts: AlertsPolicy = field(default_factory=AlertsPolicy)
+
+    def for_app(self, app_id: str) -> AppPolicy | None:
+        return self.apps.get(app_id.strip().lower())
+
+
+def _key_table() -> Mapping[str, Key]:
+    shared = declared(AppDefaults, in_defaults=True, in_app=True)
+    own = [k for k in declared(AppPolicy, in_app=True) if k.attr not in {s.attr for s in shared}]
+    daemon = declared(DaemonPolicy, in_defaults=True)
+    return MappingProxyType({k.name: k for k in (*own, *shared, *daemon)})
+
+
+# The keys of [defaults] and [[app]]: an app's own keys, the shared ones, the daemon's.
+KEYS: Final[Mapping[str, Key]] = _key_table()
+DEFAULTS_KEYS: Final = tuple(name for name, k in KEYS.items() if k.in_defaults)
+APP_KEYS: Final = tuple(name for name, k in KEYS.items() if k.in_app)
