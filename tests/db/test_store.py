@@ -380,7 +380,8 @@ def test_save_rotation_is_compare_and_set(store: SqlStore) -> None:
 
 
 def test_a_state_change_and_its_audit_event_commit_together(store: SqlStore) -> None:
-    r = store.create_rotation(make_rotation(APP_A), audit=AuditNote("plan", AuditOutcome.OK, "planned"))
+    r = store.create_rotation(make_rotation(APP_A),
+                              audit=AuditNote("plan", AuditOutcome.OK, "planned"))
     now = T0 + timedelta(minutes=1)
     store.save_rotation(r.advance(RotationState.CREATING, now),
                         expected_state=RotationState.PENDING,
@@ -397,7 +398,8 @@ def test_a_state_change_and_its_audit_event_commit_together(store: SqlStore) -> 
     with pytest.raises(SecretInStore):
         store.save_rotation(r.advance(RotationState.CREATING, now),
                             expected_state=RotationState.CREATING,
-                            audit=AuditNote("create", AuditOutcome.OK, "x", {"v": SecretValue("s3cr3t")}))
+                            audit=AuditNote("create", AuditOutcome.OK, "x",
+                                            {"v": SecretValue("s3cr3t")}))
 
 
 def test_save_rotation_respects_the_lease(store: SqlStore) -> None:
