@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from datetime import timedelta
 from pathlib import Path
-
-import pytest
 
 from rotator.adapters.db import Store
 from rotator.domain.credentials import CredentialKind

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
-
-import pytest
 
 from rotator.config import SETTINGS_ENV
 from tests.deploy.conftest import DEPLOY, METRICS_PORT

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
-
-import pytest
 
 from rotator.config import SETTINGS_ENV, read_env_file
 from tests.deploy.conftest import DEPLOY
