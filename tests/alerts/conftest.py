@@ -21,7 +21,7 @@ from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 from rotator.emulator.pki import make_tls_material
 
 # The store fixtures, on SQLite and PostgreSQL.
-from tests.db.conftest import db_url, pg_migrated_url, sqlite_template, store  # noqa: F401
+from tests.support.databases import db_url, pg_migrated_url, sqlite_template, store  # noqa: F401
 from tests.support.world import world  # noqa: F401
 
 SMTP_USER = "rotator"

@@ -32,8 +32,9 @@ from rotator.domain.rotation import Rotation, rotation_id_from_display_name
 from rotator.domain.secret_value import SecretValue
 from rotator.domain.states import ACTIVE_STATES
 from rotator.emulator.runner import RunningEmulator
-from tests.integration.checks import database_text, token_works
+from tests.integration.checks import token_works
 from tests.integration.conftest import CANARY, Run, make_app, rotator_env, run_rotator
+from tests.support.databases import database_text
 
 BAD_SCOPE = '"api://nothing-here/.default"'  # AADSTS500011: verification fails at once
 

@@ -40,7 +40,7 @@ from rotator.engine.driver import drive
 from rotator.engine.start import RotationRefused, plan_rotation, start_rotation
 from rotator.metrics import Metrics
 from rotator.ports import DirectoryError, SecretStoreError
-from tests.integration.checks import database_text
+from tests.support.databases import database_text
 from tests.support.fakes import (
     CANARY,
     Crash,

@@ -26,7 +26,7 @@ from rotator.adapters.db.models import MAX_SCAN_ERRORS
 from rotator.domain.credentials import AppRegistration, Credential, CredentialKind
 from rotator.domain.secret_value import SecretValue
 from rotator.domain.states import ACTIVE_STATES, IllegalTransition, RotationState
-from tests.db.helpers import APP_A, APP_B, APP_C, T0, inv, make_rotation
+from tests.support.records import APP_A, APP_B, APP_C, T0, inv, make_rotation
 
 # ----------------------------------------------------------------- basics
 

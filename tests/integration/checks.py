@@ -4,28 +4,11 @@ from __future__ import annotations
 
 import time
 
-import sqlalchemy as sa
-
-from rotator.adapters.db import make_engine
 from rotator.adapters.sdk_clients import sync_secret_credential
 from rotator.domain.rotation import rotation_id_from_display_name
 from rotator.emulator.runner import RunningEmulator
 from tests.integration.conftest import ManagedApp
-
-
-def database_text(url: str) -> str:
-    """Every value of every table as text: what a leak grep has to search."""
-    engine = make_engine(url, poolclass=sa.pool.NullPool)
-    try:
-        with engine.connect() as conn:
-            names = sa.inspect(conn).get_table_names()
-            chunks = []
-            for name in names:
-                for row in conn.execute(sa.text(f'SELECT * FROM "{name}"')):
-                    chunks.append(" ".join(str(v) for v in row))
-            return "\n".join(chunks)
-    finally:
-        engine.dispose()
+from tests.support.databases import database_text
 
 
 def consumer_latest(emu: RunningEmulator, app: ManagedApp):  # type: ignore[no-untyped-def]

@@ -15,7 +15,7 @@ import pytest
 
 from rotator.adapters.db import migrate
 from rotator.emulator.runner import RunningEmulator, start_emulator
-from tests.db.conftest import throwaway_pg_database
+from tests.support.databases import throwaway_pg_database
 
 CANARY = "CANARY"
 

@@ -14,10 +14,9 @@ import pytest
 from rotator.adapters.db import Store, make_engine, migrate
 from rotator.domain.states import RotationState
 from rotator.emulator.runner import RunningEmulator
-from tests.db.conftest import throwaway_pg_database
 from tests.integration.checks import assert_invariants, consumer_latest, token_works
 from tests.integration.conftest import make_app, rotator_env, run_rotator, write_policy
-from tests.service.conftest import set_connections_allowed
+from tests.support.databases import set_connections_allowed, throwaway_pg_database
 
 pytestmark = pytest.mark.postgres
 

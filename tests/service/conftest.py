@@ -29,7 +29,7 @@ from rotator.domain.secret_value import SecretValue
 from rotator.emulator.model import Application
 from rotator.emulator.runner import RunningEmulator, start_emulator
 from rotator.emulator.tenant import make_secret_text
-from tests.db.conftest import pg_admin_url, throwaway_pg_database
+from tests.support.databases import throwaway_pg_database
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -45,26 +45,6 @@ def pg_url() -> Iterator[str]:
     with throwaway_pg_database() as url:
         migrate.upgrade(url)
         yield url
-
-
-def admin_engine() -> sa.Engine:
-    return make_engine(pg_admin_url(), isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
-
-
-def set_connections_allowed(db_url: str, allowed: bool) -> None:
-    """Make a database unreachable (and drop its connections), or reachable again."""
-    name = sa.make_url(db_url).database
-    engine = admin_engine()
-    with engine.connect() as conn:
-        conn.execute(sa.text(
-            f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS {"true" if allowed else "false"}'
-        ))
-        if not allowed:
-            conn.execute(sa.text(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                "WHERE datname = :name AND pid <> pg_backend_pid()"
-            ), {"name": name})
-    engine.dispose()
 
 
 def make_due_apps(emu: RunningEmulator, count: int, prefix: str) -> list[tuple[Application, str]]:

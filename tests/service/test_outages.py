@@ -36,10 +36,10 @@ from tests.service.conftest import (
     open_store,
     seed_consumer_secret,
     serving,
-    set_connections_allowed,
     wait_for,
     write_policy,
 )
+from tests.support.databases import set_connections_allowed
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 

@@ -15,11 +15,11 @@ from rotator.emulator.runner import RunningEmulator
 from tests.service.conftest import (
     make_due_apps,
     open_store,
-    set_connections_allowed,
     start_serve,
     wait_for,
     write_policy,
 )
+from tests.support.databases import set_connections_allowed
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
