@@ -32,9 +32,16 @@ from rotator.domain.rotation import Rotation, rotation_id_from_display_name
 from rotator.domain.secret_value import SecretValue
 from rotator.domain.states import ACTIVE_STATES
 from rotator.emulator.runner import RunningEmulator
-from tests.integration.checks import token_works
-from tests.integration.conftest import CANARY, Run, make_app, rotator_env, run_rotator
 from tests.support.databases import database_text
+from tests.support.emulated import (
+    CANARY,
+    Run,
+    make_app,
+    rotator_env,
+    run_rotator,
+    token_with,
+    token_works,
+)
 
 BAD_SCOPE = '"api://nothing-here/.default"'  # AADSTS500011: verification fails at once
 
@@ -205,7 +212,6 @@ def _consumer_works(emu: RunningEmulator, subject: Subject) -> bool:
     if subject.kind == "secret":
         return token_works(emu, subject.app_id, latest.value)
     from rotator.ports import StoredSecret
-    from tests.integration.test_certificate_rotation import token_with
 
     stored = StoredSecret(subject.secret_name, latest.version, True, latest.content_type,
                           dict(latest.tags), value=SecretValue(latest.value))

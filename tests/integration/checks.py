@@ -2,36 +2,10 @@
 
 from __future__ import annotations
 
-import time
-
-from rotator.adapters.sdk_clients import sync_secret_credential
 from rotator.domain.rotation import rotation_id_from_display_name
 from rotator.emulator.runner import RunningEmulator
-from tests.integration.conftest import ManagedApp
 from tests.support.databases import database_text
-
-
-def consumer_latest(emu: RunningEmulator, app: ManagedApp):  # type: ignore[no-untyped-def]
-    versions = emu.tenant.vault.versions(app.secret_name)
-    return versions[-1] if versions else None
-
-
-def token_works(emu: RunningEmulator, app_id: str, secret: str, tries: int = 20) -> bool:
-    """A real client-credentials request; retried briefly because replicas learn late."""
-    for _ in range(tries):
-        credential = sync_secret_credential(
-            emu.env["AZURE_TENANT_ID"], app_id, secret,
-            authority_host=emu.env["ROTATOR_AUTHORITY_HOST"],
-            ca_bundle=emu.env["ROTATOR_CA_BUNDLE"],
-        )
-        try:
-            credential.get_token("https://graph.microsoft.com/.default")
-            return True
-        except Exception:
-            time.sleep(0.5)
-        finally:
-            credential.close()
-    return False
+from tests.support.emulated import ManagedApp, consumer_latest
 
 
 def assert_invariants(emu: RunningEmulator, app: ManagedApp, database_url: str,

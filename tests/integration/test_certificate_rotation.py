@@ -7,7 +7,6 @@ PATCH of keyCredentials, and the client assertions of the token requests.
 
 from __future__ import annotations
 
-import base64
 import io
 import json
 import uuid
@@ -33,7 +32,7 @@ from rotator.engine.context import EngineDeps, VerifyTiming
 from rotator.engine.driver import drive
 from rotator.engine.start import plan_rotation, start_rotation
 from rotator.ports import Directory, StoredSecret
-from tests.integration.conftest import rotator_env, run_rotator
+from tests.support.emulated import rotator_env, run_rotator, token_with
 
 
 @dataclass
@@ -140,25 +139,6 @@ def private_key_body(stored: StoredSecret) -> str:
     pem = certs.to_pem(material).reveal()
     return "".join(pem.split("-----BEGIN " "PRIVATE KEY-----")[1]
                    .split("-----END PRIVATE KEY-----")[0].split())
-
-
-def token_with(emu: RunningEmulator, app_id: str, stored: StoredSecret) -> dict[str, Any]:
-    """What a consumer does: hand the secret to azure-identity's CertificateCredential."""
-    from azure.identity import CertificateCredential
-
-    from rotator.adapters.sdk_clients import identity_options
-
-    assert stored.value is not None
-    data = stored.value.reveal().encode()
-    if stored.content_type == PKCS12_CONTENT_TYPE:
-        data = base64.b64decode(data)
-    options: dict[str, Any] = identity_options(emu.env["ROTATOR_AUTHORITY_HOST"],
-                                               emu.env["ROTATOR_CA_BUNDLE"])
-    credential = CertificateCredential(emu.tenant.tenant_id, app_id, certificate_data=data,
-                                       **options)
-    token = credential.get_token("https://graph.microsoft.com/.default")
-    claims: dict[str, Any] = jwt.decode(token.token, options={"verify_signature": False})
-    return claims
 
 
 def assert_no_key_leak(bodies: Sequence[str], *texts: str, files: Sequence[Path] = ()) -> None:

@@ -14,9 +14,16 @@ import pytest
 from rotator.adapters.db import Store, make_engine, migrate
 from rotator.domain.states import RotationState
 from rotator.emulator.runner import RunningEmulator
-from tests.integration.checks import assert_invariants, consumer_latest, token_works
-from tests.integration.conftest import make_app, rotator_env, run_rotator, write_policy
+from tests.integration.checks import assert_invariants
 from tests.support.databases import set_connections_allowed, throwaway_pg_database
+from tests.support.emulated import (
+    consumer_latest,
+    make_app,
+    rotator_env,
+    run_rotator,
+    token_works,
+    write_policy,
+)
 
 pytestmark = pytest.mark.postgres
 

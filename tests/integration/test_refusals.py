@@ -7,10 +7,11 @@ import uuid
 from pathlib import Path
 
 from rotator.emulator.runner import RunningEmulator
-from tests.integration.checks import assert_invariants, consumer_latest
-from tests.integration.conftest import (
+from tests.integration.checks import assert_invariants
+from tests.support.emulated import (
     ManagedApp,
     Run,
+    consumer_latest,
     make_app,
     rotator_env,
     run_rotator,

@@ -6,8 +6,15 @@ import json
 from pathlib import Path
 
 from rotator.emulator.runner import RunningEmulator
-from tests.integration.checks import assert_invariants, consumer_latest, token_works
-from tests.integration.conftest import make_app, rotator_env, run_rotator, write_policy
+from tests.integration.checks import assert_invariants
+from tests.support.emulated import (
+    consumer_latest,
+    make_app,
+    rotator_env,
+    run_rotator,
+    token_works,
+    write_policy,
+)
 
 
 def test_rotate_proves_promotes_and_retires(emu: RunningEmulator, database_url: str,
