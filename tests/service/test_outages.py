@@ -26,7 +26,8 @@ from rotator.domain.rotation import Rotation
 from rotator.domain.states import RotationState
 from rotator.emulator.model import Application
 from rotator.emulator.runner import RunningEmulator
-from tests.service.conftest import (
+from tests.support.databases import set_connections_allowed
+from tests.support.serve import (
     CredentialWatch,
     Served,
     finish_propagation,
@@ -39,7 +40,6 @@ from tests.service.conftest import (
     wait_for,
     write_policy,
 )
-from tests.support.databases import set_connections_allowed
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 

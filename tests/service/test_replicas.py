@@ -12,7 +12,7 @@ from rotator.cli.demo import check_invariants
 from rotator.config import load_policy, load_settings
 from rotator.domain.states import RotationState
 from rotator.emulator.runner import RunningEmulator
-from tests.service.conftest import make_due_apps, open_store, start_serve, wait_for, write_policy
+from tests.support.serve import make_due_apps, open_store, start_serve, wait_for, write_policy
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
