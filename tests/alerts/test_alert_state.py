@@ -10,8 +10,8 @@ from rotator.adapters.db import Store, make_engine
 from rotator.adapters.db.alerts_repo import AlertStore
 from rotator.alerts.runner import alert_pass
 from rotator.domain.states import RotationState
-from tests.alerts.conftest import HttpReceiver
 from tests.alerts.helpers import policy, scanned
+from tests.support.receivers import HttpReceiver
 from tests.support.records import APP_A, APP_B, APP_C, T0, inv, make_rotation
 
 
