@@ -23,7 +23,6 @@ import click
 
 if TYPE_CHECKING:
     from rotator.adapters.db.repo import Store
-    from rotator.config import Policy
     from rotator.domain.credentials import CredentialKind
     from rotator.domain.rotation import Rotation
     from rotator.emulator.runner import RunningEmulator
@@ -182,80 +181,6 @@ def write_policy(path: Path, vault_url: str, apps: Iterable[ManagedApp]) -> None
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
-# ---------------------------------------------------------------- invariants
-
-
-def check_invariants(
-    tenant: Tenant,
-    store: Store,
-    policy: Policy,
-    *,
-    db_files: Sequence[Path] = (),
-    known_secrets: Iterable[str] = (),
-) -> list[str]:
-    """What is wrong with the tenant, the vault and the database; empty when all is well.
-
-    For every managed app: it has a valid credential; the consumer secret's latest
-    version holds a current credential of the app, tagged with its key id; every
-    credential named ``rotator:<id>`` is the promoted one of that rotation (no
-    orphans); a completed rotation's superseded credential is gone. And no secret
-    value appears in the database files.
-    """
-    from rotator.domain.rotation import rotation_id_from_display_name
-    from rotator.domain.states import RotationState
-    from rotator.emulator.vaultstore import VaultError
-
-    problems: list[str] = []
-    now = datetime.now(UTC)
-    values: set[str] = set(known_secrets)
-    for app_id, app_policy in policy.apps.items():
-        app = tenant.app_by_app_id(app_id)
-        if app is None:
-            problems.append(f"{app_id}: the app is gone")
-            continue
-        name = app.display_name
-        creds = list(app.password_credentials)
-        values.update(c.secret_text for c in creds)
-        if not any(c.start <= now < c.end for c in creds):
-            problems.append(f"{name}: no valid secret")
-        try:
-            latest = tenant.vault.get(app_policy.secret_name)
-        except VaultError as exc:
-            problems.append(f"{name}: consumer secret {app_policy.secret_name}: {exc}")
-            latest = None
-        if latest is not None:
-            values.add(latest.value)
-            held = tenant.match_secret(app, latest.value)
-            if held is None or not (held.start <= now < held.end):
-                problems.append(f"{name}: the consumer secret holds no current credential")
-            elif latest.tags.get("key_id") != held.key_id:
-                problems.append(f"{name}: the consumer secret's key_id tag does not match")
-        for version in tenant.vault.versions(f"{app_policy.secret_name}-next"):
-            values.add(version.value)
-        rotations = {r.id: r for r in store.list_rotations(app_id=app_id)}
-        for cred in creds:
-            rid = rotation_id_from_display_name(cred.display_name)
-            if rid is None:
-                continue
-            owner = rotations.get(rid)
-            if owner is None or owner.new_key_id != cred.key_id or owner.state not in (
-                RotationState.PROMOTED, RotationState.RETIRING, RotationState.COMPLETED
-            ):
-                problems.append(f"{name}: orphaned credential {cred.key_id} ({cred.display_name})")
-        for r in rotations.values():
-            if r.state is RotationState.COMPLETED and r.old_key_id and any(
-                c.key_id == r.old_key_id for c in creds
-            ):
-                problems.append(f"{name}: superseded credential {r.old_key_id} was not retired")
-    for path in db_files:
-        if not path.exists():
-            continue
-        data = path.read_bytes()
-        if any(v and v.encode() in data for v in values):
-            problems.append(f"a secret value is stored in the database file {path.name}")
-    return problems
-
-
 # ---------------------------------------------------------------- running
 
 
@@ -376,6 +301,7 @@ def _summary(store: Store, apps: list[ManagedApp], db_url: str, now: datetime) -
 def demo_command(propagation_seconds: float) -> None:
     """Rotate due credentials of an emulated tenant, end to end, and check the result."""
     from rotator.bootstrap import load, open_store
+    from rotator.emulator.invariants import check_tenant, database_files, managed_apps
     from rotator.emulator.runner import start_emulator
     from rotator.logs import configure
 
@@ -409,10 +335,9 @@ def demo_command(propagation_seconds: float) -> None:
             now = datetime.now(UTC)
             for line in _summary(store, apps, db_url, now):
                 click.echo(line)
-            problems = check_invariants(
-                emu.tenant, store, loaded.policy,
-                db_files=[db_path, Path(f"{db_path}-wal"), Path(f"{db_path}-shm")],
-                known_secrets=original,
+            problems = check_tenant(
+                emu.tenant, store, managed_apps(loaded.policy),
+                places=database_files(db_path), known_secrets=original,
             )
             rotations = [store.list_rotations(app_id=a.app_id, limit=1) for a in apps]
         finally:

@@ -182,7 +182,7 @@ def leaked_in(text: str, world: World | None = None) -> bool:
     """A canary secret, a PEM private-key header or a slice of a stored private key."""
     if CANARY in text or "PRIVATE KEY" in text:
         return True
-    return world is not None and any(c.decode() in text for c in key_canaries(world))
+    return world is not None and any(c in text for c in key_canaries(world))
 
 
 def observed_texts(world: World, metrics: Metrics) -> list[str]:
