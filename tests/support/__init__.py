@@ -14,7 +14,7 @@ fixtures imports it from here.
 - ``receivers.py``  loopback webhook and SMTP servers for alert channels
 - ``deploy.py``     the deployment files
 
-A directory's own helpers sit beside its tests (``tests/emulator/support.py``,
+A directory's own helpers sit beside its tests (``tests/emulator/helpers.py``,
 ``tests/integration/crafted_graph.py``, ``tests/alerts/helpers.py``); the campaign's
 modules are a program of their own (``python -m tests.campaign.run``).
 """
