@@ -6,8 +6,8 @@ One asyncio loop holds everything:
   registration into the inventory, then refreshes the expiry gauges.
 - ``reconcile`` every ``reconcile_interval_seconds``: starts rotations that are due
   and advances in-flight ones, retirement included (:mod:`rotator.engine.reconcile`).
-- extra jobs from :func:`extra_jobs` — the hook for further periodic passes
-  (the alert pass goes there).
+- extra jobs from :func:`extra_jobs` — further periodic passes: the alert pass,
+  when the policy names any alert channel.
 
 Jobs never overlap themselves (``max_instances=1``, ``coalesce``); a job that fails is
 logged and counted, and simply runs again on its next tick. On SIGTERM/SIGINT the
@@ -57,9 +57,9 @@ class Job:
 def extra_jobs(daemon: Daemon) -> list[Job]:
     """Further periodic passes, scheduled beside ``scan`` and ``reconcile``.
 
-    This is the hook for the alert pass: return e.g.
-    ``[Job("alerts", 300, lambda: alert_pass(daemon.deps), run_at_start=True)]``.
-    ``daemon.deps`` (store, policy, clock) and ``daemon.metrics`` are there to use;
+    Today that is the alert pass (every ``ALERT_INTERVAL_SECONDS``, when the policy names
+    any alert channel). Another pass is one more ``Job`` in the returned list;
+    ``daemon.deps`` (store, policy, clock) and ``daemon.metrics`` are there to use, and
     a job gets the same guarantees as the built-in ones (no overlap, failures counted
     in ``rotator_job_runs_total{job=...}``, cancelled on shutdown).
     """

@@ -130,11 +130,6 @@ class Tenant:
                 raise graph_not_found(app_id or object_id or "")
             return app
 
-    def get_app(self, object_id: str) -> Application | None:
-        with self._lock:
-            app = self._apps.get(object_id)
-            return None if app is None or app.deleted else app
-
     def app_by_app_id(self, app_id: str) -> Application | None:
         with self._lock:
             app = self._apps_by_app_id.get(app_id)

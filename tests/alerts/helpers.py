@@ -1,4 +1,4 @@
-"""Builders shared by the alert tests."""
+"""Builders the alert tests share: a policy with an ``[alerts]`` table, a recorded scan."""
 
 from __future__ import annotations
 
@@ -9,9 +9,7 @@ from pathlib import Path
 from rotator.adapters.db import SqlStore
 from rotator.config import Policy, load_policy, load_settings
 from rotator.domain.records import InventoryRow
-from tests.db.helpers import APP_A, APP_B, APP_C, T0, inv, make_rotation
-
-__all__ = ["APP_A", "APP_B", "APP_C", "T0", "inv", "make_rotation", "policy", "scanned"]
+from tests.support.records import T0
 
 
 def policy(tmp_path: Path, alerts_toml: str, *, managed: Sequence[str] = ()) -> Policy:

@@ -9,8 +9,9 @@ from pathlib import Path
 from rotator.adapters.db import SqlStore, make_engine
 from rotator.alerts.runner import alert_pass
 from rotator.domain.states import RotationState
-from tests.alerts.conftest import HttpReceiver
-from tests.alerts.helpers import APP_A, APP_B, APP_C, T0, inv, make_rotation, policy, scanned
+from tests.alerts.helpers import policy, scanned
+from tests.support.receivers import HttpReceiver
+from tests.support.records import APP_A, APP_B, APP_C, T0, inv, make_rotation
 
 
 def _hook(receiver: HttpReceiver, digest: str = "none", extra: str = "") -> str:

@@ -12,8 +12,9 @@ from click.testing import CliRunner
 from rotator.adapters.db import SqlStore
 from rotator.alerts.runner import alert_pass, send_test_messages
 from rotator.cli.main import cli
-from tests.alerts.conftest import SMTP_PASSWORD, SMTP_USER, HttpReceiver, SmtpServer
-from tests.alerts.helpers import APP_A, APP_B, T0, inv, policy, scanned
+from tests.alerts.helpers import policy, scanned
+from tests.support.receivers import SMTP_PASSWORD, SMTP_USER, HttpReceiver, SmtpServer
+from tests.support.records import APP_A, APP_B, T0, inv
 
 
 def _smtp_toml(server: SmtpServer, digest: str = "none") -> str:

@@ -19,9 +19,9 @@ from rotator.engine.scan import scan
 from rotator.engine.start import plan_rotation, start_rotation
 from rotator.report.render import render_csv, render_html, render_json
 from rotator.report.source import load_report
-from tests.alerts.conftest import HttpReceiver
-from tests.engine.conftest import VAULT, World
-from tests.fakes import CANARY
+from tests.support.fakes import CANARY
+from tests.support.receivers import HttpReceiver
+from tests.support.world import VAULT, World
 
 
 def _with_alerts(world: World, toml: str) -> None:

@@ -31,7 +31,8 @@ from rotator.domain.alerts import AlertKind, Severity
 from rotator.domain.credentials import CredentialKind
 from rotator.domain.records import ScanRun, ScanStatus
 from rotator.domain.states import RotationState
-from tests.alerts.helpers import APP_A, APP_B, APP_C, T0, inv, make_rotation, policy
+from tests.alerts.helpers import policy
+from tests.support.records import APP_A, APP_B, APP_C, T0, inv, make_rotation
 
 TH = (30.0, 14.0, 7.0, 1.0)
 

@@ -12,7 +12,8 @@ from rotator.domain.states import RotationState
 from rotator.report.data import WEEKS
 from rotator.report.render import render_csv, render_html
 from rotator.report.source import load_report
-from tests.alerts.helpers import APP_A, APP_B, APP_C, T0, inv, make_rotation, policy, scanned
+from tests.alerts.helpers import policy, scanned
+from tests.support.records import APP_A, APP_B, APP_C, T0, inv, make_rotation
 from tests.support.tools import require_tool
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome")

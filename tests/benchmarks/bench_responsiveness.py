@@ -21,7 +21,7 @@ from pathlib import Path
 
 from rotator.domain.states import RotationState
 from rotator.emulator.runner import start_emulator
-from tests.service.conftest import (
+from tests.support.serve import (
     make_due_apps,
     open_store,
     start_serve,

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from rotator.domain.states import RotationState
 from rotator.emulator.runner import start_emulator
-from tests.service.conftest import make_due_apps, open_store, start_serve, write_policy
+from tests.support.serve import make_due_apps, open_store, start_serve, write_policy
 
 SQLITE = "sqlite:///{tmp}/rotator.db"
 

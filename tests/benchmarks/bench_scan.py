@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from tests.db.conftest import throwaway_pg_database
+from tests.support.databases import throwaway_pg_database
 
 
 @contextmanager

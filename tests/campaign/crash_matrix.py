@@ -27,13 +27,22 @@ from pathlib import Path
 
 from rotator import certificate_material as certs
 from rotator.adapters.db import SqlStore, make_engine
-from rotator.domain.certificates import CERTIFICATE_CONTENT_TYPES
-from rotator.domain.rotation import Rotation, rotation_id_from_display_name
+from rotator.domain.credentials import CredentialKind
+from rotator.domain.rotation import Rotation
 from rotator.domain.secret_value import SecretValue
 from rotator.domain.states import ACTIVE_STATES
+from rotator.emulator.invariants import Managed
 from rotator.emulator.runner import RunningEmulator
-from tests.integration.checks import database_text, token_works
-from tests.integration.conftest import CANARY, Run, make_app, rotator_env, run_rotator
+from tests.support.emulated import (
+    CANARY,
+    Run,
+    make_app,
+    rotator_env,
+    run_rotator,
+    token_with,
+    token_works,
+)
+from tests.support.invariants import assert_tenant_invariants
 
 BAD_SCOPE = '"api://nothing-here/.default"'  # AADSTS500011: verification fails at once
 
@@ -164,27 +173,6 @@ def _consumer(emu: RunningEmulator, subject: Subject):  # type: ignore[no-untype
     return versions[-1] if versions else None
 
 
-def _private_key_chunks(value: str, content_type: str | None) -> list[str]:
-    pem = certs.to_pem(certs.load(SecretValue(value), content_type)).reveal()
-    body = "".join(pem.split("-----BEGIN " "PRIVATE KEY-----")[1]
-                   .split("-----END " "PRIVATE KEY-----")[0].split())
-    return [body[40:100], body[-120:-60]]
-
-
-def secret_material(emu: RunningEmulator, subject: Subject) -> list[str]:
-    """Every secret value or private-key slice the tenant and the vault hold for the app."""
-    out = list(subject.canaries)
-    if subject.kind == "secret":
-        out += [p.secret_text for p in emu.tenant.passwords(subject.app_id)]
-    for name in (subject.secret_name, f"{subject.secret_name}-next"):
-        for version in emu.tenant.vault.versions(name):
-            if version.content_type in CERTIFICATE_CONTENT_TYPES:
-                out += _private_key_chunks(version.value, version.content_type)
-            else:
-                out.append(version.value)
-    return [v for v in out if v]
-
-
 def _active(database_url: str, app_id: str) -> list[Rotation]:
     store = SqlStore(make_engine(database_url))
     try:
@@ -204,7 +192,6 @@ def _consumer_works(emu: RunningEmulator, subject: Subject) -> bool:
     if subject.kind == "secret":
         return token_works(emu, subject.app_id, latest.value)
     from rotator.ports import StoredSecret
-    from tests.integration.test_certificate_rotation import token_with
 
     stored = StoredSecret(subject.secret_name, latest.version, True, latest.content_type,
                           dict(latest.tags), value=SecretValue(latest.value))
@@ -213,46 +200,13 @@ def _consumer_works(emu: RunningEmulator, subject: Subject) -> bool:
 
 def assert_invariants(emu: RunningEmulator, subject: Subject, database_url: str,
                       outputs: Sequence[str]) -> None:
-    """The five invariants, read from the emulator, the vault and the database."""
-    now = datetime.now(UTC)
-    if subject.kind == "secret":
-        creds = [(p.key_id, p.display_name, p.start <= now < p.end)
-                 for p in emu.tenant.passwords(subject.app_id)]
-    else:
-        creds = [(k.key_id, k.display_name, k.start <= now < k.end)
-                 for k in emu.tenant.keys(subject.app_id)]
-    # 1. the app keeps a valid credential, and the consumer secret names a current one
-    assert any(valid for _, _, valid in creds), "the app was left without a valid credential"
-    latest = _consumer(emu, subject)
-    current = {key_id for key_id, _, valid in creds if valid}
-    if latest is not None:
-        assert latest.tags.get("key_id") in current, "consumer secret names a lost credential"
-        if subject.kind == "secret":
-            held = {p.secret_text for p in emu.tenant.passwords(subject.app_id)}
-            assert latest.value in held, "consumer secret holds a credential the app lost"
-        else:
-            thumbprints = {k.key_id: k.thumbprint.hex() for k in emu.tenant.keys(subject.app_id)}
-            material = certs.load(SecretValue(latest.value), latest.content_type)
-            assert thumbprints.get(latest.tags["key_id"], "").upper() == \
-                material.thumbprint.upper(), "consumer key does not match its certificate"
-    # 2. at most one rotation in flight
-    active = _active(database_url, subject.app_id)
-    assert len(active) <= 1, f"{len(active)} active rotations"
-    # 3. no orphans: a rotator-made credential is the consumer's, or the new or the old
-    # one of the rotation in flight (a promote in progress has moved the consumer on)
-    live = {r.id for r in active} | {r.old_key_id for r in active if r.old_key_id}
-    promoted = latest.tags.get("key_id") if latest is not None else None
-    for key_id, display_name, _ in creds:
-        rid = rotation_id_from_display_name(display_name)
-        if rid is not None and not {rid, key_id} & live:
-            assert key_id == promoted, f"orphan credential {key_id} of rotation {rid}"
-    # 4. + 5. no secret value or private key in the database or any output
-    material = secret_material(emu, subject)
-    texts = [database_text(database_url), *outputs]
-    for value in material:
-        assert all(value not in text for text in texts), "a secret reached a log or the database"
-    assert all(CANARY not in text for text in texts), "a canary reached a log or the database"
-    assert all("PRIVATE KEY" not in text for text in texts), "key material in an output"
+    """The invariants, read from the emulator, the vault and the database, with a rotation
+    possibly in flight; and no secret value, private key or canary in any output."""
+    assert_tenant_invariants(
+        emu, database_url,
+        [Managed(subject.app_id, subject.secret_name, CredentialKind(subject.kind))],
+        outputs=outputs, known_secrets=[*subject.canaries, CANARY],
+        allow_in_flight=True, allow_no_consumer=True)
 
 
 def _rotate(subject: Subject, emu: RunningEmulator, database_url: str, **extra: str) -> Run:

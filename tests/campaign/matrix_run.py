@@ -18,7 +18,7 @@ from pathlib import Path
 from rotator.adapters.db import migrate
 from rotator.emulator.runner import start_emulator
 from tests.campaign.crash_matrix import Case, run_case
-from tests.db.conftest import throwaway_pg_database
+from tests.support.databases import throwaway_pg_database
 
 LEAK_WORDS = ("secret reached", "canary", "key material")
 

@@ -45,7 +45,7 @@ from tests.campaign.scenario import (
     run_scenario,
     scenarios,
 )
-from tests.db.conftest import throwaway_pg_database
+from tests.support.databases import throwaway_pg_database
 
 
 @contextlib.contextmanager

@@ -40,9 +40,8 @@ from rotator.engine.driver import drive
 from rotator.engine.start import RotationRefused, plan_rotation, start_rotation
 from rotator.metrics import Metrics
 from rotator.ports import DirectoryError, SecretStoreError
-from tests.engine.conftest import TENANT, World
-from tests.engine.test_rotation_flow import assert_invariants, key_canaries, make_app
-from tests.fakes import (
+from tests.support.databases import database_text
+from tests.support.fakes import (
     CANARY,
     Crash,
     FakeApp,
@@ -52,7 +51,8 @@ from tests.fakes import (
     FakeSecretStore,
     Faults,
 )
-from tests.integration.checks import database_text
+from tests.support.invariants import assert_invariants, key_canaries
+from tests.support.world import TENANT, World, make_app
 
 SECRET_CRASH_POINTS = ["add_password", "set_secret:orders-secret-next",
                        "set_secret:orders-secret", "disable_version", "remove_password"]
@@ -182,7 +182,7 @@ def leaked_in(text: str, world: World | None = None) -> bool:
     """A canary secret, a PEM private-key header or a slice of a stored private key."""
     if CANARY in text or "PRIVATE KEY" in text:
         return True
-    return world is not None and any(c.decode() in text for c in key_canaries(world))
+    return world is not None and any(c in text for c in key_canaries(world))
 
 
 def observed_texts(world: World, metrics: Metrics) -> list[str]:

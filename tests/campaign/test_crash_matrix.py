@@ -11,7 +11,7 @@ import pytest
 from rotator.emulator.runner import RunningEmulator
 from rotator.failpoints import POINTS
 from tests.campaign.crash_matrix import PATHS, Case, CrashPath, fast_cases, run_case, trace
-from tests.integration.conftest import make_app, rotator_env, run_rotator, write_policy
+from tests.support.emulated import make_app, rotator_env, run_rotator, write_policy
 
 pytestmark = pytest.mark.slow
 

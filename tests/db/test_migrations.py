@@ -16,7 +16,7 @@ from alembic.runtime.migration import MigrationContext
 from rotator.adapters.db import make_engine, migrate
 from rotator.adapters.db.models import metadata
 from rotator.domain.states import ACTIVE_STATES, TERMINAL_STATES
-from tests.db.conftest import throwaway_pg_database
+from tests.support.databases import throwaway_pg_database
 
 REPO = Path(__file__).resolve().parents[2]
 

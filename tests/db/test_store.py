@@ -18,7 +18,7 @@ from rotator.domain.rotation import Registration
 from rotator.domain.secret_value import SecretValue
 from rotator.domain.states import ACTIVE_STATES, IllegalTransition, RotationState
 from rotator.ports import RotationConflict, StaleRotation, StoreError
-from tests.db.helpers import APP_A, APP_B, APP_C, T0, inv, make_rotation
+from tests.support.records import APP_A, APP_B, APP_C, T0, inv, make_rotation
 
 # ----------------------------------------------------------------- basics
 

@@ -6,7 +6,7 @@ import re
 import subprocess
 
 from rotator.config import SETTINGS_ENV
-from tests.deploy.conftest import DEPLOY, METRICS_PORT
+from tests.support.deploy import DEPLOY, METRICS_PORT
 from tests.support.tools import require_tool
 
 BICEP = DEPLOY / "azure" / "main.bicep"

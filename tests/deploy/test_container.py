@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from rotator.config import Settings
-from tests.deploy.conftest import DEPLOY, METRICS_PORT, REPO
+from tests.support.deploy import DEPLOY, METRICS_PORT
+from tests.support.paths import REPO
 
 DOCKERFILE = DEPLOY / "container" / "Dockerfile"
 ENTRYPOINT = DEPLOY / "container" / "entrypoint.sh"

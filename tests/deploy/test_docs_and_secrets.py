@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.deploy.conftest import DEPLOY, OPERATIONS, REPO, deploy_files
+from tests.support.deploy import DEPLOY, OPERATIONS, deploy_files
+from tests.support.paths import REPO
 
 FILES = deploy_files()
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from rotator.config import KEYS, SETTINGS_ENV, Settings, load_policy
-from tests.deploy.conftest import DEPLOY, METRICS_PORT, walk
+from tests.support.deploy import DEPLOY, METRICS_PORT, walk
 
 BASE = DEPLOY / "kubernetes" / "base"
 OVERLAY = DEPLOY / "kubernetes" / "overlays" / "example"

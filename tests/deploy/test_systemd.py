@@ -6,7 +6,7 @@ import subprocess
 from pathlib import Path
 
 from rotator.config import SETTINGS_ENV, read_env_file
-from tests.deploy.conftest import DEPLOY
+from tests.support.deploy import DEPLOY
 from tests.support.tools import require_tool
 
 UNIT = DEPLOY / "systemd" / "rotator.service"

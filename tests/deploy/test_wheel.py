@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from rotator.adapters.db import migrate
-from tests.deploy.conftest import REPO
+from tests.support.paths import REPO
 
 pytestmark = pytest.mark.timeout(180)
 

@@ -33,7 +33,7 @@ from msgraph.generated.models.service_principal import ServicePrincipal
 
 from rotator.adapters import sdk_clients
 from rotator.emulator.runner import RunningEmulator
-from tests.emulator.support import claims_of, make_cert, make_proof, rotator_credential, token_for
+from tests.emulator.helpers import claims_of, make_cert, make_proof, rotator_credential, token_for
 
 GRAPH = "https://graph.microsoft.com/.default"
 

@@ -16,7 +16,7 @@ import pytest
 
 from rotator.adapters import sdk_clients
 from rotator.emulator.runner import start_emulator
-from tests.emulator.support import token_for
+from tests.emulator.helpers import token_for
 
 
 @pytest.mark.slow

@@ -16,7 +16,7 @@ from msgraph.generated.models.password_credential import PasswordCredential
 
 from rotator.adapters import sdk_clients
 from rotator.emulator.runner import RunningEmulator
-from tests.emulator.support import rotator_credential, token_for
+from tests.emulator.helpers import rotator_credential, token_for
 
 
 def test_identity_options_per_cloud(ca_path: Path) -> None:

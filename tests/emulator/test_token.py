@@ -12,7 +12,7 @@ from azure.identity.aio import CertificateCredential
 
 from rotator.adapters import sdk_clients
 from rotator.emulator.runner import RunningEmulator, start_emulator
-from tests.emulator.support import claims_of, make_cert, token_for
+from tests.emulator.helpers import claims_of, make_cert, token_for
 
 GRAPH = "https://graph.microsoft.com/.default"
 VAULT = "https://vault.azure.net/.default"

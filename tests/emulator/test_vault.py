@@ -13,7 +13,7 @@ from azure.core.exceptions import HttpResponseError, ResourceExistsError, Resour
 
 from rotator.adapters import sdk_clients
 from rotator.emulator.runner import RunningEmulator
-from tests.emulator.support import rotator_credential, token_for
+from tests.emulator.helpers import rotator_credential, token_for
 
 
 def _name(prefix: str) -> str:

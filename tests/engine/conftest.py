@@ -1,79 +1,8 @@
-"""Engine tests: the real steps and the real database (SQLite), fake Graph/Key Vault/Entra."""
+"""Engine tests: the real steps and the real database (SQLite), fake Graph/Key Vault/Entra.
 
-from __future__ import annotations
+The world they run in is ``tests/support/world.py``.
+"""
 
-import random
-from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
+from tests.support.world import world
 
-import pytest
-
-from rotator.adapters.db import SqlStore
-from rotator.adapters.db.migrate import upgrade
-from rotator.adapters.db.session import make_engine
-from rotator.config import Policy, load_policy, load_settings
-from rotator.engine.context import EngineDeps, VerifyTiming
-from tests.fakes import FakeApp, FakeClock, FakeDirectory, FakeProbe, FakeSecretStore, Faults
-
-TENANT = "11111111-2222-3333-4444-555555555555"
-VAULT = "https://vault.example.test"
-
-
-@dataclass
-class World:
-    clock: FakeClock
-    directory: FakeDirectory
-    vault: FakeSecretStore
-    probe: FakeProbe
-    store: SqlStore
-    faults: Faults
-    tmp: Path
-    policy: Policy | None = None
-
-    def manage(self, *apps: FakeApp, **overrides: object) -> Policy:
-        lines = ["[defaults]", f'vault_url = "{VAULT}"', "verify_successes = 3",
-                 "verify_timeout_seconds = 120"]
-        lines += [f"{k} = {v!r}".replace("'", '"') for k, v in overrides.items()
-                  if k in {"grace_hours", "lifetime_days", "renew_before_days", "credential",
-                           "key_type", "key_vault_format", "certificate_subject"}]
-        for app in apps:
-            lines += ["[[app]]", f'app_id = "{app.app_id}"',
-                      f'secret_name = "{app.display_name}-secret"']
-            if app.roles:
-                lines.append(f'expected_roles = ["{app.roles[0]}"]')
-        path = self.tmp / "policy.toml"
-        path.write_text("\n".join(lines) + "\n")
-        settings = load_settings({"ROTATOR_VAULT_URL": VAULT})
-        self.policy = load_policy(path, settings)
-        return self.policy
-
-    def deps(self, **overrides: object) -> EngineDeps:
-        assert self.policy is not None, "call manage() first"
-        kwargs: dict[str, object] = dict(
-            directory=self.directory,
-            secret_store_for=lambda url: self.vault,
-            probe=self.probe,
-            store=self.store,
-            policy=self.policy,
-            tenant_id=TENANT,
-            clock=self.clock,
-            sleep=self.clock.sleep,
-            rng=random.Random(7),
-            verify_timing=VerifyTiming(success_interval=1, refusal_base=0.5, refusal_cap=4),
-        )
-        kwargs.update(overrides)
-        return EngineDeps(**kwargs)  # type: ignore[arg-type]
-
-
-@pytest.fixture
-def world(tmp_path: Path) -> Iterator[World]:
-    url = f"sqlite:///{tmp_path / 'rotator.db'}"
-    upgrade(url)
-    store = SqlStore(make_engine(url))
-    clock = FakeClock()
-    faults = Faults()
-    directory = FakeDirectory(clock, faults)
-    vault = FakeSecretStore(clock, faults)
-    yield World(clock, directory, vault, FakeProbe(directory, TENANT), store, faults, tmp_path)
-    store.close()
+__all__ = ["world"]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from rotator.config import load_policy, load_settings
 from rotator.daemon import extra_jobs
-from tests.engine.conftest import VAULT, World
+from tests.support.world import VAULT, World
 
 
 def test_no_channels_no_alert_job(world: World) -> None:

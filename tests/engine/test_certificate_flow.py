@@ -17,9 +17,9 @@ from rotator.domain.rotation import Registration, RotationReason
 from rotator.domain.states import RotationState
 from rotator.engine.driver import drive
 from rotator.engine.start import RotationRefused, plan_rotation, start_rotation
-from tests.engine.conftest import World
-from tests.engine.test_rotation_flow import assert_invariants, rotate
-from tests.fakes import Crash, FakeApp
+from tests.support.fakes import Crash, FakeApp
+from tests.support.invariants import assert_invariants
+from tests.support.world import World, rotate
 
 
 def cert_app(world: World, **policy: object) -> FakeApp:

@@ -3,72 +3,19 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 import structlog
 
-from rotator import certificate_material as certs
-from rotator.domain.certificates import CERTIFICATE_CONTENT_TYPES
 from rotator.domain.credentials import CredentialKind
-from rotator.domain.rotation import RotationReason, rotation_id_from_display_name
-from rotator.domain.states import ACTIVE_STATES, RotationState
+from rotator.domain.rotation import RotationReason
+from rotator.domain.states import RotationState
 from rotator.engine.driver import drive
 from rotator.engine.start import RotationRefused, plan_rotation, start_rotation
 from rotator.ports import DirectoryError, SecretStoreError
-from tests.engine.conftest import World
-from tests.fakes import CANARY, Crash, FakeApp
-
-
-async def rotate(world: World, app: FakeApp, *, retire_now: bool = True,
-                 **deps_overrides: object):  # type: ignore[no-untyped-def]
-    deps = world.deps(**deps_overrides)
-    plan = await plan_rotation(deps, app.app_id)
-    rotation = start_rotation(deps, plan, reason=RotationReason.MANUAL, retire_now=retire_now)
-    return await drive(deps, rotation.id, retire_now=retire_now)
-
-
-def key_canaries(world: World) -> list[bytes]:
-    """A slice of every private key rotator wrote to the vault (PEM body or PKCS#12)."""
-    out = []
-    for versions in world.vault.secrets.values():
-        for v in versions:
-            if v.content_type in CERTIFICATE_CONTENT_TYPES and v.value is not None:
-                text = v.value.reveal()
-                body = text.split("-----BEGIN " "PRIVATE KEY-----")[-1] if "BEGIN" in text else text
-                out.append(body.strip()[100:160].encode())
-    return out
-
-
-def assert_invariants(world: World, app: FakeApp) -> None:
-    # 1. the app keeps a working credential, and the consumer secret holds one
-    now = world.clock.now()
-    assert any(c.is_valid_at(now) for c in app.credentials)
-    consumer = world.vault.latest(f"{app.display_name}-secret")
-    if consumer is not None:
-        assert consumer.value is not None
-        if consumer.content_type in CERTIFICATE_CONTENT_TYPES:
-            held = certs.load(consumer.value, consumer.content_type)
-            cred = app.credential_of(consumer.tags["key_id"])
-            assert cred is not None and cred.thumbprint == held.thumbprint
-            assert consumer.tags["thumbprint"] == held.thumbprint and cred.is_valid_at(now)
-        else:
-            assert consumer.value.reveal() in app.values.values()
-            assert consumer.tags["key_id"] in app.values
-    # 2. no secret value or private key in the database file
-    canaries = [CANARY.encode(), *key_canaries(world)]
-    for path in Path(world.tmp).glob("rotator.db*"):
-        data = path.read_bytes()
-        assert not any(c in data for c in canaries), path
-    # 3. every credential rotator created is promoted, or belongs to a rotation in flight
-    active = {r.id for r in world.store.list_rotations(app_id=app.app_id)
-              if r.state in ACTIVE_STATES}
-    for cred in app.credentials:
-        rid = rotation_id_from_display_name(cred.display_name)
-        if rid is not None and rid not in active:
-            assert consumer is not None and consumer.tags["key_id"] == cred.key_id, cred
-    # 4. at most one rotation in flight for the app
-    assert len(active) <= 1
+from tests.support.fakes import Crash
+from tests.support.invariants import assert_invariants
+from tests.support.world import World, make_app, rotate
 
 
 async def test_rotation_promotes_a_proven_secret_and_retires_the_old_one(world: World) -> None:
@@ -241,16 +188,6 @@ CRASH_CASES = [
     CrashCase(CredentialKind.CERTIFICATE, "add_key", held=True),  # registered by addKey
     CrashCase(CredentialKind.CERTIFICATE, "remove_key", held=True),
 ]
-
-
-def make_app(world: World, kind: CredentialKind) -> FakeApp:
-    if kind is CredentialKind.CERTIFICATE:
-        app = world.directory.add_cert_app("orders")
-        world.manage(app, credential="certificate")
-        return app
-    app = world.directory.add_app("orders")
-    world.manage(app)
-    return app
 
 
 @pytest.mark.parametrize("case", CRASH_CASES, ids=str)

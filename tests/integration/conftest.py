@@ -1,112 +1,25 @@
-"""Integration fixtures: the emulated tenant over HTTPS, real databases, the real CLI."""
+"""Integration fixtures: the emulated tenant over HTTPS, real databases, the real CLI
+(``tests/support/emulated.py``). Every test starts and ends with no faults injected
+and no lifetime policy.
+"""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import uuid
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from collections.abc import Iterator
 
 import pytest
 
-from rotator.adapters.db import migrate
-from rotator.emulator.runner import RunningEmulator, start_emulator
-from tests.db.conftest import throwaway_pg_database
+from rotator.emulator.faults import Faults
+from rotator.emulator.runner import RunningEmulator
+from tests.support.emulated import database_url, emu, pg_database
 
-CANARY = "CANARY"
-
-
-@pytest.fixture(scope="session")
-def emu(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningEmulator]:
-    with start_emulator(apps=10, seed=11, propagation_seconds=2.0,
-                        workdir=tmp_path_factory.mktemp("emu")) as running:
-        yield running
+__all__ = ["database_url", "emu", "pg_database"]
 
 
 @pytest.fixture(autouse=True)
 def _calm(emu: RunningEmulator) -> Iterator[None]:
-    from rotator.emulator.faults import Faults
-
     emu.faults.update(Faults().to_json())
     emu.tenant.set_lifetime_policy(None)
     yield
     emu.faults.update(Faults().to_json())
     emu.tenant.set_lifetime_policy(None)
-
-
-@pytest.fixture(scope="session")
-def pg_database() -> Iterator[str]:
-    with throwaway_pg_database() as url:
-        migrate.upgrade(url)
-        yield url
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'rotator.db'}"
-    url: str = request.getfixturevalue("pg_database")
-    return url
-
-
-@dataclass
-class ManagedApp:
-    app_id: str
-    object_id: str
-    display_name: str
-    old_key_id: str
-    old_secret: str
-    secret_name: str
-
-
-def make_app(emu: RunningEmulator, *, days_left: float = 10, owned: bool = True,
-             name: str | None = None) -> ManagedApp:
-    """A fresh app whose one secret holds a canary value (so leaks are greppable)."""
-    display = name or f"it-{uuid.uuid4().hex[:8]}"
-    value = f"{CANARY}-{uuid.uuid4().hex}"
-    end = datetime.now(UTC) + timedelta(days=days_left)
-    app = emu.tenant.create_app(display, owned_by_rotator=owned, secrets=[(value, end)])
-    old = emu.tenant.passwords(app.app_id)[0]
-    return ManagedApp(app.app_id, app.id, display, old.key_id, value,
-                      f"{display}-secret")
-
-
-def write_policy(path: Path, apps: list[ManagedApp], **defaults: object) -> Path:
-    merged: dict[str, object] = {"verify_successes": 3, "verify_timeout_seconds": 60,
-                                 "grace_hours": 24, **defaults}
-    lines = ["[defaults]"] + [f"{k} = {v}" for k, v in merged.items()]
-    for a in apps:
-        lines += ["[[app]]", f'app_id = "{a.app_id}"', f'secret_name = "{a.secret_name}"']
-    path.write_text("\n".join(lines) + "\n")
-    return path
-
-
-@dataclass
-class Run:
-    returncode: int
-    stdout: str
-    stderr: str
-
-
-def rotator_env(emu: RunningEmulator, database_url: str, policy: Path | None,
-                **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("ROTATOR_", "AZURE_"))}
-    env.update(emu.env)
-    env["ROTATOR_DATABASE_URL"] = database_url
-    env["ROTATOR_LOG_LEVEL"] = "DEBUG"
-    env["ROTATOR_LOG_FORMAT"] = "json"
-    if policy is not None:
-        env["ROTATOR_CONFIG"] = str(policy)
-    env.update(extra)
-    return env
-
-
-def run_rotator(args: list[str], env: Mapping[str, str], timeout: float = 180) -> Run:
-    proc = subprocess.run([sys.executable, "-m", "rotator", *args], env=dict(env),
-                          capture_output=True, text=True, timeout=timeout, check=False)
-    return Run(proc.returncode, proc.stdout, proc.stderr)

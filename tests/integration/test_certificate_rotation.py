@@ -7,7 +7,6 @@ PATCH of keyCredentials, and the client assertions of the token requests.
 
 from __future__ import annotations
 
-import base64
 import io
 import json
 import uuid
@@ -25,15 +24,17 @@ from rotator import certificate_material as certs
 from rotator import logs
 from rotator.bootstrap import engine_deps, load, open_store
 from rotator.domain.certificates import PEM_CONTENT_TYPE, PKCS12_CONTENT_TYPE, KeyEntry, x5t_of
-from rotator.domain.credentials import Credential
+from rotator.domain.credentials import Credential, CredentialKind
 from rotator.domain.rotation import Registration, Rotation, RotationReason
 from rotator.domain.secret_value import SecretValue
+from rotator.emulator.invariants import Managed
 from rotator.emulator.runner import RunningEmulator
 from rotator.engine.context import EngineDeps, VerifyTiming
 from rotator.engine.driver import drive
 from rotator.engine.start import plan_rotation, start_rotation
 from rotator.ports import Directory, StoredSecret
-from tests.integration.conftest import rotator_env, run_rotator
+from tests.support.emulated import rotator_env, run_rotator, token_with
+from tests.support.invariants import assert_tenant_invariants
 
 
 @dataclass
@@ -42,6 +43,10 @@ class CertApp:
     object_id: str
     secret_name: str
     old_key_ids: list[str]
+
+    @property
+    def managed(self) -> Managed:
+        return Managed(self.app_id, self.secret_name, CredentialKind.CERTIFICATE)
 
 
 def make_cert_app(emu: RunningEmulator, *, expired: int = 0, unknown: int = 0) -> CertApp:
@@ -142,25 +147,6 @@ def private_key_body(stored: StoredSecret) -> str:
                    .split("-----END PRIVATE KEY-----")[0].split())
 
 
-def token_with(emu: RunningEmulator, app_id: str, stored: StoredSecret) -> dict[str, Any]:
-    """What a consumer does: hand the secret to azure-identity's CertificateCredential."""
-    from azure.identity import CertificateCredential
-
-    from rotator.adapters.sdk_clients import identity_options
-
-    assert stored.value is not None
-    data = stored.value.reveal().encode()
-    if stored.content_type == PKCS12_CONTENT_TYPE:
-        data = base64.b64decode(data)
-    options: dict[str, Any] = identity_options(emu.env["ROTATOR_AUTHORITY_HOST"],
-                                               emu.env["ROTATOR_CA_BUNDLE"])
-    credential = CertificateCredential(emu.tenant.tenant_id, app_id, certificate_data=data,
-                                       **options)
-    token = credential.get_token("https://graph.microsoft.com/.default")
-    claims: dict[str, Any] = jwt.decode(token.token, options={"verify_signature": False})
-    return claims
-
-
 def assert_no_key_leak(bodies: Sequence[str], *texts: str, files: Sequence[Path] = ()) -> None:
     for body in bodies:
         for chunk in (body[40:100], body[-120:-60]):
@@ -207,6 +193,8 @@ async def test_patch_first_then_add_key_signed_by_the_stored_key(
     assert_no_key_leak([private_key_body(stored_first), private_key_body(stored_second)],
                        log_stream.getvalue(), files=list(tmp_path.glob("rotator.db*")))
     assert "registered" in log_stream.getvalue()  # the logs did capture the rotation
+    assert_tenant_invariants(emu, f"sqlite:///{tmp_path / 'rotator.db'}", [app.managed],
+                             outputs=[log_stream.getvalue()])
 
 
 @pytest.mark.parametrize("fmt", ["pem", "pkcs12"])
@@ -267,6 +255,8 @@ def test_cli_rotation_keeps_the_private_key_out_of_output_and_database(
     assert [(r["kind"], r["thumbprint"]) for r in rows] == [("certificate", thumbprint)]
     assert_no_key_leak(bodies, run.stdout, run.stderr, scan.stdout, scan.stderr,
                        files=list(tmp_path.glob("cli.db*")))
+    assert_tenant_invariants(emu, database, [app.managed],
+                             outputs=[run.stdout, run.stderr, scan.stdout, scan.stderr])
 
 
 def _consumer_key(emu: RunningEmulator, app: CertApp) -> tuple[list[str], str]:

@@ -14,10 +14,16 @@ import pytest
 from rotator.adapters.db import SqlStore, make_engine, migrate
 from rotator.domain.states import RotationState
 from rotator.emulator.runner import RunningEmulator
-from tests.db.conftest import throwaway_pg_database
-from tests.integration.checks import assert_invariants, consumer_latest, token_works
-from tests.integration.conftest import make_app, rotator_env, run_rotator, write_policy
-from tests.service.conftest import set_connections_allowed
+from tests.support.databases import set_connections_allowed, throwaway_pg_database
+from tests.support.emulated import (
+    consumer_latest,
+    make_app,
+    rotator_env,
+    run_rotator,
+    token_works,
+    write_policy,
+)
+from tests.support.invariants import assert_app_invariants
 
 pytestmark = pytest.mark.postgres
 
@@ -65,7 +71,8 @@ def test_database_outage_mid_rotation_stops_cleanly_and_the_rerun_resumes(
     assert proc.returncode == 1, err[-2000:]
     assert "Traceback" not in err and "database" in err and "run the command again" in err
     assert _state(own_pg, app.app_id) is RotationState.STAGED
-    assert_invariants(emu, app, own_pg, active_rotation_ids=_active(own_pg, app.app_id))
+    assert_app_invariants(emu, app, own_pg, allow_in_flight=True, allow_no_consumer=True,
+                          outputs=[out, err])
 
     again = run_rotator(["rotate", "--app", app.app_id, "--retire-now", "--json"], env)
     assert again.returncode == 0, again.stderr[-2000:]
@@ -76,11 +83,4 @@ def test_database_outage_mid_rotation_stops_cleanly_and_the_rerun_resumes(
     assert [p.key_id for p in emu.tenant.passwords(app.app_id)] == [result["new_key_id"]]
     for text in (out, err, again.stdout, again.stderr):
         assert app.old_secret not in text and latest.value not in text
-
-
-def _active(url: str, app_id: str) -> set[str]:
-    store = SqlStore(make_engine(url))
-    try:
-        return {r.id for r in store.list_rotations(app_id=app_id) if r.active}
-    finally:
-        store.close()
+    assert_app_invariants(emu, app, own_pg, outputs=[out, err, again.stdout, again.stderr])

@@ -35,9 +35,8 @@ from rotator.engine.context import EngineDeps
 from rotator.engine.scan import ScanReport, scan
 from rotator.engine.start import RotationRefused, plan_rotation
 from rotator.ports import DirectoryError
-from tests.integration.checks import consumer_latest
-from tests.integration.conftest import make_app, rotator_env, run_rotator, write_policy
 from tests.integration.crafted_graph import CraftedGraph, Raw, crafted_graph
+from tests.support.emulated import consumer_latest, make_app, rotator_env, run_rotator, write_policy
 
 END = "2027-01-01T00:00:00Z"
 END_AT = datetime(2027, 1, 1, tzinfo=UTC)

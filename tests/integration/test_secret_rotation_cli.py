@@ -6,8 +6,15 @@ import json
 from pathlib import Path
 
 from rotator.emulator.runner import RunningEmulator
-from tests.integration.checks import assert_invariants, consumer_latest, token_works
-from tests.integration.conftest import make_app, rotator_env, run_rotator, write_policy
+from tests.support.emulated import (
+    consumer_latest,
+    make_app,
+    rotator_env,
+    run_rotator,
+    token_works,
+    write_policy,
+)
+from tests.support.invariants import assert_app_invariants
 
 
 def test_rotate_proves_promotes_and_retires(emu: RunningEmulator, database_url: str,
@@ -37,7 +44,7 @@ def test_rotate_proves_promotes_and_retires(emu: RunningEmulator, database_url: 
     for text in (run.stdout, run.stderr, hist.stdout, hist.stderr):
         assert latest.value not in text and app.old_secret not in text
         assert "CANARY" not in text
-    assert_invariants(emu, app, database_url)
+    assert_app_invariants(emu, app, database_url)
 
 
 def test_grace_period_keeps_the_old_secret(emu: RunningEmulator, tmp_path: Path) -> None:
@@ -57,7 +64,7 @@ def test_grace_period_keeps_the_old_secret(emu: RunningEmulator, tmp_path: Path)
     assert again.returncode == 0, again.stderr
     done = json.loads(again.stdout)
     assert done["rotation_id"] == out["rotation_id"] and done["state"] == "completed"
-    assert_invariants(emu, app, db)
+    assert_app_invariants(emu, app, db)
 
 
 def test_dry_run_changes_nothing(emu: RunningEmulator, tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from tests.service.conftest import REPO
+from tests.support.paths import REPO
 
 pytestmark = pytest.mark.slow
 

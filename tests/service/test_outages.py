@@ -20,13 +20,14 @@ from typing import Any
 import pytest
 
 from rotator.adapters.db import SqlStore
-from rotator.cli.demo import check_invariants
 from rotator.config import Policy, load_policy, load_settings
 from rotator.domain.rotation import Rotation
 from rotator.domain.states import RotationState
+from rotator.emulator.invariants import check_tenant, managed_apps
 from rotator.emulator.model import Application
 from rotator.emulator.runner import RunningEmulator
-from tests.service.conftest import (
+from tests.support.databases import set_connections_allowed
+from tests.support.serve import (
     CredentialWatch,
     Served,
     finish_propagation,
@@ -36,7 +37,6 @@ from tests.service.conftest import (
     open_store,
     seed_consumer_secret,
     serving,
-    set_connections_allowed,
     wait_for,
     write_policy,
 )
@@ -129,7 +129,7 @@ class Scenario:
                  if e.outcome == "ok"]
         assert steps.index("verify") < steps.index("promote") < steps.index("retire"), steps
         assert watch.gaps == []
-        assert check_invariants(self.emu.tenant, self.store, self.policy) == []
+        assert check_tenant(self.emu.tenant, self.store, managed_apps(self.policy)) == []
         assert served.proc.returncode == 0  # stopped cleanly by the test, never crashed
         log = served.log()
         leaked = [v for v in watch.values | {self.old_value} if v in log]
@@ -333,7 +333,7 @@ def test_token_endpoint_5xx_past_the_verify_deadline_rolls_back(
         served.stop()
     assert served.proc.returncode == 0
     assert watch.gaps == []
-    assert check_invariants(emu.tenant, s.store, s.policy) == []
+    assert check_tenant(emu.tenant, s.store, managed_apps(s.policy)) == []
     log = served.log()
     assert [v for v in watch.values if v in log] == []
     s.close()

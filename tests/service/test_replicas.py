@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from rotator.cli.demo import check_invariants
 from rotator.config import load_policy, load_settings
 from rotator.domain.states import RotationState
+from rotator.emulator.invariants import check_tenant, managed_apps
 from rotator.emulator.runner import RunningEmulator
-from tests.service.conftest import make_due_apps, open_store, start_serve, wait_for, write_policy
+from tests.support.serve import make_due_apps, open_store, start_serve, wait_for, write_policy
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -63,6 +63,6 @@ def test_replicas_rotate_each_credential_exactly_once(
     owners = {line.split('"owner": "')[1].split('"')[0]
               for r in replicas for line in r.log().splitlines() if '"rotator serving"' in line}
     assert len(owners) == 3
-    problems = check_invariants(emu.tenant, store, policy)
+    problems = check_tenant(emu.tenant, store, managed_apps(policy))
     assert problems == []
     store.close()

@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from rotator.cli.demo import check_invariants
 from rotator.config import load_policy, load_settings
 from rotator.domain.states import RotationState
+from rotator.emulator.invariants import check_tenant, managed_apps
 from rotator.emulator.runner import RunningEmulator
-from tests.service.conftest import (
+from tests.support.databases import set_connections_allowed
+from tests.support.serve import (
     make_due_apps,
     open_store,
-    set_connections_allowed,
     start_serve,
     wait_for,
     write_policy,
@@ -108,7 +108,8 @@ def test_serve_rotates_survives_outages_and_stops_cleanly(
     assert "rotator stopped" in log
     # -- the world is consistent, and no secret value was ever logged
     done = policy.apps.keys() - {stuck_id}
-    problems = check_invariants(emu.tenant, store, _only(policy, done))
+    problems = check_tenant(emu.tenant, store,
+                            [m for m in managed_apps(policy) if m.app_id in done])
     assert problems == []
     for value in [v for _, v in apps + late + stuck] + secrets_seen:
         assert value not in log
@@ -141,15 +142,3 @@ def make_not_due(emu: RunningEmulator, app_id: str) -> None:
 
 def make_due(emu: RunningEmulator, app_id: str) -> None:
     _replace_secret(emu, app_id, 5)
-
-
-def _only(policy: object, app_ids: set[str]) -> object:
-    from dataclasses import replace
-    from types import MappingProxyType
-
-    from rotator.config import Policy
-
-    assert isinstance(policy, Policy)
-    return replace(policy, apps=MappingProxyType(
-        {k: v for k, v in policy.apps.items() if k in app_ids}
-    ))

@@ -1,4 +1,4 @@
-"""Certificate helpers: pure rules (domain) and key material (adapters.certs)."""
+"""Certificate helpers: pure rules (domain) and key material (certificate_material)."""
 
 from __future__ import annotations
 

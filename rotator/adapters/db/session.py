@@ -6,8 +6,6 @@ settings below are what makes each one behave under the daemon's load.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any, Final
 
 import sqlalchemy as sa
@@ -23,10 +21,6 @@ PG_CONNECT_TIMEOUT_S: Final = 10
 def default_database_url() -> str:
     """A SQLite file ``rotator.db`` in the current directory."""
     return DEFAULT_DATABASE_URL
-
-
-def sqlite_url(path: str) -> str:
-    return f"sqlite:///{path}"
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
@@ -80,10 +74,3 @@ def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
     # Objects are turned into frozen domain values before the session closes,
     # so nothing needs to be refreshed after commit.
     return sessionmaker(engine, expire_on_commit=False)
-
-
-@contextmanager
-def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
-    """One transaction: commit on success, roll back on any exception."""
-    with factory() as session, session.begin():
-        yield session

@@ -1,4 +1,5 @@
-"""The daemon's pure parts: readiness, planning, the rate limiter, the counting wrappers."""
+"""The service's pure parts: readiness and dependency health, the rate limiter for Graph
+writes, and the wrappers that count every request."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Builders shared by the store tests."""
+"""Rotation and inventory records to store: fixed app ids, a fixed time, builders."""
 
 from __future__ import annotations
 
