@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 
 import pytest
 import structlog
 
 from rotator.domain.credentials import CredentialKind
-from rotator.domain.rotation import RotationReason
+from rotator.domain.rotation import RotationReason, credential_display_name
 from rotator.domain.states import RotationState
 from rotator.engine.driver import drive
 from rotator.engine.start import RotationRefused, plan_rotation, start_rotation
@@ -52,6 +53,31 @@ async def test_grace_period_keeps_the_old_credential_until_it_ends(world: World)
     world.clock.advance(2 * 3600)
     done = await drive(world.deps(), result.id)
     assert done.state is RotationState.COMPLETED and old_key not in app.values
+    assert_invariants(world, app)
+
+
+async def test_retire_removes_a_credential_of_this_rotation_that_landed_late(
+    world: World,
+) -> None:
+    # A replica killed with its addPassword in flight: another replica took the rotation
+    # over at once, saw nothing of that write, and created its own credential; the first
+    # write landed afterwards. Found by the replicas test under load: the app kept an
+    # extra, never-promoted credential named after the rotation.
+    app = world.directory.add_app("orders")
+    old_key = app.credentials[0].key_id
+    world.manage(app, grace_hours=1)
+    result = await rotate(world, app, retire_now=False)
+    assert result.state is RotationState.PROMOTED
+    late = await world.directory.add_password(
+        app.object_id, credential_display_name(result.id), world.clock.now() + timedelta(days=9)
+    )
+    world.clock.advance(2 * 3600)
+    done = await drive(world.deps(), result.id)
+    assert done.state is RotationState.COMPLETED
+    assert {c.key_id for c in app.credentials} == {result.new_key_id}
+    assert late.key_id not in app.values and old_key not in app.values
+    retired = [e for e in world.store.history(rotation_id=result.id) if e.step == "retire"]
+    assert late.key_id in retired[-1].message
     assert_invariants(world, app)
 
 
