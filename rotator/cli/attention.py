@@ -221,7 +221,10 @@ def needs_attention(
         by_app: dict[str, list[InventoryRow]] = {}
         for row in managed_rows:
             by_app.setdefault(row.app_id.lower(), []).append(row)
+        failing = {i.app_id for i in items}
         for c in candidates:
+            if c.app_id in failing:
+                continue  # its failure is listed, with what to do about it
             rows = [r for r in by_app.get(c.app_id, []) if r.kind is c.kind]
             items.append(Item(
                 Need.DUE, c.app_id, name_of(c.app_id), "not planned", None, None,

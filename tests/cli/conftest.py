@@ -1,0 +1,57 @@
+"""The admin commands as a person at a terminal runs them: the integration fixtures
+(the emulated tenant over HTTPS, real databases), and a pseudo-terminal runner."""
+
+from __future__ import annotations
+
+import os
+import pty
+import subprocess
+import sys
+import threading
+import tty
+from collections.abc import Mapping
+
+# The emulated tenant and the databases of the integration tests, shared as they are.
+from tests.integration.conftest import (  # noqa: F401 - fixtures, found by pytest by name
+    Run,
+    _calm,
+    database_url,
+    emu,
+    pg_database,
+)
+
+
+def run_on_terminal(args: list[str], env: Mapping[str, str], *, timeout: float = 180) -> Run:
+    """Run rotator with stderr on a pseudo-terminal (stdout a pipe, as in `... | less`).
+
+    The terminal is raw, so it adds no carriage returns of its own: every ``\\r`` in
+    the returned stderr was written by rotator.
+    """
+    master, slave = pty.openpty()
+    tty.setraw(slave)
+    proc = subprocess.Popen([sys.executable, "-m", "rotator", *args], env=dict(env),
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=slave)
+    os.close(slave)
+    chunks: list[bytes] = []
+
+    def drain() -> None:
+        while True:
+            try:
+                data = os.read(master, 65536)
+            except OSError:  # EIO: every writer closed the terminal
+                return
+            if not data:
+                return
+            chunks.append(data)
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    try:
+        stdout, _ = proc.communicate(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        reader.join(timeout=10)
+        os.close(master)
+    return Run(proc.returncode, stdout.decode(), b"".join(chunks).decode(errors="replace"))
