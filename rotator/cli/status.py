@@ -43,8 +43,7 @@ def _print_attention(att: Attention, now: datetime, colour: bool) -> None:
         return click.style(text, **style) if colour else text
 
     scan_line = f"last scan: {att.scan.summary}"
-    click.echo(styled(scan_line, fg=None if att.scan.healthy else "red",
-                      bold=not att.scan.healthy))
+    click.echo(scan_line if att.scan.healthy else styled(scan_line, fg="red", bold=True))
     if not att.items:
         click.echo(styled("\nnothing needs you: no failed rotations, nothing due without a "
                           "plan, nothing in flight", fg="green"))

@@ -21,8 +21,11 @@ from tests.integration.conftest import (  # noqa: F401 - fixtures, found by pyte
 )
 
 
-def run_on_terminal(args: list[str], env: Mapping[str, str], *, timeout: float = 180) -> Run:
-    """Run rotator with stderr on a pseudo-terminal (stdout a pipe, as in `... | less`).
+def run_on_terminal(args: list[str], env: Mapping[str, str], *, timeout: float = 180,
+                    stdout_too: bool = False) -> Run:
+    """Run rotator with stderr on a pseudo-terminal, and stdout a pipe (as in
+    ``rotator scan | less``) or, with ``stdout_too``, the terminal as well (then the
+    returned stdout is empty and stderr holds both).
 
     The terminal is raw, so it adds no carriage returns of its own: every ``\\r`` in
     the returned stderr was written by rotator.
@@ -30,7 +33,8 @@ def run_on_terminal(args: list[str], env: Mapping[str, str], *, timeout: float =
     master, slave = pty.openpty()
     tty.setraw(slave)
     proc = subprocess.Popen([sys.executable, "-m", "rotator", *args], env=dict(env),
-                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=slave)
+                            stdin=subprocess.DEVNULL,
+                            stdout=slave if stdout_too else subprocess.PIPE, stderr=slave)
     os.close(slave)
     chunks: list[bytes] = []
 
@@ -54,4 +58,5 @@ def run_on_terminal(args: list[str], env: Mapping[str, str], *, timeout: float =
             proc.wait()
         reader.join(timeout=10)
         os.close(master)
-    return Run(proc.returncode, stdout.decode(), b"".join(chunks).decode(errors="replace"))
+    return Run(proc.returncode, (stdout or b"").decode(),
+               b"".join(chunks).decode(errors="replace"))

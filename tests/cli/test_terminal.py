@@ -187,6 +187,13 @@ def test_status_says_what_needs_the_admin(emu: RunningEmulator, database_url: st
     assert order == sorted(order)
     assert fine.display_name not in text.stdout
     assert f"(rotation {failed['rotation_id']}): grant rotator the access" in text.stdout
+    # On a terminal the rows are coloured by what they need, unless NO_COLOR says not to.
+    env.pop("NO_COLOR", None)
+    coloured = run_on_terminal(["status"], env, stdout_too=True).stderr
+    assert f"\x1b[31mFAILED     {failing.display_name}" in coloured, coloured
+    assert f"\x1b[33mDUE        {due.display_name}" in coloured, coloured
+    plain = run_on_terminal(["status"], {**env, "NO_COLOR": "1"}, stdout_too=True).stderr
+    assert "\x1b[" not in plain and f"FAILED     {failing.display_name}" in plain, plain
 
     # history: the display name beside the id, one rotation, and events since a time.
     hist = run_rotator(["history", "--app", flying.app_id], env)
