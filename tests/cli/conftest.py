@@ -1,62 +1,27 @@
-"""The admin commands as a person at a terminal runs them: the integration fixtures
-(the emulated tenant over HTTPS, real databases), and a pseudo-terminal runner."""
+"""The admin commands' tests: the emulated tenant and the databases of the integration
+tests (``tests/support/emulated.py``), and a tenant with no faults injected."""
 
 from __future__ import annotations
 
-import os
-import pty
-import subprocess
-import sys
-import threading
-import tty
-from collections.abc import Mapping
+from collections.abc import Iterator
 
-# The emulated tenant and the databases of the integration tests, shared as they are.
-from tests.integration.conftest import (  # noqa: F401 - fixtures, found by pytest by name
-    Run,
-    _calm,
-    database_url,
-    emu,
-    pg_database,
-)
+import pytest
+
+from rotator.emulator.faults import Faults
+from rotator.emulator.runner import RunningEmulator
+from tests.support.emulated import database_url, emu, pg_database
+
+__all__ = ["calm_emu", "database_url", "emu", "pg_database"]
 
 
-def run_on_terminal(args: list[str], env: Mapping[str, str], *, timeout: float = 180,
-                    stdout_too: bool = False) -> Run:
-    """Run rotator with stderr on a pseudo-terminal, and stdout a pipe (as in
-    ``rotator scan | less``) or, with ``stdout_too``, the terminal as well (then the
-    returned stdout is empty and stderr holds both).
+@pytest.fixture
+def calm_emu(emu: RunningEmulator) -> Iterator[RunningEmulator]:
+    """The emulated tenant with no faults and no lifetime policy, before and after.
 
-    The terminal is raw, so it adds no carriage returns of its own: every ``\\r`` in
-    the returned stderr was written by rotator.
+    Not autouse: the other tests here (the options fuzz, the pure pieces) need no tenant.
     """
-    master, slave = pty.openpty()
-    tty.setraw(slave)
-    proc = subprocess.Popen([sys.executable, "-m", "rotator", *args], env=dict(env),
-                            stdin=subprocess.DEVNULL,
-                            stdout=slave if stdout_too else subprocess.PIPE, stderr=slave)
-    os.close(slave)
-    chunks: list[bytes] = []
-
-    def drain() -> None:
-        while True:
-            try:
-                data = os.read(master, 65536)
-            except OSError:  # EIO: every writer closed the terminal
-                return
-            if not data:
-                return
-            chunks.append(data)
-
-    reader = threading.Thread(target=drain, daemon=True)
-    reader.start()
-    try:
-        stdout, _ = proc.communicate(timeout=timeout)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        reader.join(timeout=10)
-        os.close(master)
-    return Run(proc.returncode, (stdout or b"").decode(),
-               b"".join(chunks).decode(errors="replace"))
+    emu.faults.update(Faults().to_json())
+    emu.tenant.set_lifetime_policy(None)
+    yield emu
+    emu.faults.update(Faults().to_json())
+    emu.tenant.set_lifetime_policy(None)

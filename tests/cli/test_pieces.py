@@ -15,7 +15,7 @@ from rotator.config import Policy, load_policy, load_settings
 from rotator.domain.credentials import CredentialKind
 from rotator.domain.records import InventoryRow, ScanRun, ScanStatus
 from rotator.domain.states import RotationState
-from tests.db.helpers import make_rotation
+from tests.support.records import make_rotation
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 A, B, C, D = (f"{n}{n}{n}{n}{n}{n}{n}{n}-0000-0000-0000-000000000000" for n in "abcd")

@@ -12,8 +12,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from rotator.emulator.runner import RunningEmulator
-from tests.cli.conftest import run_on_terminal
-from tests.integration.conftest import make_app, rotator_env, run_rotator, write_policy
+from tests.cli.terminal import run_on_terminal
+from tests.support.emulated import make_app, rotator_env, run_rotator, write_policy
 
 # What only a redrawn status line writes: a carriage return, then text.
 REDRAW = re.compile(r"\r[^\r\n]")
@@ -32,7 +32,8 @@ def assert_no_progress(stderr: str) -> None:
     assert "\r" not in stderr and " · " not in stderr, stderr
 
 
-def test_scan_progress_on_a_terminal_only(emu: RunningEmulator, tmp_path: Path) -> None:
+def test_scan_progress_on_a_terminal_only(calm_emu: RunningEmulator, tmp_path: Path) -> None:
+    emu = calm_emu
     app = make_app(emu, days_left=3)
     env = quiet_env(emu, f"sqlite:///{tmp_path / 'r.db'}",
                     write_policy(tmp_path / "p.toml", [app]))
@@ -69,8 +70,9 @@ def test_scan_progress_on_a_terminal_only(emu: RunningEmulator, tmp_path: Path) 
     assert_no_progress(as_json.stderr)
 
 
-def test_rotate_draws_the_verify_wait_on_a_terminal_only(emu: RunningEmulator,
+def test_rotate_draws_the_verify_wait_on_a_terminal_only(calm_emu: RunningEmulator,
                                                          tmp_path: Path) -> None:
+    emu = calm_emu
     # The emulated token service takes 2 s to learn a new secret: verification waits.
     first, second = make_app(emu), make_app(emu)
     env = quiet_env(emu, f"sqlite:///{tmp_path / 'r.db'}",
@@ -99,8 +101,9 @@ def test_rotate_draws_the_verify_wait_on_a_terminal_only(emu: RunningEmulator,
     assert_no_progress(again.stderr)
 
 
-def test_report_and_alert_pass_show_progress_on_a_terminal_only(emu: RunningEmulator,
+def test_report_and_alert_pass_show_progress_on_a_terminal_only(calm_emu: RunningEmulator,
                                                                  tmp_path: Path) -> None:
+    emu = calm_emu
     app = make_app(emu, days_left=3)
     env = quiet_env(emu, f"sqlite:///{tmp_path / 'r.db'}",
                     write_policy(tmp_path / "p.toml", [app]))
@@ -128,8 +131,9 @@ def test_report_and_alert_pass_show_progress_on_a_terminal_only(emu: RunningEmul
     assert_no_progress(as_json.stderr)
 
 
-def test_status_says_what_needs_the_admin(emu: RunningEmulator, database_url: str,
+def test_status_says_what_needs_the_admin(calm_emu: RunningEmulator, database_url: str,
                                           tmp_path: Path) -> None:
+    emu = calm_emu
     failing = make_app(emu, owned=False, days_left=10, name=f"failing-{uuid.uuid4().hex[:8]}")
     flying = make_app(emu, days_left=10, name=f"flying-{uuid.uuid4().hex[:8]}")
     due = make_app(emu, days_left=3, name=f"due-{uuid.uuid4().hex[:8]}")
