@@ -56,6 +56,7 @@ def rotate_command(
 
     def progress(message: str) -> None:
         line.hide()
+        waiting_on[0] = ""  # a wait after this one counts from its own start
         line.print_line(f"  {message}")
 
     def status(message: str) -> None:
