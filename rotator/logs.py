@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import MutableMapping
 from typing import Any
@@ -30,7 +31,9 @@ def configure(fmt: str = "auto", level: str = "INFO", stream: Any = None) -> Non
     renderer: Any = (
         structlog.processors.JSONRenderer()
         if json_output
-        else structlog.dev.ConsoleRenderer(colors=stream.isatty())
+        # Colour only on a terminal, and never when NO_COLOR is set (https://no-color.org).
+        else structlog.dev.ConsoleRenderer(
+            colors=stream.isatty() and "NO_COLOR" not in os.environ)
     )
     structlog.configure(
         processors=[

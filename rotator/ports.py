@@ -367,7 +367,15 @@ class Store(Protocol):
         within_days: float | None = None,
         now: datetime | None = None,
         app_id: str | None = None,
-    ) -> list[InventoryRow]: ...
+        app_ids: Iterable[str] | None = None,
+    ) -> list[InventoryRow]:
+        """Soonest expiry first; ``app_id`` or ``app_ids`` keep only those apps."""
+        ...
+
+    def app_names(self, app_ids: Iterable[str]) -> dict[str, str]:
+        """Display names from the inventory, by lower-case application (client) id; an
+        app the inventory does not hold is left out."""
+        ...
 
     # rotations
     def create_rotation(self, r: Rotation, *, audit: AuditNote | None = None) -> Rotation:
@@ -429,7 +437,8 @@ class Store(Protocol):
         *,
         app_id: str | None = None,
         rotation_id: str | None = None,
+        since: datetime | None = None,
         limit: int = 500,
     ) -> list[AuditEvent]:
-        """The latest ``limit`` matching events, oldest first."""
+        """The latest ``limit`` matching events (at or after ``since``), oldest first."""
         ...

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
@@ -168,21 +168,30 @@ async def alert_pass(
     notifiers: Sequence[Notifier] | None = None,
     environ: Mapping[str, str] | None = None,
     owner: str | None = None,
+    on_phase: Callable[[str], None] | None = None,
 ) -> AlertPassReport:
     """Record what is new for every channel, then send what is due, channel by channel.
 
     Safe to run on any number of replicas at once: each alert is recorded once
-    per channel (unique key) and sent by whichever replica claims it.
+    per channel (unique key) and sent by whichever replica claims it. ``on_phase``
+    is told, in a few words, what the pass is doing now.
     """
+
+    def phase(what: str) -> None:
+        if on_phase is not None:
+            on_phase(what)
+
     ap = policy.alerts
     chans = list(notifiers) if notifiers is not None else build_notifiers(ap.channels, environ)
+    phase("reading the inventory, rotations and scans")
     snapshot = await asyncio.to_thread(take_snapshot, store, policy, now)
     notes = scan_notes(snapshot.last_scan)
     shared = shared_alerts(snapshot, policy)
     repo = store.alerts
     report = AlertPassReport(at=now, findings=len(snapshot.findings), notes=notes)
     seen: set[str] = set()
-    for n in chans:
+    for number, n in enumerate(chans, 1):
+        phase(f"recording alerts for channel {n.name} ({number}/{len(chans)})")
         alerts = expiry_alerts(snapshot.inventory, n.thresholds_days or ap.thresholds_days, now)
         alerts += shared
         seen.update(a.key for a in alerts)
@@ -191,10 +200,17 @@ async def alert_pass(
         report.channels.append(result)
     report.alerts = len(seen)
     who = owner or _owner()
-    await asyncio.gather(*(
-        _deliver(repo, n, r, policy, now, notes, who)
-        for n, r in zip(chans, report.channels, strict=True)
-    ))
+    done = 0
+
+    async def deliver(n: Notifier, r: ChannelResult) -> None:
+        nonlocal done
+        await _deliver(repo, n, r, policy, now, notes, who)
+        done += 1
+        phase(f"sending: {done}/{len(chans)} channel(s) done")
+
+    if chans:
+        phase(f"sending: 0/{len(chans)} channel(s) done")
+    await asyncio.gather(*(deliver(n, r) for n, r in zip(chans, report.channels, strict=True)))
     for r in report.channels:
         (log.warning if r.failed else log.info)(
             "alert_channel", channel=r.name, new=r.new_alerts, sent=r.alerts_sent,

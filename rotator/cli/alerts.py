@@ -40,14 +40,16 @@ def test_command(as_json: bool) -> None:
 def run_command(as_json: bool) -> None:
     """Run one alert pass: record new alerts and send what is due (digest or one by one)."""
     from rotator.alerts.runner import alert_pass
+    from rotator.cli.progress import phases, status_line
 
     cli = CliApp(as_json=as_json)
     policy = cli.loaded().policy
     store = cli.store()
-    try:
-        report = cli.run(alert_pass(store, policy, datetime.now(UTC)))
-    finally:
-        store.close()
+    with status_line(as_json=as_json) as line, phases(line, "alerts") as now_doing:
+        try:
+            report = cli.run(alert_pass(store, policy, datetime.now(UTC), on_phase=now_doing))
+        finally:
+            store.close()
     if as_json:
         cli.emit_json(report.to_json())
     else:

@@ -9,7 +9,8 @@ import os
 import re
 import sys
 from collections.abc import Callable, Coroutine
-from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO, TypeVar
 
 import click
 
@@ -45,7 +46,61 @@ def guid(what: str) -> OptionCheck:
     return check
 
 
+_ROTATION_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+def rotation_id(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """A rotation id: 32 lower-case hex characters, as `rotator status` shows them."""
+    if value is None or _ROTATION_ID.fullmatch(value.strip()):
+        return None if value is None else value.strip()
+    raise click.BadParameter(
+        f"{value!r} is not a rotation id; expected 32 lower-case hex characters like "
+        "0f6c1a2b3c4d4e5f8a9b0c1d2e3f4a5b (see `rotator status` or `rotator history --json`)",
+        ctx, param,
+    )
+
+
 MAX_DAYS = 36_500
+
+_RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw])$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 7 * 86_400}
+_SINCE_HELP = ("an ISO date or date and time (2026-11-20, 2026-11-20T08:00Z; UTC when no "
+               "offset is given) or a duration back from now (90m, 12h, 7d, 2w)")
+
+
+def parse_since(text: str, now: datetime) -> datetime:
+    """``--since``: an ISO date/time (UTC unless it says otherwise) or a duration ago.
+
+    Raises ValueError with the reason when it is neither, or not within a century.
+    """
+    value = text.strip()
+    relative = _RELATIVE.fullmatch(value.lower())
+    if relative is not None:
+        seconds = float(relative.group(1)) * _UNIT_SECONDS[relative.group(2)]
+        if seconds > MAX_DAYS * 86_400:
+            raise ValueError(f"{text!r} reaches back more than {MAX_DAYS} days")
+        return now - timedelta(seconds=seconds)
+    try:
+        # fromisoformat takes "Z" from Python 3.11 on; a space for the T as well.
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f"{text!r} is not {_SINCE_HELP}") from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    if abs(when - now) > timedelta(days=MAX_DAYS):
+        raise ValueError(f"{text!r} is more than {MAX_DAYS} days from now")
+    if when > now:
+        raise ValueError(f"{text!r} is in the future")
+    return when.astimezone(UTC)
+
+
+def since(ctx: click.Context, param: click.Parameter, value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        return parse_since(value, datetime.now(UTC))
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), ctx, param) from None
 
 
 def days(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
@@ -131,11 +186,24 @@ class CliApp:
             self.abort(str(exc), EXIT_USAGE)
 
 
-def table(rows: list[list[str]], headers: list[str]) -> str:
+def colour_on(stream: TextIO | None = None) -> bool:
+    """Colour only for a person at a terminal, and never when NO_COLOR is set
+    (https://no-color.org), whatever its value."""
+    stream = stream if stream is not None else sys.stdout
+    if "NO_COLOR" in os.environ:
+        return False
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty is not None and isatty())
+
+
+def table(rows: list[list[str]], headers: list[str],
+          paint: Callable[[int, str], str] | None = None) -> str:
+    """Aligned columns; ``paint(row_index, line)`` may style a whole body line (after
+    padding, so escape codes never upset the widths)."""
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h)
               for i, h in enumerate(headers)]
     def line(cells: list[str]) -> str:
         return "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
     out = [line(headers), line(["-" * w for w in widths])]
-    out.extend(line(r) for r in rows)
+    out.extend(paint(i, line(r)) if paint else line(r) for i, r in enumerate(rows))
     return "\n".join(out)

@@ -17,17 +17,20 @@ from rotator.cli.app import EXIT_FAILED, CliApp
               help="Write to this file instead of standard output.")
 def report_command(fmt: str, output: Path | None) -> None:
     """The credential report from the last scans (run `rotator scan` first)."""
+    from rotator.cli.progress import phases, status_line
     from rotator.report.render import render_csv, render_html, render_json
     from rotator.report.source import load_report
 
     cli = CliApp()
     policy = cli.loaded().policy
     store = cli.store()
-    try:
-        data = load_report(store, policy, datetime.now(UTC))
-    finally:
-        store.close()
-    text = {"html": render_html, "csv": render_csv, "json": render_json}[fmt](data)
+    with status_line() as line, phases(line, "report") as now_doing:
+        try:
+            data = load_report(store, policy, datetime.now(UTC), on_phase=now_doing)
+        finally:
+            store.close()
+        now_doing(f"rendering {fmt} ({data.total:,} credentials)")
+        text = {"html": render_html, "csv": render_csv, "json": render_json}[fmt](data)
     if output is None:
         click.echo(text, nl=False)
         return

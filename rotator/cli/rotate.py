@@ -41,6 +41,7 @@ def rotate_command(
 ) -> None:
     """Rotate a managed app's credential now (resumes one already in flight)."""
     from rotator.bootstrap import engine_deps
+    from rotator.cli.progress import StatusLine, elapsed_text
     from rotator.domain.rotation import RotationReason
     from rotator.domain.states import RotationState
     from rotator.engine.driver import RotationBusy, drive
@@ -49,12 +50,26 @@ def rotate_command(
     cli = CliApp(as_json=as_json)
     loaded = cli.loaded_with_tenant()
     store = cli.store()
+    line = StatusLine.for_stderr(as_json=as_json)
+    waiting_on = [""]  # the latest transient message
+    waiting_since = [0.0]  # when the engine began waiting on that kind of thing
 
     def progress(message: str) -> None:
-        click.echo(f"  {message}", err=True)
+        line.hide()
+        waiting_on[0] = ""  # a wait after this one counts from its own start
+        line.print_line(f"  {message}")
+
+    def status(message: str) -> None:
+        # On a terminal, verify attempts and retry waits share one line that keeps
+        # counting while the engine waits; elsewhere they are lines like the rest.
+        if waiting_on[0].split(":")[0] != message.split(":")[0]:
+            waiting_since[0] = line.clock()
+        waiting_on[0] = message
+        line.show(lambda: f"  {waiting_on[0]} · {elapsed_text(line.clock() - waiting_since[0])}")
 
     async def go() -> tuple[Any, Rotation | None]:
-        async with engine_deps(loaded, store, on_progress=progress) as deps:
+        async with engine_deps(loaded, store, on_progress=progress,
+                               on_status=status if line.enabled else None) as deps:
             plan = await plan_rotation(deps, app_id, requested_key_id=key_id)
             if dry_run:
                 return plan, None
@@ -69,9 +84,13 @@ def rotate_command(
     try:
         plan, result = cli.run(go())
     except RotationRefused as exc:
+        line.close()
         cli.abort(str(exc), exc.exit_code)
     except RotationBusy as exc:
+        line.close()
         cli.abort(str(exc), EXIT_FAILED)
+    finally:
+        line.close()
     if result is None:
         if as_json:
             cli.emit_json({"dry_run": True, "app_id": plan.app.app_id, "plan": plan.describe()})

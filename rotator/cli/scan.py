@@ -39,18 +39,38 @@ def credential_json(r: InventoryRow, now: datetime) -> dict[str, Any]:
 def scan_command(as_json: bool, within_days: float | None) -> None:
     """Scan all app registrations and show their credentials."""
     from rotator.bootstrap import engine_deps
+    from rotator.cli.progress import StatusLine, elapsed_text
     from rotator.domain.records import ScanStatus
     from rotator.engine.scan import scan
 
     cli = CliApp(as_json=as_json)
     loaded = cli.loaded_with_tenant()
     store = cli.store()
+    seen = [0, 0]  # apps, credentials: written by the scan, read by the status line
+
+    line = StatusLine.for_stderr(as_json=as_json)
+
+    def counted(apps: int, credentials: int) -> None:
+        seen[0], seen[1] = apps, credentials
+        line.touch()
 
     async def go() -> Any:
         async with engine_deps(loaded, store) as deps:
-            return await scan(deps)
+            return await scan(deps, on_app=counted)
 
-    report = cli.run(go())
+    def rate(took: float) -> str:
+        return f"{seen[0] / took:,.0f} apps/s" if took >= 0.5 else "- apps/s"
+
+    line.show(lambda: f"scanning: {seen[0]:,} apps, {seen[1]:,} credentials read · "
+                      f"{rate(line.elapsed())} · {elapsed_text(line.elapsed())}")
+    try:
+        report = cli.run(go())
+    except BaseException:
+        line.close()
+        raise
+    took = line.elapsed()
+    line.close(f"scan {report.status}: {seen[0]:,} apps, {seen[1]:,} credentials read in "
+               f"{elapsed_text(took)} ({seen[0] / max(took, 0.001):,.0f} apps/s)")
     now = datetime.now(UTC)
     rows = store.inventory(within_days=within_days, now=now)
     items = [credential_json(r, now) for r in rows]

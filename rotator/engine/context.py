@@ -104,6 +104,9 @@ class EngineDeps:
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
     rng: random.Random = field(default_factory=random.Random)
     on_progress: Callable[[str], None] | None = None
+    # Where a transient status goes (what the engine waits on now; the next replaces it).
+    # Without one, transient messages go to on_progress like the rest.
+    on_status: Callable[[str], None] | None = None
     # Called before and after every state change is committed, with a failpoint name.
     checkpoint: Callable[[str], None] = no_checkpoint
 
@@ -116,8 +119,10 @@ class EngineDeps:
     def vault(self, rotation: Rotation) -> SecretStore:
         return self.secret_store_for(rotation.vault_url)
 
-    def progress(self, message: str) -> None:
-        if self.on_progress is not None:
+    def progress(self, message: str, *, transient: bool = False) -> None:
+        if transient and self.on_status is not None:
+            self.on_status(message)
+        elif self.on_progress is not None:
             self.on_progress(message)
 
 

@@ -158,7 +158,8 @@ async def drive(
                 if not wait_for_retries:
                     break
                 pause = (rotation.next_attempt_at - deps.now()).total_seconds()
-                deps.progress(f"waiting {pause:.0f} s before retrying ({rotation.last_error})")
+                deps.progress(f"waiting {pause:.0f} s before retrying ({rotation.last_error})",
+                              transient=True)
                 await deps.sleep(pause)
             before = rotation.state
             rotation = await advance_once(deps, rotation, retire_now=retire_now)

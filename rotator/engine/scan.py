@@ -41,7 +41,11 @@ def _expand(value: int | str) -> str:
     return str(uuid.UUID(int=value)) if isinstance(value, int) else value
 
 
-async def scan(deps: EngineDeps, *, on_app: Callable[[int], None] | None = None) -> ScanReport:
+async def scan(
+    deps: EngineDeps, *, on_app: Callable[[int, int], None] | None = None
+) -> ScanReport:
+    """Scan every app registration; ``on_app(apps, credentials)`` is told the running
+    totals after each app is read (an admin's terminal shows them as it goes)."""
     now = deps.now()
     scan_id = deps.store.start_scan(now)
     report = ScanReport(scan_id=scan_id, status=ScanStatus.RUNNING)
@@ -107,7 +111,7 @@ async def scan(deps: EngineDeps, *, on_app: Callable[[int], None] | None = None)
                 await flush(batch)
                 batch = []
             if on_app is not None:
-                on_app(report.apps_seen)
+                on_app(report.apps_seen, report.credentials_seen)
         if batch:
             await flush(batch)
         await settle()

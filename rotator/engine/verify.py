@@ -99,7 +99,8 @@ async def verify(deps: EngineDeps, rotation: Rotation) -> Rotation:
         )
         deps.progress(
             f"verify: attempt {progress.attempts}: {verdict.kind} "
-            f"({progress.consecutive}/{progress.required} consecutive)"
+            f"({progress.consecutive}/{progress.required} consecutive)",
+            transient=True,
         )
         if progress.proven:
             break

@@ -11,7 +11,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import Enum
 from typing import TYPE_CHECKING, Any, Final, cast
 
@@ -62,6 +62,10 @@ _INVENTORY_UPDATE_COLUMNS: Final = tuple(
 )
 # Columns a save may change; id, app_id and created_at are fixed at creation.
 _ROTATION_FIXED: Final = frozenset({"id", "app_id", "created_at"})
+
+
+# How many application ids one look-up of display names binds.
+_NAME_SLICE: Final = 500
 
 
 def _norm_app_id(app_id: str) -> str:
@@ -508,19 +512,37 @@ class SqlStore:
         within_days: float | None = None,
         now: datetime | None = None,
         app_id: str | None = None,
+        app_ids: Iterable[str] | None = None,
     ) -> list[InventoryRow]:
         """Inventory sorted by expiry, soonest first, never-expiring last.
 
         ``within_days`` keeps credentials that end before ``now + within_days``
-        (already expired ones included) and needs ``now``.
+        (already expired ones included) and needs ``now``. ``app_id`` or ``app_ids``
+        keep only those apps.
         """
+        if app_ids is not None:
+            wanted = sorted({_norm_app_id(a) for a in app_ids})
+            if app_id is not None:
+                wanted = [a for a in wanted if a == _norm_app_id(app_id)]
+            rows = [
+                row
+                for start in range(0, len(wanted), _NAME_SLICE)
+                for row in self._inventory(within_days, now, wanted[start:start + _NAME_SLICE])
+            ]
+            rows.sort(key=lambda r: (r.end_at is None, r.end_at or datetime.min.replace(
+                tzinfo=UTC), r.app_id, r.key_id))
+            return rows
+        return self._inventory(within_days, now, None if app_id is None else [app_id])
+
+    def _inventory(self, within_days: float | None, now: datetime | None,
+                   app_ids: list[str] | None) -> list[InventoryRow]:
         query = sa.select(CredentialModel)
         if within_days is not None:
             if now is None:
                 raise ValueError("inventory(within_days=...) needs now")
             query = query.where(CredentialModel.end_at <= now + timedelta(days=within_days))
-        if app_id is not None:
-            query = query.where(CredentialModel.app_id == _norm_app_id(app_id))
+        if app_ids is not None:
+            query = query.where(CredentialModel.app_id.in_([_norm_app_id(a) for a in app_ids]))
         query = query.order_by(
             CredentialModel.end_at.asc().nulls_last(),
             CredentialModel.app_id,
@@ -528,6 +550,23 @@ class SqlStore:
         )
         with self._session() as s:
             return [_inventory_from_model(m) for m in s.scalars(query)]
+
+    def app_names(self, app_ids: Iterable[str]) -> dict[str, str]:
+        """Display names from the inventory, by lower-case application (client) id."""
+        wanted = sorted({_norm_app_id(a) for a in app_ids})
+        names: dict[str, str] = {}
+        with self._session() as s:
+            # In slices, well inside every database's limit on bound parameters.
+            for start in range(0, len(wanted), _NAME_SLICE):
+                chunk = wanted[start:start + _NAME_SLICE]
+                rows = s.execute(
+                    sa.select(CredentialModel.app_id, CredentialModel.app_display_name)
+                    .where(CredentialModel.app_id.in_(chunk))
+                    .distinct()
+                )
+                for app_id, name in rows:
+                    names.setdefault(app_id, name)
+        return names
 
     # ------------------------------------------------------------- rotations
 
@@ -741,10 +780,14 @@ class SqlStore:
         *,
         app_id: str | None = None,
         rotation_id: str | None = None,
+        since: datetime | None = None,
         limit: int = 500,
     ) -> list[AuditEvent]:
-        """The latest ``limit`` matching events, oldest first (in the order they were written)."""
+        """The latest ``limit`` matching events at or after ``since``, oldest first (in the
+        order they were written)."""
         query = sa.select(AuditEventModel)
+        if since is not None:
+            query = query.where(AuditEventModel.at >= since)
         if app_id is not None:
             query = query.where(AuditEventModel.app_id == _norm_app_id(app_id))
         if rotation_id is not None:

@@ -53,7 +53,7 @@ def summary_lines(store: SqlStore, apps: list[DemoApp], db_url: str, now: dateti
         "",
         "Look further (the demo's database is kept):",
         f"  export ROTATOR_DATABASE_URL={db_url}",
-        "  rotator status              # rotations in flight and failed ones, the last scan",
+        "  rotator status              # what needs you (failed, due, in flight), the last scan",
         "  rotator history             # the audit trail, step by step",
         "  rotator serve               # the same scheduler as a service; metrics on "
         "http://localhost:9464/metrics",
