@@ -135,15 +135,16 @@ class EmulatedTenant:
         app = self._tenant.app_by_app_id(app_id)
         if app is None:
             return None
+        # passwords() and keys() copy the lists under the tenant's lock.
         secrets = [
             SeenCredential(p.key_id, CredentialKind.SECRET, p.display_name, p.start, p.end,
                            secret_text=p.secret_text)
-            for p in list(app.password_credentials)
+            for p in self._tenant.passwords(app_id)
         ]
         keys = [
             SeenCredential(k.key_id, CredentialKind.CERTIFICATE, k.display_name, k.start, k.end,
                            thumbprint=k.thumbprint.hex().upper())
-            for k in list(app.key_credentials)
+            for k in self._tenant.keys(app_id)
         ]
         return SeenApp(app.display_name, tuple(secrets + keys))
 
