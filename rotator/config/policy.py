@@ -16,6 +16,7 @@ from typing import Final
 
 from rotator.config import checks
 from rotator.config.alerts import AlertsPolicy
+from rotator.config.hooks import HookPolicy
 from rotator.config.keys import Key, declared, key_field, key_spec
 from rotator.domain.credentials import CredentialKind
 from rotator.domain.rotation import staging_name
@@ -117,6 +118,8 @@ class AppPolicy(AppDefaults):
     )
     # Always set: an app without a Key Vault is refused when the policy is loaded.
     vault_url: str
+    # The [[app.hook]] tables, parsed on their own (rotator.config.hooks).
+    hooks: tuple[HookPolicy, ...] = ()
 
     @property
     def staging_secret_name(self) -> str:
