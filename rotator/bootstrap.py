@@ -93,6 +93,9 @@ async def engine_deps(
         def store_for(url: str) -> SecretStore:
             return FailpointSecretStore(secret_store_for(url), failpoints)
 
+    from rotator.adapters.hooks import HookClient
+
+    overrides.setdefault("hooks", HookClient())
     deps = EngineDeps(
         directory=directory,
         secret_store_for=store_for,

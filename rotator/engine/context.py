@@ -21,6 +21,8 @@ from rotator.ports import (
     Clock,
     Directory,
     DirectoryError,
+    HookError,
+    HookSender,
     SecretStore,
     SecretStoreError,
     Store,
@@ -28,7 +30,8 @@ from rotator.ports import (
 )
 
 if TYPE_CHECKING:
-    from rotator.config import AppPolicy, Policy
+    from rotator.config import AppPolicy, HookPolicy, Policy
+    from rotator.domain.hooks import HookEvent
 
 log = structlog.get_logger("rotator.engine")
 
@@ -77,6 +80,13 @@ def _is_zombie(pid: int) -> bool:
         return False
 
 
+class NoHookSender:
+    """Where nothing can deliver hooks: every send is refused (and retried later)."""
+
+    async def send(self, hook: HookPolicy, event: HookEvent) -> None:
+        raise HookError(f"no hook sender is configured in this process for {hook.name}")
+
+
 @dataclass(frozen=True, slots=True)
 class VerifyTiming:
     """Pauses of the verify loop. After a success the next request still waits a
@@ -106,6 +116,8 @@ class EngineDeps:
     on_progress: Callable[[str], None] | None = None
     # Called before and after every state change is committed, with a failpoint name.
     checkpoint: Callable[[str], None] = no_checkpoint
+    # Delivers consumer hooks (rotator.engine.hooks).
+    hooks: HookSender = field(default_factory=NoHookSender)
 
     def now(self) -> datetime:
         return self.clock.now()

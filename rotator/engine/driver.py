@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from rotator.domain.backoff import step_retry_delay
+from rotator.domain.hooks import EventType
 from rotator.domain.records import AuditOutcome
 from rotator.domain.rotation import Rotation
 from rotator.domain.states import BEFORE_PROMOTE, RotationState
@@ -22,6 +23,7 @@ from rotator.engine.context import (
     record,
 )
 from rotator.engine.create import create_and_stage
+from rotator.engine.hooks import notify, wants
 from rotator.engine.promote import promote
 from rotator.engine.retire import retire, retire_due
 from rotator.engine.rollback import begin_rollback, roll_back
@@ -47,6 +49,10 @@ async def advance_once(deps: EngineDeps, rotation: Rotation, *, retire_now: bool
             case RotationState.VERIFIED:
                 return await promote(deps, rotation, retire_now=retire_now)
             case RotationState.PROMOTED:
+                waiting = await _promoted_event(deps, rotation)
+                if waiting is not None:
+                    return waiting
+                rotation = _current(deps, rotation.id)
                 if not retire_due(rotation, deps, retire_now=retire_now):
                     return rotation
                 return await retire(deps, rotation)
@@ -60,6 +66,48 @@ async def advance_once(deps: EngineDeps, rotation: Rotation, *, retire_now: bool
         return _after_retryable(deps, rotation.id, str(exc), exc.retry_after)
     except StepFailed as exc:
         return await _after_failure(deps, rotation.id, str(exc))
+
+
+HOOK_WAIT = "retirement waits for consumer hooks"
+
+
+async def _promoted_event(deps: EngineDeps, rotation: Rotation) -> Rotation | None:
+    """Tell the app's hooks about the promotion; the rotation to return while some
+    hook has not taken it (retirement waits), ``None`` once every hook has."""
+    if not wants(deps, rotation.app_id, EventType.PROMOTED):
+        return None
+    next_due = await notify(deps, rotation, EventType.PROMOTED)
+    current = _current(deps, rotation.id)
+    if next_due is None:
+        if current.next_attempt_at is not None and (
+            current.last_error is None or current.last_error.startswith(HOOK_WAIT)
+        ):
+            record(deps, current,
+                   current.with_changes(deps.now(), next_attempt_at=None, last_error=None),
+                   step="hook", message="every consumer hook has the promoted event",
+                   outcome=AuditOutcome.INFO)
+        return None
+    pending = [d.hook for d in deps.store.hooks.for_rotation(rotation.id)
+               if d.event.type is EventType.PROMOTED and not d.delivered]
+    message = f"{HOOK_WAIT}: {', '.join(pending)} not yet notified"
+    if current.next_attempt_at == next_due and current.last_error == message:
+        return current
+    return record(deps, current,
+                  current.with_changes(deps.now(), next_attempt_at=next_due, last_error=message),
+                  step="hook", message=f"{message}; next attempt {next_due.isoformat()}",
+                  outcome=AuditOutcome.INFO)
+
+
+async def _terminal_event(deps: EngineDeps, rotation: Rotation) -> None:
+    """Once a rotation ends: retired or failed, to the hooks that want it. A send that
+    fails here is retried by the reconcile pass (``rotator.engine.hooks.deliver_due``)."""
+    event_type = {RotationState.COMPLETED: EventType.RETIRED,
+                  RotationState.FAILED: EventType.FAILED}.get(rotation.state)
+    if event_type is None or not wants(deps, rotation.app_id, event_type):
+        return
+    if event_type is EventType.RETIRED and rotation.consumer_version is None:
+        return
+    await notify(deps, rotation, event_type)
 
 
 def _current(deps: EngineDeps, rotation_id: str) -> Rotation:
@@ -121,8 +169,10 @@ async def _after_failure(deps: EngineDeps, rotation_id: str, message: str) -> Ro
 
 
 def _waiting_for_grace(rotation: Rotation, deps: EngineDeps, retire_now: bool) -> bool:
-    return rotation.state is RotationState.PROMOTED and not retire_due(
-        rotation, deps, retire_now=retire_now
+    return (
+        rotation.state is RotationState.PROMOTED
+        and rotation.next_attempt_at is None
+        and not retire_due(rotation, deps, retire_now=retire_now)
     )
 
 
@@ -162,6 +212,8 @@ async def drive(
                 await deps.sleep(pause)
             before = rotation.state
             rotation = await advance_once(deps, rotation, retire_now=retire_now)
+            if rotation.state is not before:
+                await _terminal_event(deps, rotation)
             if rotation.state is before and rotation.next_attempt_at is None:
                 break  # nothing moved and nothing scheduled: do not spin
     except LeaseLost as exc:

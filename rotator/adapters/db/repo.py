@@ -47,6 +47,7 @@ from rotator.ports import RotationConflict, StaleRotation, StoreError
 
 if TYPE_CHECKING:
     from rotator.adapters.db.alerts_repo import SqlAlertStore
+    from rotator.adapters.db.hooks_repo import SqlHookStore
 
 DEFAULT_BATCH_SIZE: Final = 5_000
 # Long tracebacks or service messages are cut so one error cannot bloat a row.
@@ -320,6 +321,7 @@ class SqlStore:
         self._sessions = make_sessionmaker(engine)
         self._batch_size = batch_size
         self._alerts: SqlAlertStore | None = None
+        self._hooks: SqlHookStore | None = None
 
     @classmethod
     def from_url(cls, url: str) -> SqlStore:
@@ -336,6 +338,14 @@ class SqlStore:
 
             self._alerts = SqlAlertStore(self._engine)
         return self._alerts
+
+    @property
+    def hooks(self) -> SqlHookStore:
+        if self._hooks is None:
+            from rotator.adapters.db.hooks_repo import SqlHookStore
+
+            self._hooks = SqlHookStore(self._engine)
+        return self._hooks
 
     def close(self) -> None:
         self._engine.dispose()
