@@ -216,6 +216,26 @@ class TokenProbe(Protocol):
         ...
 
 
+# ----------------------------------------------------------------- credential usage (Graph beta)
+
+
+class UsageReportUnavailable(Exception):
+    """The credential usage report cannot be read for this app (403 without
+    AuditLog.Read.All, 404, a shape rotator does not understand): fall back to the grace
+    rule. Transient failures (429, 5xx, network) are :class:`DirectoryError` instead."""
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class UsageReport(Protocol):
+    async def last_sign_ins(self, app_id: str) -> Mapping[str, datetime | None]:
+        """``appCredentialSignInActivities`` of the app: key id -> last sign-in (a key
+        the report does not list is absent)."""
+        ...
+
+
 # ----------------------------------------------------------------- consumer hooks
 
 

@@ -43,8 +43,8 @@ def status_command(as_json: bool) -> None:
         if rows:
             click.echo(table(
                 [[r.id, r.app_id, str(r.state), r.updated_at.isoformat()[:19],
-                  (r.last_error or "")[:60]] for r in rows],
-                ["ROTATION", "APP ID", "STATE", "UPDATED (UTC)", "LAST ERROR"],
+                  (r.held or r.last_error or "")[:90]] for r in rows],
+                ["ROTATION", "APP ID", "STATE", "UPDATED (UTC)", "HELD / LAST ERROR"],
             ))
 
 

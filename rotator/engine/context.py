@@ -27,6 +27,8 @@ from rotator.ports import (
     SecretStoreError,
     Store,
     TokenProbe,
+    UsageReport,
+    UsageReportUnavailable,
 )
 
 if TYPE_CHECKING:
@@ -87,6 +89,13 @@ class NoHookSender:
         raise HookError(f"no hook sender is configured in this process for {hook.name}")
 
 
+class NoUsageReport:
+    """Where no usage report is wired: every app falls back to the grace rule."""
+
+    async def last_sign_ins(self, app_id: str) -> Mapping[str, datetime | None]:
+        raise UsageReportUnavailable("no credential usage report is configured")
+
+
 @dataclass(frozen=True, slots=True)
 class VerifyTiming:
     """Pauses of the verify loop. After a success the next request still waits a
@@ -118,6 +127,8 @@ class EngineDeps:
     checkpoint: Callable[[str], None] = no_checkpoint
     # Delivers consumer hooks (rotator.engine.hooks).
     hooks: HookSender = field(default_factory=NoHookSender)
+    # The credential usage report (retire_when = "unused").
+    usage: UsageReport = field(default_factory=NoUsageReport)
 
     def now(self) -> datetime:
         return self.clock.now()

@@ -55,9 +55,9 @@ async def advance_once(deps: EngineDeps, rotation: Rotation, *, retire_now: bool
                 rotation = _current(deps, rotation.id)
                 if not retire_due(rotation, deps, retire_now=retire_now):
                     return rotation
-                return await retire(deps, rotation)
+                return await retire(deps, rotation, retire_now=retire_now)
             case RotationState.RETIRING:
-                return await retire(deps, rotation)
+                return await retire(deps, rotation, retire_now=retire_now)
             case RotationState.ROLLING_BACK:
                 return await roll_back(deps, rotation)
             case _:
@@ -79,7 +79,7 @@ async def _promoted_event(deps: EngineDeps, rotation: Rotation) -> Rotation | No
     next_due = await notify(deps, rotation, EventType.PROMOTED)
     current = _current(deps, rotation.id)
     if next_due is None:
-        if current.next_attempt_at is not None and (
+        if current.next_attempt_at is not None and current.held is None and (
             current.last_error is None or current.last_error.startswith(HOOK_WAIT)
         ):
             record(deps, current,
@@ -205,8 +205,8 @@ async def drive(
     try:
         while rotation.active and not _waiting_for_grace(rotation, deps, retire_now):
             if rotation.next_attempt_at is not None and rotation.next_attempt_at > deps.now():
-                if not wait_for_retries:
-                    break
+                if not wait_for_retries or (rotation.held and not retire_now):
+                    break  # a held retirement is looked at again by the reconcile pass
                 pause = (rotation.next_attempt_at - deps.now()).total_seconds()
                 deps.progress(f"waiting {pause:.0f} s before retrying ({rotation.last_error})")
                 await deps.sleep(pause)
@@ -214,6 +214,8 @@ async def drive(
             rotation = await advance_once(deps, rotation, retire_now=retire_now)
             if rotation.state is not before:
                 await _terminal_event(deps, rotation)
+            if rotation.held and rotation.state is RotationState.PROMOTED and not retire_now:
+                break  # held: the evidence is looked at again later
             if rotation.state is before and rotation.next_attempt_at is None:
                 break  # nothing moved and nothing scheduled: do not spin
     except LeaseLost as exc:

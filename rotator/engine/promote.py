@@ -76,7 +76,7 @@ async def promote(deps: EngineDeps, rotation: Rotation, *, retire_now: bool = Fa
         deps, rotation,
         rotation.advance(RotationState.PROMOTED, now, consumer_version=version,
                          retire_after=retire_after, attempts=0, last_error=None,
-                         next_attempt_at=hooks_due),
+                         next_attempt_at=hooks_due, promoted_at=now),
         step="promote",
         message=f"secret {rotation.secret_name} version {version} now holds "
                 f"{rotation.new_key_id}; old credential retires after {retire_after.isoformat()}",
