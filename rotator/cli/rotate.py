@@ -92,7 +92,10 @@ def rotate_command(
             click.echo(f"  new credential:  {result.new_key_id}")
         if result.consumer_version:
             click.echo(f"  consumer secret: {result.secret_name} version {result.consumer_version}")
-        if result.state is RotationState.PROMOTED and result.retire_after:
+        if result.state is RotationState.PROMOTED and result.held:
+            click.echo(f"  old credential {result.old_key_id} {result.held} "
+                       "(or run with --retire-now)")
+        elif result.state is RotationState.PROMOTED and result.retire_after:
             click.echo(f"  old credential {result.old_key_id} is retired after "
                        f"{result.retire_after.isoformat()} (or run with --retire-now)")
         if result.last_error:
