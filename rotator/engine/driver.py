@@ -23,7 +23,7 @@ from rotator.engine.context import (
     record,
 )
 from rotator.engine.create import create_and_stage
-from rotator.engine.hooks import notify, wants
+from rotator.engine.hooks import notify, notify_ended, wants
 from rotator.engine.promote import promote
 from rotator.engine.retire import retire, retire_due
 from rotator.engine.rollback import begin_rollback, roll_back
@@ -31,6 +31,9 @@ from rotator.engine.verify import verify
 
 # After promote nothing rolls back; a blocked retirement waits for a person and retries.
 BLOCKED_RETRY = timedelta(hours=1)
+# A command that waits for retries (rotator rotate) waits this long at most for a consumer
+# hook to take the promoted event; after that the daemon's reconcile pass keeps trying.
+HOOK_WAIT_IN_COMMAND = timedelta(minutes=1)
 
 
 class RotationBusy(Exception):
@@ -100,14 +103,9 @@ async def _promoted_event(deps: EngineDeps, rotation: Rotation) -> Rotation | No
 
 async def _terminal_event(deps: EngineDeps, rotation: Rotation) -> None:
     """Once a rotation ends: retired or failed, to the hooks that want it. A send that
-    fails here is retried by the reconcile pass (``rotator.engine.hooks.deliver_due``)."""
-    event_type = {RotationState.COMPLETED: EventType.RETIRED,
-                  RotationState.FAILED: EventType.FAILED}.get(rotation.state)
-    if event_type is None or not wants(deps, rotation.app_id, event_type):
-        return
-    if event_type is EventType.RETIRED and rotation.consumer_version is None:
-        return
-    await notify(deps, rotation, event_type)
+    fails here (or a crash before it) is made up by the reconcile pass
+    (``rotator.engine.hooks.deliver_due``)."""
+    await notify_ended(deps, rotation)
 
 
 def _current(deps: EngineDeps, rotation_id: str) -> Rotation:
@@ -207,6 +205,10 @@ async def drive(
             if rotation.next_attempt_at is not None and rotation.next_attempt_at > deps.now():
                 if not wait_for_retries or (rotation.held and not retire_now):
                     break  # a held retirement is looked at again by the reconcile pass
+                if (rotation.state is RotationState.PROMOTED
+                        and (rotation.last_error or "").startswith(HOOK_WAIT)
+                        and rotation.next_attempt_at - deps.now() > HOOK_WAIT_IN_COMMAND):
+                    break  # a hook that is down for long: the reconcile pass keeps sending
                 pause = (rotation.next_attempt_at - deps.now()).total_seconds()
                 deps.progress(f"waiting {pause:.0f} s before retrying ({rotation.last_error})")
                 await deps.sleep(pause)

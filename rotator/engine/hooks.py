@@ -12,16 +12,21 @@ hook of the app has not yet taken it (see ``rotator.engine.driver``).
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from rotator.domain.hooks import EventType, HookDelivery, HookEvent, hook_retry_delay, make_event
 from rotator.domain.records import AuditOutcome
 from rotator.domain.rotation import Rotation
+from rotator.domain.states import RotationState
 from rotator.engine.context import EngineDeps, log
 from rotator.ports import HookError
 
 # How many due deliveries one reconcile pass re-sends.
 DUE_LIMIT = 200
+# Rotations that ended this recently are checked for a terminal event never recorded
+# (the process died between the last state change and recording the event).
+CATCH_UP = timedelta(days=1)
+CATCH_UP_LIMIT = 500
 
 
 def event_for(deps: EngineDeps, rotation: Rotation, event_type: EventType) -> HookEvent:
@@ -123,9 +128,48 @@ async def attempt(deps: EngineDeps, delivery: HookDelivery) -> HookDelivery:
     return failed
 
 
+TERMINAL_EVENTS = {RotationState.COMPLETED: EventType.RETIRED,
+                   RotationState.FAILED: EventType.FAILED}
+
+
+async def notify_ended(deps: EngineDeps, rotation: Rotation) -> None:
+    """The retired or failed event of a rotation that ended, to the hooks that want it."""
+    event_type = TERMINAL_EVENTS.get(rotation.state)
+    if event_type is None or not wants(deps, rotation.app_id, event_type):
+        return
+    if event_type is EventType.RETIRED and (
+        rotation.consumer_version is None or rotation.old_key_id is None
+    ):
+        return  # nothing was retired
+    await notify(deps, rotation, event_type)
+
+
+async def catch_up(deps: EngineDeps) -> None:
+    """Record (and send) the terminal events of recently ended rotations that have none:
+    a crash right after the last state change must not lose them."""
+    if not any(p.hooks for p in deps.policy.apps.values()):
+        return
+    since = deps.now() - CATCH_UP
+    for rotation in deps.store.list_rotations(states=list(TERMINAL_EVENTS),
+                                              limit=CATCH_UP_LIMIT):
+        event_type = TERMINAL_EVENTS[rotation.state]
+        if (rotation.finished_at or rotation.updated_at) < since or not wants(
+            deps, rotation.app_id, event_type
+        ):
+            continue
+        recorded = {d.hook for d in deps.store.hooks.for_rotation(rotation.id)
+                    if d.event.type is event_type}
+        policy = deps.app_policy(rotation.app_id)
+        wanted = {h.name for h in policy.hooks if h.wants(event_type)} if policy else set()
+        if wanted - recorded:
+            await notify_ended(deps, rotation)
+
+
 async def deliver_due(deps: EngineDeps, limit: int = DUE_LIMIT) -> int:
     """Re-send pending deliveries whose retry is due (events of rotations that already
-    ended, mostly); returns how many were delivered."""
+    ended, mostly), after recording any terminal event a crash lost; returns how many
+    were delivered."""
+    await catch_up(deps)
     delivered = 0
     for delivery in deps.store.hooks.due(deps.now(), limit):
         if (await attempt(deps, delivery)).delivered:

@@ -282,3 +282,45 @@ async def test_a_failed_rotation_tells_the_hooks(world: World) -> None:
     result = await rotate(world, app, hooks=sender)
     assert result.state is RotationState.FAILED
     assert [e.type for _, e in sender.sent] == [EventType.FAILED]
+
+
+async def test_a_command_stops_waiting_for_a_hook_that_stays_down(world: World) -> None:
+    app = world.directory.add_app("orders")
+    old_key = app.credentials[0].key_id
+    world.manage(app, app_toml='[[app.hook]]\ntype = "command"\nargv = ["true"]\n')
+    sender = RecordingSender(fail_first=1_000)
+    result = await rotate(world, app, hooks=sender)  # waits for retries, but not for ever
+    assert result.state is RotationState.PROMOTED and old_key in app.values
+    [delivery] = world.store.hooks.for_rotation(result.id)
+    assert delivery.attempts == 5  # 5 s, 10 s, 20 s, 40 s waited; the next wait is 80 s
+    assert result.next_attempt_at is not None
+    sender.fail_first = 0  # the receiver is back: the reconcile pass delivers and retires
+    world.clock.advance(81)
+    reconciler = Reconciler(world.deps(hooks=sender), max_concurrent=1)
+    await reconciler.fill()
+    await asyncio.gather(*reconciler.in_flight.values())
+    done = world.store.get_rotation(result.id)
+    assert done is not None and done.state is RotationState.COMPLETED
+    assert old_key not in app.values
+
+
+async def test_a_crash_right_after_retiring_does_not_lose_the_retired_event(
+    world: World
+) -> None:
+    app = world.directory.add_app("orders")
+    world.manage(app, app_toml='[[app.hook]]\ntype = "command"\nargv = ["true"]\n'
+                               'events = ["retired"]\n')
+    sender = RecordingSender()
+
+    def die_after_retiring(name: str) -> None:
+        if name == "after:db.completed":
+            raise Crash(name)
+
+    with pytest.raises(Crash):
+        await rotate(world, app, hooks=sender, checkpoint=die_after_retiring)
+    assert sender.sent == []
+    reconciler = Reconciler(world.deps(hooks=sender), max_concurrent=1)
+    await reconciler.run_pass()
+    await reconciler.run_pass()  # and only once
+    [(_, event)] = sender.sent
+    assert event.type is EventType.RETIRED and event.data["old_key_id"] is not None
