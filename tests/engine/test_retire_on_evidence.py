@@ -3,6 +3,7 @@ consumers moved; held until then, alerted when overdue, grace when the report is
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 
@@ -180,3 +181,22 @@ async def test_the_grace_rule_does_not_read_the_report(world: World) -> None:
     done = await drive(deps, rotation.id)
     assert done.state is RotationState.COMPLETED and usage.reads == 0
     assert _retired_by(world, done) == "grace"
+
+
+async def test_the_service_counts_held_retirements(world: World) -> None:
+    from rotator.daemon import Daemon
+    from rotator.metrics import Metrics
+
+    app = world.directory.add_app("orders")
+    old_key = app.credentials[0].key_id
+    usage = FakeUsage()
+    promoted, hooks = await _promoted(world, app, usage)
+    usage.last = {old_key: world.clock.now()}
+    world.clock.advance(2 * 3600)
+    metrics = Metrics()
+    daemon = Daemon(world.deps(usage=usage, hooks=hooks), metrics=metrics, http_port=None,
+                    jobs=[])
+    await daemon.reconcile_once()
+    await asyncio.gather(*daemon.reconciler.in_flight.values())
+    await daemon.reconcile_once()
+    assert b"rotator_retirements_held 1.0" in metrics.render()
