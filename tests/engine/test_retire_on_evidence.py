@@ -190,7 +190,7 @@ async def test_the_service_counts_held_retirements(world: World) -> None:
     app = world.directory.add_app("orders")
     old_key = app.credentials[0].key_id
     usage = FakeUsage()
-    promoted, hooks = await _promoted(world, app, usage)
+    _promoted_rotation, hooks = await _promoted(world, app, usage)
     usage.last = {old_key: world.clock.now()}
     world.clock.advance(2 * 3600)
     metrics = Metrics()
