@@ -172,6 +172,9 @@ async def deliver_due(deps: EngineDeps, limit: int = DUE_LIMIT) -> int:
     await catch_up(deps)
     delivered = 0
     for delivery in deps.store.hooks.due(deps.now(), limit):
+        policy = deps.app_policy(delivery.app_id)
+        if policy is None or all(h.name != delivery.hook for h in policy.hooks):
+            continue  # the hook (or the app) left the policy: nobody to tell any more
         if (await attempt(deps, delivery)).delivered:
             delivered += 1
     return delivered

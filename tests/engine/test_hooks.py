@@ -324,3 +324,20 @@ async def test_a_crash_right_after_retiring_does_not_lose_the_retired_event(
     await reconciler.run_pass()  # and only once
     [(_, event)] = sender.sent
     assert event.type is EventType.RETIRED and event.data["old_key_id"] is not None
+
+
+async def test_a_hook_removed_from_the_policy_is_not_retried(world: World) -> None:
+    app = world.directory.add_app("orders")
+    world.manage(app, app_toml='[[app.hook]]\ntype = "command"\nname = "old"\n'
+                               'argv = ["true"]\nevents = ["retired"]\n')
+    sender = RecordingSender(fail_first=1)
+    result = await rotate(world, app, hooks=sender)
+    [delivery] = world.store.hooks.for_rotation(result.id)
+    assert not delivery.delivered
+    world.manage(app)  # the hook is gone
+    world.clock.advance(3600)
+    reconciler = Reconciler(world.deps(hooks=sender), max_concurrent=1)
+    await reconciler.run_pass()
+    assert sender.sent == []
+    [still] = world.store.hooks.for_rotation(result.id)
+    assert still.attempts == 1
