@@ -93,6 +93,13 @@ async def engine_deps(
         def store_for(url: str) -> SecretStore:
             return FailpointSecretStore(secret_store_for(url), failpoints)
 
+    from rotator.adapters.hooks import HookClient
+    from rotator.adapters.usage_report import GraphUsageReport
+
+    overrides.setdefault("hooks", HookClient())
+    overrides.setdefault(
+        "usage", GraphUsageReport(credential, graph_url=s.graph_url, ca_bundle=ca_bundle)
+    )
     deps = EngineDeps(
         directory=directory,
         secret_store_for=store_for,

@@ -32,6 +32,7 @@ from rotator.adapters.counting import CountingDirectory, CountingSecretStore, Co
 from rotator.adapters.rate_limited import AsyncRateLimiter, RateLimitedDirectory
 from rotator.domain.records import ScanStatus
 from rotator.domain.rotation import Rotation
+from rotator.domain.states import RotationState
 from rotator.engine.context import EngineDeps
 from rotator.engine.reconcile import Reconciler, ShuttingDown, wait_then_cancel
 from rotator.health import ScanOutcome, bind, build_app, make_server
@@ -181,6 +182,10 @@ class Daemon:
     async def reconcile_once(self) -> None:
         report = await self.reconciler.run_pass()
         self.metrics.rotations_in_flight.set(len(self.reconciler.in_flight))
+        promoted = await asyncio.to_thread(
+            self.deps.store.list_rotations, states=[RotationState.PROMOTED]
+        )
+        self.metrics.retirements_held.set(sum(1 for r in promoted if r.held))
         if report.started or report.spawned:
             log.info("reconcile pass", due=report.candidates, started=len(report.started),
                      driving=len(self.reconciler.in_flight))

@@ -57,6 +57,12 @@ class Metrics:
             "How long verification waited for the new credential to propagate.",
             buckets=_SCAN_BUCKETS, registry=r,
         )
+        self.retirements_held = Gauge(
+            "rotator_retirements_held",
+            "Promoted rotations whose old credential is held: the usage report does not yet "
+            "show the consumers moved to the new one (retire_when = \"unused\").",
+            registry=r,
+        )
         self.rotations_in_flight = Gauge(
             "rotator_rotations_in_flight", "Rotations this process is driving now.", registry=r,
         )

@@ -10,11 +10,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from rotator.domain.alerts import Alert, Delivery
 from rotator.domain.certificates import KeyEntry
 from rotator.domain.credentials import AppRegistration, Credential
+from rotator.domain.hooks import HookDelivery, HookEvent
 from rotator.domain.records import (
     AuditEvent,
     AuditNote,
@@ -26,6 +27,9 @@ from rotator.domain.records import (
 from rotator.domain.rotation import Rotation
 from rotator.domain.secret_value import SecretValue
 from rotator.domain.states import RotationState
+
+if TYPE_CHECKING:
+    from rotator.config.hooks import HookPolicy
 
 
 class Clock(Protocol):
@@ -212,6 +216,60 @@ class TokenProbe(Protocol):
         ...
 
 
+# ----------------------------------------------------------------- credential usage (Graph beta)
+
+
+class UsageReportUnavailable(Exception):
+    """The credential usage report cannot be read for this app (403 without
+    AuditLog.Read.All, 404, a shape rotator does not understand): fall back to the grace
+    rule. Transient failures (429, 5xx, network) are :class:`DirectoryError` instead."""
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class UsageReport(Protocol):
+    async def last_sign_ins(self, app_id: str) -> Mapping[str, datetime | None]:
+        """``appCredentialSignInActivities`` of the app: key id -> last sign-in (a key
+        the report does not list is absent)."""
+        ...
+
+
+# ----------------------------------------------------------------- consumer hooks
+
+
+class HookError(Exception):
+    """A hook that did not take its event: the words are safe to record (no secret)."""
+
+
+class HookSender(Protocol):
+    async def send(self, hook: HookPolicy, event: HookEvent) -> None:
+        """Deliver ``event`` once (POST it, or run the command); raise :class:`HookError`
+        unless the receiver took it (a 2xx answer, or exit status 0 in time)."""
+        ...
+
+
+class HookStore(Protocol):
+    """Which event went (or is to go) to which hook; recorded before it is sent."""
+
+    def ensure(self, hook: str, event: HookEvent, rotation_id: str, now: datetime
+               ) -> HookDelivery:
+        """The delivery of ``event`` to ``hook``, inserted as pending if not yet known."""
+        ...
+
+    def mark_delivered(self, hook: str, event_id: str, now: datetime) -> HookDelivery: ...
+
+    def mark_failed(self, hook: str, event_id: str, now: datetime, error: str,
+                    next_attempt_at: datetime) -> HookDelivery: ...
+
+    def for_rotation(self, rotation_id: str) -> list[HookDelivery]: ...
+
+    def due(self, now: datetime, limit: int) -> list[HookDelivery]:
+        """Pending deliveries whose next attempt is due, oldest first."""
+        ...
+
+
 # ----------------------------------------------------------------- the record (SQL)
 
 
@@ -326,6 +384,11 @@ class Store(Protocol):
     @property
     def alerts(self) -> AlertStore:
         """Alert delivery state, kept beside the rest."""
+        ...
+
+    @property
+    def hooks(self) -> HookStore:
+        """Consumer hook delivery state, kept beside the rest."""
         ...
 
     def ping(self) -> None:

@@ -8,7 +8,11 @@
 #      (app role 9a5d68dd-52b0-4cc2-bd40-abcf44ac3a30): read every app
 #      registration, so `rotator scan` reports expiring credentials of apps it
 #      does not manage. Without it a scan sees only the apps the identity owns;
-#   3. ownership of each app it is to manage (`az ad app owner add`).
+#   3. optionally (--audit-log) AuditLog.Read.All
+#      (app role b0afded3-3588-46d8-8b3d-9842eff778da): read the credential
+#      usage report, which apps with retire_when = "unused" need to retire an
+#      old credential only once nobody uses it. Without it they use the grace rule;
+#   4. ownership of each app it is to manage (`az ad app owner add`).
 #
 # Application.ReadWrite.All is NOT granted: it lets the identity change every
 # app registration in the tenant (add a secret to any app, including highly
@@ -23,7 +27,7 @@
 # existing owner of each app):
 #
 #   deploy/azure/grant-graph-permissions.sh --principal-id <identity object id> \
-#       [--read-all] [--app <application (client) id>]...
+#       [--read-all] [--audit-log] [--app <application (client) id>]...
 #
 # The principal id is main.bicep's identityPrincipalId output (the managed
 # identity's service principal object id). Re-running is safe: existing grants
@@ -33,14 +37,16 @@ set -euo pipefail
 GRAPH_APP_ID="00000003-0000-0000-c000-000000000000"
 ROLE_READWRITE_OWNEDBY="18a4783c-866b-4cc7-a460-3d5e5662c884"
 ROLE_READ_ALL="9a5d68dd-52b0-4cc2-bd40-abcf44ac3a30"
+ROLE_AUDIT_LOG="b0afded3-3588-46d8-8b3d-9842eff778da"
 
 usage() {
-    sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,34p' "$0" | sed 's/^# \{0,1\}//'
     exit "${1:-2}"
 }
 
 principal_id=""
 read_all=0
+audit_log=0
 apps=()
 graph="https://graph.microsoft.com/v1.0"
 
@@ -49,6 +55,7 @@ while [ "$#" -gt 0 ]; do
         --principal-id) principal_id="${2:?--principal-id needs a value}"; shift 2 ;;
         --app) apps+=("${2:?--app needs a value}"); shift 2 ;;
         --read-all) read_all=1; shift ;;
+        --audit-log) audit_log=1; shift ;;
         --graph-url) graph="${2:?--graph-url needs a value}"; shift 2 ;;
         -h|--help) usage 0 ;;
         *) echo "unknown argument: $1" >&2; usage 2 ;;
@@ -84,6 +91,9 @@ grant_role() {
 grant_role "$ROLE_READWRITE_OWNEDBY" "Application.ReadWrite.OwnedBy"
 if [ "$read_all" -eq 1 ]; then
     grant_role "$ROLE_READ_ALL" "Application.Read.All"
+fi
+if [ "$audit_log" -eq 1 ]; then
+    grant_role "$ROLE_AUDIT_LOG" "AuditLog.Read.All"
 fi
 
 for app_id in "${apps[@]}"; do

@@ -25,9 +25,39 @@ def _short(text: str | None) -> str:
 def rotation_alerts(
     rotations: Iterable[Rotation], now: datetime, *, retrying_attempts: int, lookback: timedelta
 ) -> list[Alert]:
-    """A failed rotation (recent), or an active one that keeps retrying: once per rotation."""
+    """A failed rotation (recent), or an active one that keeps retrying: once per rotation.
+    Also a retirement held past retire_max_wait_hours, and (once per app) a usage report
+    that could not be read, so the grace rule retired instead."""
     out: list[Alert] = []
     for r in rotations:
+        if r.active and r.held_overdue:
+            out.append(Alert(
+                key=f"retirement-held:{r.id}",
+                kind=AlertKind.ROTATION,
+                severity=Severity.WARNING,
+                subject=(
+                    f"Retirement of {r.old_key_id} (app {r.app_id}, rotation {r.id}) is still "
+                    f"held after retire_max_wait_hours: {_short(r.held)}; move the consumers "
+                    "that still use it, or retire it with rotator rotate --retire-now"
+                ),
+                app_id=r.app_id,
+                details={"rotation_id": r.id, "state": str(r.state), "held": _short(r.held)},
+            ))
+        if r.rule_fallback and r.state in (RotationState.PROMOTED, RotationState.RETIRING,
+                                           RotationState.COMPLETED):
+            # Keyed by app: said once per app, not once per rotation.
+            out.append(Alert(
+                key=f"usage-report-unavailable:{r.app_id}",
+                kind=AlertKind.ROTATION,
+                severity=Severity.WARNING,
+                subject=(
+                    f"App {r.app_id} is set to retire_when = \"unused\" but the credential "
+                    f"usage report cannot be read ({_short(r.rule_fallback)}); its old "
+                    "credentials are retired on the grace rule. Grant AuditLog.Read.All."
+                ),
+                app_id=r.app_id,
+                details={"rotation_id": r.id, "error": _short(r.rule_fallback)},
+            ))
         if r.state is RotationState.FAILED:
             if (r.finished_at or r.updated_at) < now - lookback:
                 continue

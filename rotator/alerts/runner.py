@@ -103,7 +103,9 @@ def shared_alerts(snapshot: Snapshot, policy: Policy) -> list[Alert]:
     lookback = timedelta(days=ap.lookback_days)
     out = scan_alerts(snapshot.scans, snapshot.now, lookback=lookback)
     relevant = [r for r in snapshot.rotations
-                if r.state in ACTIVE_STATES or r.state is RotationState.FAILED]
+                if r.state in ACTIVE_STATES or r.state is RotationState.FAILED
+                # a recent retirement on the grace rule because the usage report failed
+                or (r.rule_fallback and (r.finished_at or r.updated_at) >= snapshot.now - lookback)]
     out += rotation_alerts(relevant, snapshot.now, retrying_attempts=ap.retrying_attempts,
                            lookback=lookback)
     if ap.include_findings:

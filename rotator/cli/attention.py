@@ -147,6 +147,14 @@ def failure_advice(r: Rotation, *, managed: bool, now: datetime) -> str:
 
 def _in_flight_item(r: Rotation, name: str, now: datetime) -> Item:
     next_at = r.next_attempt_at
+    if r.state is RotationState.PROMOTED and r.held:
+        # retire_when = "unused": the usage report has not shown the consumers moving.
+        detail = r.held + ("; overdue (past retire_max_wait_hours)" if r.held_overdue else "")
+        todo = (f"make the old credential's consumers read {r.secret_name} again, or run "
+                f"`rotator rotate --app {r.app_id} --retire-now` to retire it anyway")
+        return Item(Need.IN_FLIGHT, r.app_id, name, str(r.state), r.updated_at, next_at,
+                    detail, todo, r.id, actionable=r.held_overdue,
+                    deadline=now if r.held_overdue else None)
     if r.state is RotationState.PROMOTED and r.retire_after is not None and not r.retire_now:
         detail = f"old credential retires after {r.retire_after:%Y-%m-%d %H:%M} UTC"
         next_at = next_at or r.retire_after

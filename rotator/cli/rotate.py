@@ -24,6 +24,9 @@ def rotation_json(r: Rotation) -> dict[str, Any]:
         "secret_version": r.consumer_version,
         "retire_after": r.retire_after.isoformat() if r.retire_after else None,
         "error": r.last_error,
+        "held": r.held,
+        "held_since": r.held_since.isoformat() if r.held_since else None,
+        "held_overdue": r.held_overdue,
     }
 
 
@@ -34,7 +37,8 @@ def rotation_json(r: Rotation) -> dict[str, Any]:
               help="Key id of the credential to replace.")
 @click.option("--dry-run", is_flag=True, help="Say what would happen; change nothing.")
 @click.option("--retire-now", is_flag=True,
-              help="Remove the old credential without a grace period.")
+              help="Remove the old credential without a grace period, and without waiting "
+                   "for evidence that it is unused (recorded as an admin decision).")
 @click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON.")
 def rotate_command(
     app_id: str, key_id: str | None, dry_run: bool, retire_now: bool, as_json: bool
@@ -107,7 +111,10 @@ def rotate_command(
             click.echo(f"  new credential:  {result.new_key_id}")
         if result.consumer_version:
             click.echo(f"  consumer secret: {result.secret_name} version {result.consumer_version}")
-        if result.state is RotationState.PROMOTED and result.retire_after:
+        if result.state is RotationState.PROMOTED and result.held:
+            click.echo(f"  old credential {result.old_key_id} {result.held} "
+                       "(or run with --retire-now)")
+        elif result.state is RotationState.PROMOTED and result.retire_after:
             click.echo(f"  old credential {result.old_key_id} is retired after "
                        f"{result.retire_after.isoformat()} (or run with --retire-now)")
         if result.last_error:

@@ -29,6 +29,7 @@ from rotator.config.alerts import (
 )
 from rotator.config.checks import MAX_SECRET_NAME, check_vault_url
 from rotator.config.errors import ConfigError
+from rotator.config.hooks import HookPolicy
 from rotator.config.load import empty_policy, load_policy
 from rotator.config.policy import (
     KEYS,
@@ -55,6 +56,7 @@ __all__ = [
     "ConfigError",
     "DaemonPolicy",
     "DigestMode",
+    "HookPolicy",
     "KeyType",
     "KeyVaultFormat",
     "Policy",

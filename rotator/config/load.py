@@ -15,6 +15,7 @@ from rotator.config.alerts import parse_alerts
 from rotator.config.checks import check_vault_url
 from rotator.config.errors import ConfigError
 from rotator.config.files import read_error, read_text
+from rotator.config.hooks import HookPolicy, parse_hooks
 from rotator.config.policy import (
     APP_KEYS,
     DEFAULTS_KEYS,
@@ -150,6 +151,7 @@ def _parse(file: Path, text: str, data: Mapping[str, Any], settings: Settings) -
     app_lines: dict[str, int | None] = {}
     # (vault, lower-case secret name) -> (app id, "secret" or "staging secret", name)
     secret_owner: dict[tuple[str, str], tuple[str, str, str]] = {}
+    hooks_before = 0  # [[app.hook]] tables of earlier apps, for their line numbers
     for index, raw in enumerate(raw_apps):
         header = lines.section("app", index)[0]
         label = f"[[app]] #{index + 1}"
@@ -169,7 +171,9 @@ def _parse(file: Path, text: str, data: Mapping[str, Any], settings: Settings) -
                 )
                 continue
             app_lines[norm_id] = header
-        app = _parse_app(raw, index, label, defaults, broken, problems)
+        app = _parse_app(raw, index, label, defaults, broken, problems, hooks_before)
+        raw_hooks = raw.get("hook", [])
+        hooks_before += len(raw_hooks) if isinstance(raw_hooks, list) else 0
         if app is None:
             continue
         # Key Vault names ignore case, and each app also writes "<name>-next": an app whose
@@ -208,6 +212,7 @@ def _parse_app(
     defaults: AppDefaults,
     broken_defaults: set[str],
     problems: Problems,
+    hooks_before: int = 0,
 ) -> AppPolicy | None:
     lines = problems.lines
     header = lines.section("app", index)[0]
@@ -216,8 +221,13 @@ def _parse_app(
         k: getattr(defaults, KEYS[k].attr) for k in APP_KEYS if KEYS[k].in_defaults
     }
     ok = True
+    hooks: tuple[HookPolicy, ...] = ()
     for key, value in raw.items():
         line = lines.key("app", key, index)
+        if key == "hook":
+            hooks, hooks_ok = parse_hooks(value, index, hooks_before, label, problems)
+            ok = ok and hooks_ok
+            continue
         if key not in KEYS:
             problems.add(line, f"{label} key {key!r}", "unknown; " + suggest(key, APP_KEYS))
             ok = False
@@ -260,4 +270,4 @@ def _parse_app(
         )
         return None
     values.setdefault("secret_name", default_secret_name(app_id))
-    return AppPolicy(**{KEYS[k].attr: v for k, v in values.items()})
+    return AppPolicy(**{KEYS[k].attr: v for k, v in values.items()}, hooks=hooks)

@@ -16,8 +16,10 @@ from typing import Final
 
 from rotator.config import checks
 from rotator.config.alerts import AlertsPolicy
+from rotator.config.hooks import HookPolicy
 from rotator.config.keys import Key, declared, key_field, key_spec
 from rotator.domain.credentials import CredentialKind
+from rotator.domain.retirement import RetireRule
 from rotator.domain.rotation import staging_name
 
 
@@ -59,6 +61,25 @@ class AppDefaults:
         24.0,
         checks.number(0, 24 * 365, unit="hours"),
         help="how long after promoting the new credential the old one is retired",
+    )
+    retire_when: RetireRule = key_field(
+        RetireRule.GRACE,
+        checks.choice(RetireRule),
+        help="grace: retire the old credential once grace_hours have passed; unused: also "
+        "wait until the credential usage report shows the new one in use since promote and "
+        "the old one quiet for quiet_hours (needs AuditLog.Read.All; without it, grace)",
+    )
+    quiet_hours: float = key_field(
+        24.0,
+        checks.positive(unit="hours", hi=24 * 365),
+        help='retire_when = "unused": how long the old credential must have been unused; '
+        "fractions allowed; keep it above the report's lag",
+    )
+    retire_max_wait_hours: float = key_field(
+        168.0,
+        checks.positive(unit="hours", hi=24 * 365 * 2),
+        help='retire_when = "unused": after this long since promote a held retirement is '
+        "alerted (it stays held; rotator rotate --retire-now overrides)",
     )
     verify_scope: str = key_field(
         "https://graph.microsoft.com/.default",
@@ -117,6 +138,8 @@ class AppPolicy(AppDefaults):
     )
     # Always set: an app without a Key Vault is refused when the policy is loaded.
     vault_url: str
+    # The [[app.hook]] tables, parsed on their own (rotator.config.hooks).
+    hooks: tuple[HookPolicy, ...] = ()
 
     @property
     def staging_secret_name(self) -> str:

@@ -60,6 +60,15 @@ class Rotation:
     # How long verification waited for propagation, and how many token requests it took.
     verify_seconds: float | None = None
     verify_attempts: int | None = None
+    # When the consumer secret got the new credential (evidence must come after it).
+    promoted_at: datetime | None = None
+    # retire_when = "unused": why retirement is held ("held: old credential last used at
+    # T"), since when, and whether it has waited longer than retire_max_wait_hours.
+    held: str | None = None
+    held_since: datetime | None = None
+    held_overdue: bool = False
+    # Why the usage report could not be read, when retirement fell back to the grace rule.
+    rule_fallback: str | None = None
 
     @property
     def active(self) -> bool:

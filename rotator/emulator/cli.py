@@ -24,8 +24,21 @@ import click
     show_default=True,
     help="Max delay before a new credential is known to every token replica.",
 )
+@click.option(
+    "--signin-report-lag-seconds",
+    type=click.FloatRange(0, 86_400),
+    default=10.0,
+    show_default=True,
+    help="How long after a sign-in the credential usage report shows it.",
+)
+@click.option(
+    "--withhold-audit-log",
+    is_flag=True,
+    help="Do not grant the rotator's identity AuditLog.Read.All: the usage report answers 403.",
+)
 def emulator_command(
-    port: int, env_file: Path, apps: int, seed: int, propagation_seconds: float
+    port: int, env_file: Path, apps: int, seed: int, propagation_seconds: float,
+    signin_report_lag_seconds: float, withhold_audit_log: bool,
 ) -> None:
     """Run the emulated Entra tenant (Graph, token endpoint, Key Vault) over HTTPS."""
     # Imported here so `rotator --help` does not pay for uvicorn and cryptography.
@@ -45,7 +58,9 @@ def emulator_command(
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     emulator = RunningEmulator.start(
-        apps=apps, seed=seed, propagation_seconds=propagation_seconds, port=port, env_file=env_file
+        apps=apps, seed=seed, propagation_seconds=propagation_seconds, port=port,
+        env_file=env_file, signin_report_lag_seconds=signin_report_lag_seconds,
+        audit_log=not withhold_audit_log,
     )
     try:
         for key in ENV_KEYS:

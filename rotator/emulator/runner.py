@@ -22,6 +22,7 @@ from rotator.emulator.app import build_app
 from rotator.emulator.faults import Faults
 from rotator.emulator.pki import make_tls_material
 from rotator.emulator.seed import seed_tenant
+from rotator.emulator.signins import DEFAULT_LAG_SECONDS, SignInLog
 from rotator.emulator.state import EmulatorState
 from rotator.emulator.tenant import Tenant
 
@@ -102,6 +103,8 @@ class RunningEmulator:
         tenant: Tenant | None = None,
         host: str = "127.0.0.1",
         ready_timeout: float = 60.0,
+        signin_report_lag_seconds: float = DEFAULT_LAG_SECONDS,
+        audit_log: bool = True,
     ) -> RunningEmulator:
         """Seed, bind, serve, wait until TLS connections work, then write CA and env file."""
         own_workdir = None
@@ -113,7 +116,7 @@ class RunningEmulator:
         env_file.parent.mkdir(parents=True, exist_ok=True)
         ca_file = env_file.parent / CA_FILE_NAME
 
-        tenant = tenant or seed_tenant(apps, seed, propagation_seconds)
+        tenant = tenant or seed_tenant(apps, seed, propagation_seconds, audit_log=audit_log)
         tls = make_tls_material()
         # mkdtemp makes the directory 0700: the server key never sits where others can read.
         secret_dir = Path(tempfile.mkdtemp(prefix="rotator-emulator-tls-"))
@@ -132,7 +135,8 @@ class RunningEmulator:
             raise
         sock.set_inheritable(True)
         bound_port = int(sock.getsockname()[1])
-        state = EmulatorState(tenant, faults or Faults(), f"https://{host}:{bound_port}")
+        state = EmulatorState(tenant, faults or Faults(), f"https://{host}:{bound_port}",
+                              signins=SignInLog(signin_report_lag_seconds))
         config = uvicorn.Config(
             build_app(state),
             ssl_certfile=str(cert_path),
@@ -225,8 +229,12 @@ def start_emulator(
     env_file: Path | None = None,
     faults: Faults | None = None,
     tenant: Tenant | None = None,
+    signin_report_lag_seconds: float = DEFAULT_LAG_SECONDS,
+    audit_log: bool = True,
 ) -> Iterator[RunningEmulator]:
     emulator = RunningEmulator.start(
+        signin_report_lag_seconds=signin_report_lag_seconds,
+        audit_log=audit_log,
         apps=apps,
         seed=seed,
         propagation_seconds=propagation_seconds,

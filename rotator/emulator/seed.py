@@ -37,7 +37,10 @@ def _uuid(rng: random.Random) -> str:
     return str(uuid.UUID(int=rng.getrandbits(128), version=4))
 
 
-def seed_tenant(apps: int = 20, seed: int = 0, propagation_seconds: float = 0.0) -> Tenant:
+def seed_tenant(apps: int = 20, seed: int = 0, propagation_seconds: float = 0.0,
+                *, audit_log: bool = True) -> Tenant:
+    """``audit_log=False`` withholds ``AuditLog.Read.All`` from the rotator's identity,
+    so the credential usage report answers 403 (the fallback to the grace rule)."""
     # Determinism is the point: same seed, same tenant (live secrets use SystemRandom).
     rng = random.Random(seed)  # noqa: S311
     tenant = Tenant(_uuid(rng), propagation_seconds=propagation_seconds, seed=seed)
@@ -52,6 +55,8 @@ def seed_tenant(apps: int = 20, seed: int = 0, propagation_seconds: float = 0.0)
     tenant.rotator_app_id = rotator.app_id
     tenant.rotator_secret = rotator_secret
     tenant.grant_app_role(rotator.app_id, GRAPH_APP_ID, "Application.ReadWrite.OwnedBy")
+    if audit_log:  # the credential usage report (retire_when = "unused")
+        tenant.grant_app_role(rotator.app_id, GRAPH_APP_ID, "AuditLog.Read.All")
     tenant.grant_vault_access(rotator.app_id)
 
     web_api = tenant.create_app(

@@ -42,6 +42,7 @@ GRAPH_ROLES: dict[str, str] = {
     "Application.ReadWrite.All": "1bfefb4e-e0b5-418b-a88f-73c46d2cc8e9",
     "Application.ReadWrite.OwnedBy": "18a4783c-866b-4cc7-a460-3d5e5662c884",
     "AppRoleAssignment.ReadWrite.All": "06b708a9-e830-4db3-a914-8e69da51d44f",
+    "AuditLog.Read.All": "b0afded3-3588-46d8-8b3d-9842eff778da",
 }
 DEFAULT_LIFETIME = timedelta(days=730)  # Graph's default when endDateTime is left out
 LIFETIME_POLICY_ID = "00000000-0000-0000-0000-00000000d0c5"

@@ -13,7 +13,14 @@ from starlette.responses import JSONResponse, Response
 from rotator.emulator.errors import AadError, aad_error_response
 from rotator.emulator.faults import guarded
 from rotator.emulator.jws import BadJws, parse_jws
-from rotator.emulator.model import Application, KeyCredential, iso, known_to, utcnow
+from rotator.emulator.model import (
+    Application,
+    KeyCredential,
+    PasswordCredential,
+    iso,
+    known_to,
+    utcnow,
+)
 from rotator.emulator.state import EmulatorState
 
 log = logging.getLogger("rotator.emulator.token")
@@ -141,11 +148,12 @@ async def _token(request: Request) -> Response:
                 700023,
                 f"Invalid client_assertion_type. The assertion type must be '{JWT_BEARER}'.",
             )
-        cred = _check_assertion(state, request, app, form["client_assertion"], replica)
+        cred: KeyCredential | PasswordCredential = _check_assertion(
+            state, request, app, form["client_assertion"], replica)
         appidacr = "2"
         log.info("token via certificate app=%s keyId=%s", client_id, cred.key_id)
     elif form.get("client_secret"):
-        _check_secret(state, app, form["client_secret"], replica)
+        cred = _check_secret(state, app, form["client_secret"], replica)
         appidacr = "1"
     else:
         raise AadError(
@@ -189,6 +197,12 @@ async def _token(request: Request) -> Response:
         appidacr=appidacr,
         roles=tenant.roles_for(client_sp, resource),
     )
+    state.signins.record(
+        key_id=cred.key_id, app_id=app.app_id, app_object_id=app.id,
+        sp_object_id=client_sp.id,
+        key_type="certificate" if isinstance(cred, KeyCredential) else "clientSecret",
+        created=cred.start, expires=cred.end,
+    )
     return JSONResponse(
         {
             "token_type": "Bearer",
@@ -209,7 +223,9 @@ def _missing(name: str) -> AadError:
     )
 
 
-def _check_secret(state: EmulatorState, app: Application, secret: str, replica: int) -> None:
+def _check_secret(
+    state: EmulatorState, app: Application, secret: str, replica: int
+) -> PasswordCredential:
     cred = state.tenant.match_secret(app, secret)
     # A secret the chosen replica has not heard of yet looks exactly like a wrong one.
     if cred is None or not known_to(cred.visible_at, replica) or cred.start > utcnow():
@@ -232,6 +248,7 @@ def _check_secret(state: EmulatorState, app: Application, secret: str, replica: 
             "https://aka.ms/certCreds.",
         )
     log.info("token via secret app=%s keyId=%s hint=%s", app.app_id, cred.key_id, cred.hint)
+    return cred
 
 
 def _check_assertion(

@@ -21,14 +21,19 @@ from rotator.ports import (
     Clock,
     Directory,
     DirectoryError,
+    HookError,
+    HookSender,
     SecretStore,
     SecretStoreError,
     Store,
     TokenProbe,
+    UsageReport,
+    UsageReportUnavailable,
 )
 
 if TYPE_CHECKING:
-    from rotator.config import AppPolicy, Policy
+    from rotator.config import AppPolicy, HookPolicy, Policy
+    from rotator.domain.hooks import HookEvent
 
 log = structlog.get_logger("rotator.engine")
 
@@ -77,6 +82,20 @@ def _is_zombie(pid: int) -> bool:
         return False
 
 
+class NoHookSender:
+    """Where nothing can deliver hooks: every send is refused (and retried later)."""
+
+    async def send(self, hook: HookPolicy, event: HookEvent) -> None:
+        raise HookError(f"no hook sender is configured in this process for {hook.name}")
+
+
+class NoUsageReport:
+    """Where no usage report is wired: every app falls back to the grace rule."""
+
+    async def last_sign_ins(self, app_id: str) -> Mapping[str, datetime | None]:
+        raise UsageReportUnavailable("no credential usage report is configured")
+
+
 @dataclass(frozen=True, slots=True)
 class VerifyTiming:
     """Pauses of the verify loop. After a success the next request still waits a
@@ -109,6 +128,10 @@ class EngineDeps:
     on_status: Callable[[str], None] | None = None
     # Called before and after every state change is committed, with a failpoint name.
     checkpoint: Callable[[str], None] = no_checkpoint
+    # Delivers consumer hooks (rotator.engine.hooks).
+    hooks: HookSender = field(default_factory=NoHookSender)
+    # The credential usage report (retire_when = "unused").
+    usage: UsageReport = field(default_factory=NoUsageReport)
 
     def now(self) -> datetime:
         return self.clock.now()

@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from rotator.domain.backoff import step_retry_delay
+from rotator.domain.hooks import EventType
 from rotator.domain.records import AuditOutcome
 from rotator.domain.rotation import Rotation
 from rotator.domain.states import BEFORE_PROMOTE, RotationState
@@ -22,6 +23,7 @@ from rotator.engine.context import (
     record,
 )
 from rotator.engine.create import create_and_stage
+from rotator.engine.hooks import notify, notify_ended, wants
 from rotator.engine.promote import promote
 from rotator.engine.retire import retire, retire_due
 from rotator.engine.rollback import begin_rollback, roll_back
@@ -29,6 +31,9 @@ from rotator.engine.verify import verify
 
 # After promote nothing rolls back; a blocked retirement waits for a person and retries.
 BLOCKED_RETRY = timedelta(hours=1)
+# A command that waits for retries (rotator rotate) waits this long at most for a consumer
+# hook to take the promoted event; after that the daemon's reconcile pass keeps trying.
+HOOK_WAIT_IN_COMMAND = timedelta(minutes=1)
 
 
 class RotationBusy(Exception):
@@ -47,11 +52,15 @@ async def advance_once(deps: EngineDeps, rotation: Rotation, *, retire_now: bool
             case RotationState.VERIFIED:
                 return await promote(deps, rotation, retire_now=retire_now)
             case RotationState.PROMOTED:
+                waiting = await _promoted_event(deps, rotation)
+                if waiting is not None:
+                    return waiting
+                rotation = _current(deps, rotation.id)
                 if not retire_due(rotation, deps, retire_now=retire_now):
                     return rotation
-                return await retire(deps, rotation)
+                return await retire(deps, rotation, retire_now=retire_now)
             case RotationState.RETIRING:
-                return await retire(deps, rotation)
+                return await retire(deps, rotation, retire_now=retire_now)
             case RotationState.ROLLING_BACK:
                 return await roll_back(deps, rotation)
             case _:
@@ -60,6 +69,43 @@ async def advance_once(deps: EngineDeps, rotation: Rotation, *, retire_now: bool
         return _after_retryable(deps, rotation.id, str(exc), exc.retry_after)
     except StepFailed as exc:
         return await _after_failure(deps, rotation.id, str(exc))
+
+
+HOOK_WAIT = "retirement waits for consumer hooks"
+
+
+async def _promoted_event(deps: EngineDeps, rotation: Rotation) -> Rotation | None:
+    """Tell the app's hooks about the promotion; the rotation to return while some
+    hook has not taken it (retirement waits), ``None`` once every hook has."""
+    if not wants(deps, rotation.app_id, EventType.PROMOTED):
+        return None
+    next_due = await notify(deps, rotation, EventType.PROMOTED)
+    current = _current(deps, rotation.id)
+    if next_due is None:
+        if current.next_attempt_at is not None and current.held is None and (
+            current.last_error is None or current.last_error.startswith(HOOK_WAIT)
+        ):
+            record(deps, current,
+                   current.with_changes(deps.now(), next_attempt_at=None, last_error=None),
+                   step="hook", message="every consumer hook has the promoted event",
+                   outcome=AuditOutcome.INFO)
+        return None
+    pending = [d.hook for d in deps.store.hooks.for_rotation(rotation.id)
+               if d.event.type is EventType.PROMOTED and not d.delivered]
+    message = f"{HOOK_WAIT}: {', '.join(pending)} not yet notified"
+    if current.next_attempt_at == next_due and current.last_error == message:
+        return current
+    return record(deps, current,
+                  current.with_changes(deps.now(), next_attempt_at=next_due, last_error=message),
+                  step="hook", message=f"{message}; next attempt {next_due.isoformat()}",
+                  outcome=AuditOutcome.INFO)
+
+
+async def _terminal_event(deps: EngineDeps, rotation: Rotation) -> None:
+    """Once a rotation ends: retired or failed, to the hooks that want it. A send that
+    fails here (or a crash before it) is made up by the reconcile pass
+    (``rotator.engine.hooks.deliver_due``)."""
+    await notify_ended(deps, rotation)
 
 
 def _current(deps: EngineDeps, rotation_id: str) -> Rotation:
@@ -121,8 +167,10 @@ async def _after_failure(deps: EngineDeps, rotation_id: str, message: str) -> Ro
 
 
 def _waiting_for_grace(rotation: Rotation, deps: EngineDeps, retire_now: bool) -> bool:
-    return rotation.state is RotationState.PROMOTED and not retire_due(
-        rotation, deps, retire_now=retire_now
+    return (
+        rotation.state is RotationState.PROMOTED
+        and rotation.next_attempt_at is None
+        and not retire_due(rotation, deps, retire_now=retire_now)
     )
 
 
@@ -155,14 +203,22 @@ async def drive(
     try:
         while rotation.active and not _waiting_for_grace(rotation, deps, retire_now):
             if rotation.next_attempt_at is not None and rotation.next_attempt_at > deps.now():
-                if not wait_for_retries:
-                    break
+                if not wait_for_retries or (rotation.held and not retire_now):
+                    break  # a held retirement is looked at again by the reconcile pass
+                if (rotation.state is RotationState.PROMOTED
+                        and (rotation.last_error or "").startswith(HOOK_WAIT)
+                        and rotation.next_attempt_at - deps.now() > HOOK_WAIT_IN_COMMAND):
+                    break  # a hook that is down for long: the reconcile pass keeps sending
                 pause = (rotation.next_attempt_at - deps.now()).total_seconds()
                 deps.progress(f"waiting {pause:.0f} s before retrying ({rotation.last_error})",
                               transient=True)
                 await deps.sleep(pause)
             before = rotation.state
             rotation = await advance_once(deps, rotation, retire_now=retire_now)
+            if rotation.state is not before:
+                await _terminal_event(deps, rotation)
+            if rotation.held and rotation.state is RotationState.PROMOTED and not retire_now:
+                break  # held: the evidence is looked at again later
             if rotation.state is before and rotation.next_attempt_at is None:
                 break  # nothing moved and nothing scheduled: do not spin
     except LeaseLost as exc:

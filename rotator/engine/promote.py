@@ -10,9 +10,11 @@ from datetime import timedelta
 
 from rotator.domain.certificates import PEM_CONTENT_TYPE
 from rotator.domain.credentials import CredentialKind
+from rotator.domain.hooks import EventType
 from rotator.domain.rotation import Rotation
 from rotator.domain.states import RotationState
 from rotator.engine.context import EngineDeps, StepFailed, log, record, step_error
+from rotator.engine.hooks import wants
 from rotator.ports import SecretStoreError
 
 CONSUMER_CONTENT_TYPE = "text/plain"
@@ -68,11 +70,13 @@ async def promote(deps: EngineDeps, rotation: Rotation, *, retire_now: bool = Fa
     now = deps.now()
     retire_now = retire_now or rotation.retire_now
     retire_after = now if retire_now else now + timedelta(hours=grace_hours)
+    # With consumer hooks the promoted event is due at once (and gates retirement).
+    hooks_due = now if wants(deps, rotation.app_id, EventType.PROMOTED) else None
     return record(
         deps, rotation,
         rotation.advance(RotationState.PROMOTED, now, consumer_version=version,
                          retire_after=retire_after, attempts=0, last_error=None,
-                         next_attempt_at=None),
+                         next_attempt_at=hooks_due, promoted_at=now),
         step="promote",
         message=f"secret {rotation.secret_name} version {version} now holds "
                 f"{rotation.new_key_id}; old credential retires after {retire_after.isoformat()}",

@@ -30,6 +30,7 @@ from rotator.domain.rotation import Rotation, RotationReason
 from rotator.domain.states import RotationState
 from rotator.engine.context import EngineDeps, log
 from rotator.engine.driver import RotationBusy, drive
+from rotator.engine.hooks import deliver_due
 from rotator.engine.plan import Candidate, due_candidates, latest_by_app
 from rotator.engine.start import RotationRefused, plan_rotation, start_rotation
 
@@ -47,6 +48,7 @@ class PassReport:
     candidates: int = 0
     started: list[str] = field(default_factory=list)
     spawned: int = 0
+    hooks_delivered: int = 0
 
 
 def planning_scan(deps: EngineDeps) -> ScanRun | None:
@@ -86,6 +88,9 @@ class Reconciler:
         if not self.stopping:
             await self.plan_due(report)
         report.spawned = await self.fill()
+        if not self.stopping:
+            # Hook events of rotations that already ended (retired, failed) whose send failed.
+            report.hooks_delivered = await deliver_due(self.deps)
         return report
 
     async def plan_due(self, report: PassReport | None = None) -> list[Rotation]:
@@ -160,6 +165,8 @@ class Reconciler:
             return False
         waiting_for_grace = (
             rotation.state is RotationState.PROMOTED
+            # A next attempt while promoted: a consumer hook still waits for its event.
+            and (rotation.next_attempt_at is None or rotation.next_attempt_at > now)
             and rotation.retire_after is not None
             and rotation.retire_after > now
             and not rotation.retire_now

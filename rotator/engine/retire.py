@@ -1,16 +1,32 @@
-"""retire: after the grace period, remove the superseded credential, and only that one."""
+"""retire: after the grace period, remove the superseded credential, and only that one.
+
+With ``retire_when = "unused"`` the grace period is not enough: the credential usage
+report must show the new credential in use since promote and the old one quiet for
+``quiet_hours`` (:func:`rotator.domain.retirement.judge_usage`). Until then the
+retirement is *held* (recorded on the rotation, re-checked, told to the hooks, alerted
+once overdue). A report that cannot be read falls back to the grace rule, said once.
+``rotator rotate --retire-now`` overrides both, recorded as an admin decision.
+"""
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
 from rotator.certificate_material import CertificateMaterial
 from rotator.domain.credentials import AppRegistration, Credential, CredentialKind
+from rotator.domain.hooks import EventType
 from rotator.domain.policies import may_retire
 from rotator.domain.records import AuditOutcome
+from rotator.domain.retirement import RetireRule, held_kind, judge_usage
 from rotator.domain.rotation import Rotation, rotation_id_from_display_name
 from rotator.domain.states import RotationState
 from rotator.engine.certificates import material_of, remove_certificate
-from rotator.engine.context import EngineDeps, StepFailed, record, step_error
-from rotator.ports import DirectoryError, SecretStoreError
+from rotator.engine.context import EngineDeps, StepFailed, log, record, step_error
+from rotator.engine.hooks import notify
+from rotator.ports import DirectoryError, SecretStoreError, UsageReportUnavailable
+
+# How often a held retirement looks at the usage report again (at most).
+HELD_RECHECK = timedelta(minutes=15)
 
 
 def retire_due(rotation: Rotation, deps: EngineDeps, *, retire_now: bool = False) -> bool:
@@ -19,7 +35,9 @@ def retire_due(rotation: Rotation, deps: EngineDeps, *, retire_now: bool = False
     return deps.now() >= rotation.retire_after
 
 
-async def retire(deps: EngineDeps, rotation: Rotation) -> Rotation:
+async def retire(deps: EngineDeps, rotation: Rotation, *, retire_now: bool = False
+                 ) -> Rotation:
+    rule = "grace"
     if rotation.state is RotationState.PROMOTED:
         if rotation.old_key_id is None:
             strays = await _remove_strays(deps, rotation)
@@ -55,23 +73,106 @@ async def retire(deps: EngineDeps, rotation: Rotation) -> Rotation:
         decision = may_retire(app, rotation.old_key_id, rotation.new_key_id, deps.now())
         if not decision.allowed:
             raise StepFailed(f"not retiring {rotation.old_key_id}: {decision.reason}")
+        evidence = await _rule(deps, rotation, retire_now=retire_now)
+        if isinstance(evidence, Rotation):
+            return evidence  # held
+        rotation, rule = evidence
         rotation = record(
-            deps, rotation, rotation.advance(RotationState.RETIRING, deps.now()),
-            step="retire", message=f"removing superseded credential {rotation.old_key_id}",
-            outcome=AuditOutcome.INFO,
+            deps, rotation,
+            rotation.advance(RotationState.RETIRING, deps.now(), held=None, held_overdue=False),
+            step="retire", message=f"removing superseded credential {rotation.old_key_id} "
+                                   f"(rule: {rule})",
+            outcome=AuditOutcome.INFO, details={"retired_by": rule},
         )
+    else:
+        rule = _recorded_rule(deps, rotation)
     assert rotation.old_key_id is not None
     how = await _remove_old(deps, rotation, rotation.old_key_id)
     strays = await _remove_strays(deps, rotation)
-    message = f"old credential {rotation.old_key_id} removed ({how})" + _strays_note(strays)
+    message = (f"old credential {rotation.old_key_id} removed ({how}; rule: {rule})"
+               + _strays_note(strays))
     return record(
         deps, rotation,
         rotation.advance(RotationState.COMPLETED, deps.now(), finished_at=deps.now(),
                          attempts=0, last_error=None, next_attempt_at=None),
         step="retire", message=message,
-        details={"old_key_id": rotation.old_key_id, "removed_by": how,
+        details={"old_key_id": rotation.old_key_id, "removed_by": how, "retired_by": rule,
                  "strays_removed": ",".join(strays)},
     )
+
+
+def _recorded_rule(deps: EngineDeps, rotation: Rotation) -> str:
+    """The rule the retiring step recorded (re-entry after a crash)."""
+    for event in reversed(deps.store.history(rotation_id=rotation.id, limit=50)):
+        found = event.details.get("retired_by")
+        if isinstance(found, str):
+            return found
+    return "grace"
+
+
+async def _rule(deps: EngineDeps, rotation: Rotation, *, retire_now: bool
+                ) -> Rotation | tuple[Rotation, str]:
+    """Which rule lets the old credential go now, or the rotation held (saved)."""
+    if retire_now or rotation.retire_now:
+        return rotation, "admin decision (--retire-now)"
+    policy = deps.app_policy(rotation.app_id)
+    if policy is None or policy.retire_when is not RetireRule.UNUSED:
+        return rotation, "grace"
+    old_key_id, new_key_id = rotation.old_key_id, rotation.new_key_id
+    assert old_key_id is not None and new_key_id is not None
+    try:
+        usage = await deps.usage.last_sign_ins(rotation.app_id)
+    except UsageReportUnavailable as exc:
+        if rotation.rule_fallback is None:
+            # Said once per rotation (log, audit; the alert is once per app).
+            log.warning("credential usage report unavailable; retiring on the grace rule",
+                        app_id=rotation.app_id, rotation_id=rotation.id, error=str(exc))
+            rotation = record(
+                deps, rotation, rotation.with_changes(deps.now(), rule_fallback=str(exc)),
+                step="retire", outcome=AuditOutcome.ERROR,
+                message=f"cannot read the credential usage report for app {rotation.app_id} "
+                        f"({exc}); falling back to the grace rule",
+                details={"fallback": str(exc)},
+            )
+        return rotation, f"grace (fallback: {exc})"
+    except DirectoryError as exc:
+        raise step_error(exc) from None
+    now = deps.now()
+    promoted_at = rotation.promoted_at or rotation.updated_at
+    verdict = judge_usage(
+        usage, old_key_id=old_key_id, new_key_id=new_key_id,
+        promoted_at=promoted_at, now=now, quiet=timedelta(hours=policy.quiet_hours),
+        max_wait=timedelta(hours=policy.retire_max_wait_hours),
+    )
+    if verdict.retire:
+        return rotation, f"unused: {verdict.reason}"
+    return await _hold(deps, rotation, verdict.reason, verdict.overdue, now,
+                       timedelta(hours=policy.quiet_hours))
+
+
+async def _hold(deps: EngineDeps, rotation: Rotation, reason: str, overdue: bool,
+                now: datetime, quiet: timedelta) -> Rotation:
+    recheck = max(min(HELD_RECHECK, quiet / 4), timedelta(seconds=1))
+    held = rotation.with_changes(
+        now, held=reason, held_since=rotation.held_since or now, held_overdue=overdue,
+        next_attempt_at=now + recheck, lease_owner=deps.owner,
+        lease_expires_at=now + timedelta(seconds=deps.lease_seconds),
+    )
+    news = held_kind(rotation.held) != held_kind(reason) or overdue != rotation.held_overdue
+    if news:
+        waited = (now - (rotation.promoted_at or rotation.updated_at)).total_seconds() / 3600
+        message = (f"retirement of {rotation.old_key_id} {reason}"
+                   + (f"; overdue: waited {waited:.1f} h, more than retire_max_wait_hours"
+                      if overdue else ""))
+        saved = record(deps, rotation, held, step="retire", message=message,
+                       outcome=AuditOutcome.ERROR if overdue else AuditOutcome.INFO,
+                       details={"held": reason, "overdue": overdue})
+    else:
+        # The same verdict again: the rotation's record is updated, the trail is not.
+        saved = deps.store.save_rotation(held, expected_state=rotation.state)
+        deps.progress(f"retire: {reason}")
+    await notify(deps, saved, EventType.HELD)
+    return deps.store.get_rotation(saved.id) or saved
 
 
 def _strays_note(strays: list[str]) -> str:

@@ -27,3 +27,6 @@ def test_demo_rotates_and_summarises() -> None:
     assert "myclient" in out
     assert out.count("completed  new secret") >= 3
     assert "waited" in out and "for propagation" in out
+    # The walkthrough client's consumer moved before its old credential went, never refused.
+    assert "Consumer of myclient" in out and ", 0 refused;" in out
+    assert "by the rule: unused: the new credential signed in at" in out

@@ -47,17 +47,22 @@ class World:
     tmp: Path
     policy: Policy | None = None
 
-    def manage(self, *apps: FakeApp, **overrides: object) -> Policy:
+    def manage(self, *apps: FakeApp, app_toml: str = "", **overrides: object) -> Policy:
+        """The policy managing ``apps``; ``app_toml`` is appended to each ``[[app]]``
+        (its keys, then any ``[[app.hook]]`` tables)."""
         lines = ["[defaults]", f'vault_url = "{VAULT}"', "verify_successes = 3",
                  "verify_timeout_seconds = 120"]
         lines += [f"{k} = {v!r}".replace("'", '"') for k, v in overrides.items()
-                  if k in {"grace_hours", "lifetime_days", "renew_before_days", "credential",
+                  if k in {"grace_hours", "retire_when", "quiet_hours", "retire_max_wait_hours",
+                           "lifetime_days", "renew_before_days", "credential",
                            "key_type", "key_vault_format", "certificate_subject"}]
         for app in apps:
             lines += ["[[app]]", f'app_id = "{app.app_id}"',
                       f'secret_name = "{app.display_name}-secret"']
             if app.roles:
                 lines.append(f'expected_roles = ["{app.roles[0]}"]')
+            if app_toml:
+                lines.append(app_toml)
         path = self.tmp / "policy.toml"
         path.write_text("\n".join(lines) + "\n")
         settings = load_settings({"ROTATOR_VAULT_URL": VAULT})

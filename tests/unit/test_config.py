@@ -422,3 +422,71 @@ def test_default_database_url_matches_the_migrations_default() -> None:
     from rotator.adapters.db.session import default_database_url
 
     assert load_settings({}).database_url == default_database_url()
+
+
+# ---------------------------------------------------------------- [[app.hook]]
+
+
+def _hook_policy(tmp_path: Path, hooks: str, *, second: str = "") -> Path:
+    path = tmp_path / "hooks.toml"
+    path.write_text(
+        '[defaults]\nvault_url = "https://v.vault.azure.net"\n\n'
+        '[[app]]\napp_id = "11111111-2222-3333-4444-555555555555"\n\n' + hooks
+        + ('\n[[app]]\napp_id = "11111111-2222-3333-4444-555555555556"\n\n' + second
+           if second else "")
+    )
+    return path
+
+
+def test_hooks_parse_with_their_defaults(tmp_path: Path) -> None:
+    from rotator.domain.hooks import EventType, HookKind
+
+    path = _hook_policy(tmp_path, (
+        '[[app.hook]]\ntype = "webhook"\nurl = "https://hooks.example.com/x"\n'
+        'secret_env = "ORDERS_HOOK_KEY"\n\n'
+        '[[app.hook]]\ntype = "command"\nargv = ["systemctl", "restart", "orders"]\n'
+        'timeout_seconds = 5\nevents = ["promoted", "held"]\n'
+    ))
+    app = load_policy(path, load_settings({})).for_app("11111111-2222-3333-4444-555555555555")
+    assert app is not None
+    web, cmd = app.hooks
+    assert (web.type, web.name, web.url, web.secret_env) == (
+        HookKind.WEBHOOK, "webhook-1", "https://hooks.example.com/x", "ORDERS_HOOK_KEY")
+    assert web.events == tuple(EventType) and web.timeout_seconds == 30
+    assert (cmd.name, cmd.argv, cmd.timeout_seconds) == (
+        "command-1", ("systemctl", "restart", "orders"), 5)
+    assert cmd.events == (EventType.PROMOTED, EventType.HELD)
+
+
+def test_hook_problems_are_reported_with_their_lines(tmp_path: Path) -> None:
+    path = _hook_policy(tmp_path, (
+        '[[app.hook]]\ntype = "webhook"\nurl = "http://hooks.example.com/x"\n'
+        'secret_env = "K"\n\n'
+        '[[app.hook]]\ntype = "command"\nargv = "systemctl restart orders"\n'
+    ), second=(
+        '[[app.hook]]\ntype = "webhook"\nurl = "http://127.0.0.1:8080/x"\n\n'
+        '[[app.hook]]\ntype = "command"\nargv = ["true"]\nsecret = "x"\n'
+        'events = ["rotated"]\n'
+    ))
+    with pytest.raises(ConfigError) as caught:
+        load_policy(path, load_settings({}))
+    text = str(caught.value)
+    assert "5 problems" in text
+    assert "hooks.toml:9: [[app]] #1 [[app.hook]] #1 (webhook) key 'url': must be an https" in text
+    assert "hooks.toml:14: [[app]] #1 [[app.hook]] #2 (command) key 'argv'" in text
+    assert "hooks.toml:19: [[app]] #2 [[app.hook]] #1 (webhook): secret_env missing" in text
+    assert "hooks.toml:26: [[app]] #2 [[app.hook]] #2 (command) key 'secret'" in text
+    assert "hooks.toml:27: [[app]] #2 [[app.hook]] #2 (command) key 'events'" in text
+
+
+def test_a_hook_without_a_type_and_a_duplicate_name_are_refused(tmp_path: Path) -> None:
+    path = _hook_policy(tmp_path, (
+        '[[app.hook]]\nargv = ["true"]\n\n'
+        '[[app.hook]]\ntype = "command"\nname = "restart"\nargv = ["true"]\n\n'
+        '[[app.hook]]\ntype = "command"\nname = "restart"\nargv = ["true"]\n'
+    ))
+    with pytest.raises(ConfigError) as caught:
+        load_policy(path, load_settings({}))
+    text = str(caught.value)
+    assert "hooks.toml:7: [[app]] #1 [[app.hook]] #1: type is missing" in text
+    assert "hooks.toml:17: [[app]] #1 [[app.hook]] #3 key 'name': 'restart' is already" in text

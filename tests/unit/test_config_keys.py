@@ -13,6 +13,7 @@ from rotator.config import (
     AppPolicy,
     ChannelPolicy,
     DaemonPolicy,
+    HookPolicy,
 )
 from rotator.config.keys import declared
 
@@ -22,10 +23,12 @@ from rotator.config.keys import declared
     [
         (AppDefaults, set()),
         # vault_url is AppDefaults' key, narrowed to str once an app is resolved.
-        (AppPolicy, {"vault_url"}),
+        # hooks: the [[app.hook]] tables, parsed on their own.
+        (AppPolicy, {"vault_url", "hooks"}),
         (DaemonPolicy, set()),
         (AlertsPolicy, {"channels"}),  # the [[alerts.channel]] tables, parsed on their own
         (ChannelPolicy, set()),
+        (HookPolicy, set()),
     ],
 )
 def test_every_field_declares_its_key(cls: type, undeclared: set[str]) -> None:
@@ -39,7 +42,8 @@ def test_every_field_declares_its_key(cls: type, undeclared: set[str]) -> None:
 
 def test_key_table_is_read_back_from_the_fields() -> None:
     app_own = [f.name for f in dataclasses.fields(AppPolicy)
-               if f.name not in {g.name for g in dataclasses.fields(AppDefaults)}]
+               if f.name not in {g.name for g in dataclasses.fields(AppDefaults)}
+               and f.name != "hooks"]
     shared = [f.name for f in dataclasses.fields(AppDefaults)]
     daemon = [f.name for f in dataclasses.fields(DaemonPolicy)]
     assert list(KEYS) == [*app_own, *shared, *daemon]

@@ -242,3 +242,42 @@ class AlertDeliveryModel(Base):
     last_error: Mapped[str | None] = mapped_column(sa.Text)
     created_at: Mapped[datetime]
     sent_at: Mapped[datetime | None]
+
+
+# ----------------------------------------------------------------- consumer hooks (20261128_0003)
+
+HOOK_DELIVERY_STATUSES: Final = ("pending", "delivered")
+
+
+class HookDeliveryModel(Base):
+    """One event of one rotation for one hook of its app. Never a secret value.
+
+    The event (its id, type, time and data) is stored whole, so a retry after a
+    restart sends the very same event; (rotation, hook, event type) is unique, so
+    an event is recorded once however many replicas or restarts see it.
+    """
+
+    __tablename__ = "hook_deliveries"
+    __table_args__ = (
+        sa.UniqueConstraint("rotation_id", "hook", "event_type"),
+        sa.CheckConstraint(_in_list("status", HOOK_DELIVERY_STATUSES), name="status"),
+        sa.Index(None, "status", "next_attempt_at"),
+        sa.Index(None, "event_id"),
+    )
+
+    id: Mapped[int] = mapped_column(
+        sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True, autoincrement=True
+    )
+    rotation_id: Mapped[str] = mapped_column(sa.String(64))
+    app_id: Mapped[str] = mapped_column(sa.String(64))
+    hook: Mapped[str] = mapped_column(sa.String(64))
+    event_type: Mapped[str] = mapped_column(sa.String(64))
+    event_id: Mapped[str] = mapped_column(sa.String(64))
+    event_time: Mapped[datetime]
+    data: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    status: Mapped[str] = mapped_column(sa.String(16))
+    attempts: Mapped[int] = mapped_column(default=0)
+    next_attempt_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(sa.Text)
+    created_at: Mapped[datetime]
+    delivered_at: Mapped[datetime | None]

@@ -47,6 +47,7 @@ from rotator.ports import RotationConflict, StaleRotation, StoreError
 
 if TYPE_CHECKING:
     from rotator.adapters.db.alerts_repo import SqlAlertStore
+    from rotator.adapters.db.hooks_repo import SqlHookStore
 
 DEFAULT_BATCH_SIZE: Final = 5_000
 # Long tracebacks or service messages are cut so one error cannot bloat a row.
@@ -173,7 +174,8 @@ def _rotation_from_model(m: RotationModel) -> Rotation:
 # Rotation fields without a column of their own: they live in the ``extra`` JSON
 # column, as strings, the way rows written before they were typed hold them.
 _EXTRA_FIELDS: Final = ("retire_now", "thumbprint", "registered_by",
-                        "verify_seconds", "verify_attempts")
+                        "verify_seconds", "verify_attempts", "promoted_at", "held",
+                        "held_since", "held_overdue", "rule_fallback")
 
 
 def _extra_fields(raw: Mapping[str, Any]) -> dict[str, Any]:
@@ -190,7 +192,16 @@ def _extra_fields(raw: Mapping[str, Any]) -> dict[str, Any]:
         "registered_by": Registration(registered) if registered else None,
         "verify_seconds": float(seconds) if seconds else None,
         "verify_attempts": int(attempts) if attempts else None,
+        "promoted_at": _when(text("promoted_at")),
+        "held": text("held"),
+        "held_since": _when(text("held_since")),
+        "held_overdue": text("held_overdue") == "1",
+        "rule_fallback": text("rule_fallback"),
     }
+
+
+def _when(text: str | None) -> datetime | None:
+    return None if text is None else datetime.fromisoformat(text)
 
 
 def _extra_column(r: Rotation) -> dict[str, str]:
@@ -205,6 +216,16 @@ def _extra_column(r: Rotation) -> dict[str, str]:
         out["verify_seconds"] = f"{r.verify_seconds:.1f}"
     if r.verify_attempts is not None:
         out["verify_attempts"] = str(r.verify_attempts)
+    if r.promoted_at is not None:
+        out["promoted_at"] = r.promoted_at.isoformat()
+    if r.held:
+        out["held"] = r.held
+    if r.held_since is not None:
+        out["held_since"] = r.held_since.isoformat()
+    if r.held_overdue:
+        out["held_overdue"] = "1"
+    if r.rule_fallback:
+        out["rule_fallback"] = r.rule_fallback
     return out
 
 
@@ -324,6 +345,7 @@ class SqlStore:
         self._sessions = make_sessionmaker(engine)
         self._batch_size = batch_size
         self._alerts: SqlAlertStore | None = None
+        self._hooks: SqlHookStore | None = None
 
     @classmethod
     def from_url(cls, url: str) -> SqlStore:
@@ -340,6 +362,14 @@ class SqlStore:
 
             self._alerts = SqlAlertStore(self._engine)
         return self._alerts
+
+    @property
+    def hooks(self) -> SqlHookStore:
+        if self._hooks is None:
+            from rotator.adapters.db.hooks_repo import SqlHookStore
+
+            self._hooks = SqlHookStore(self._engine)
+        return self._hooks
 
     def close(self) -> None:
         self._engine.dispose()

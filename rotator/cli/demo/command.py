@@ -11,9 +11,11 @@ from pathlib import Path
 
 import click
 
+from rotator.cli.demo.consumer import Consumer, restart_argv
 from rotator.cli.demo.progress import DEMO_TIMEOUT_SECONDS, run_until_finished
 from rotator.cli.demo.scenario import (
     GRACE_SECONDS,
+    REPORT_LAG_SECONDS,
     SCENARIO,
     TENANT_APPS,
     TENANT_SEED,
@@ -23,6 +25,8 @@ from rotator.cli.demo.scenario import (
 )
 from rotator.cli.demo.summary import (
     completion_problems,
+    consumer_lines,
+    consumer_problems,
     invariant_problems,
     print_verdict,
     summary_lines,
@@ -50,8 +54,19 @@ def demo_command(propagation_seconds: float) -> None:
         # A filter, not a level: uvicorn resets levels when a server is configured.
         logging.getLogger(name).addFilter(lambda _record: False)
     with start_emulator(apps=TENANT_APPS, seed=TENANT_SEED, propagation_seconds=propagation_seconds,
-                        workdir=workdir / "emulator") as emu:
+                        workdir=workdir / "emulator",
+                        signin_report_lag_seconds=REPORT_LAG_SECONDS) as emu:
         apps = prepare(emu, SCENARIO)
+        consumers: dict[str, Consumer] = {}
+        for app in apps:
+            if app.consumer:
+                home = workdir / f"consumer-{app.name}"
+                home.mkdir()
+                consumers[app.app_id] = Consumer(emu.env, emu.base_url, app.secret_name,
+                                                 app.app_id, home)
+                app.hooks.append({"type": "command", "name": "restart-consumer",
+                                  "argv": restart_argv(consumers[app.app_id].pid_file),
+                                  "events": ["promoted"], "timeout_seconds": 10})
         policy_path = workdir / "policy.toml"
         write_policy(policy_path, emu.base_url, apps)
         click.echo(f"  tenant at {emu.base_url}, new credentials propagate within "
@@ -64,12 +79,28 @@ def demo_command(propagation_seconds: float) -> None:
         # Secret values that are gone once retired, so no one else would look for them.
         original = {c.secret_text for a in apps for c in emu.tenant.passwords(a.app_id)}
         try:
+            for app in apps:
+                if app.consumer:
+                    consumers[app.app_id].start()
+                    click.echo(f"  a consumer of {app.name} reads its secret once and asks for "
+                               "a token every second; a hook restarts it after promote\n")
+            for consumer in consumers.values():
+                consumer.wait_for_tokens(1, 15)
             done = asyncio.run(run_until_finished(store, loaded, apps, started))
-            for line in summary_lines(store, apps, db_url, datetime.now(UTC)):
+            for consumer in consumers.values():
+                consumer.close()
+            lines = summary_lines(store, apps, db_url, datetime.now(UTC))
+            further = next((i for i, line in enumerate(lines) if line.startswith("Look further")),
+                           len(lines)) - 1
+            lines[further:further] = consumer_lines(store, apps, consumers)
+            for line in lines:
                 click.echo(line)
             problems = invariant_problems(emu.tenant, store, loaded.policy, db_path, original)
             latest = [store.list_rotations(app_id=a.app_id, limit=1) for a in apps]
+            problems += consumer_problems(store, apps, consumers)
         finally:
+            for consumer in consumers.values():
+                consumer.close()
             store.close()
     problems += completion_problems(apps, latest, done=done, timeout_seconds=DEMO_TIMEOUT_SECONDS)
     raise SystemExit(print_verdict(problems, time.monotonic() - started))

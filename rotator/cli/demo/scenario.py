@@ -23,6 +23,11 @@ if TYPE_CHECKING:
     from rotator.emulator.tenant import Tenant
 
 GRACE_SECONDS = 8.0
+# The walkthrough client's consumer: its old credential goes on evidence, once the usage
+# report (which lags by REPORT_LAG_SECONDS in the demo's tenant) shows the consumer moved
+# and the old credential quiet for QUIET_SECONDS.
+QUIET_SECONDS = 5.0
+REPORT_LAG_SECONDS = 2.0
 # A seeded tenant in which several rotator-owned apps have secrets that are due.
 TENANT_APPS = 30
 TENANT_SEED = 3
@@ -36,6 +41,8 @@ class Walkthrough:
     verify_scope: str
     expected_roles: tuple[str, ...]
     days_left: float = 6.0
+    # A consumer process reads its secret once and is restarted by a hook after promote.
+    consumer: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +54,7 @@ class SeededDue:
 
 
 SCENARIO: tuple[Walkthrough | SeededDue, ...] = (
-    Walkthrough("myclient", "api://myapis/mywebapi/.default", ("ReadOnly",)),
+    Walkthrough("myclient", "api://myapis/mywebapi/.default", ("ReadOnly",), consumer=True),
     SeededDue("secret", 3),
 )
 
@@ -62,6 +69,10 @@ class DemoApp:
     secret_name: str
     due_reason: str
     extra_policy: dict[str, Any] = field(default_factory=dict)
+    consumer: bool = False
+    old_key_id: str | None = None
+    # [[app.hook]] tables, each a dict of keys.
+    hooks: list[dict[str, Any]] = field(default_factory=list)
 
 
 def due_noun(apps: Iterable[DemoApp]) -> str:
@@ -119,10 +130,14 @@ def prepare(emu: RunningEmulator, scenario: Sequence[Walkthrough | SeededDue]) -
             secret_name = f"{item.display_name}-secret"
             tenant.vault.set(secret_name, fresh, content_type="text/plain",
                              tags={"app_id": app.app_id, "key_id": cred.key_id}, exp=cred.end)
+            extra: dict[str, Any] = {"verify_scope": item.verify_scope,
+                                     "expected_roles": list(item.expected_roles)}
+            if item.consumer:
+                extra |= {"retire_when": "unused", "quiet_hours": QUIET_SECONDS / 3600}
             managed.append(DemoApp(
                 app.app_id, item.display_name, "secret", secret_name,
-                f"client secret expires in {item.days_left:g} days",
-                {"verify_scope": item.verify_scope, "expected_roles": list(item.expected_roles)},
+                f"client secret expires in {item.days_left:g} days", extra,
+                consumer=item.consumer, old_key_id=cred.key_id,
             ))
             continue
         kind = CredentialKind(item.kind)
@@ -174,4 +189,6 @@ def write_policy(path: Path, vault_url: str, apps: Iterable[DemoApp]) -> None:
         lines += ["", "[[app]]", f"app_id = {toml(app.app_id)}",
                   f"secret_name = {toml(app.secret_name)}"]
         lines += [f"{k} = {toml(v)}" for k, v in app.extra_policy.items()]
+        for hook in app.hooks:
+            lines += ["", "[[app.hook]]"] + [f"{k} = {toml(v)}" for k, v in hook.items()]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -11,6 +11,7 @@ import click
 
 if TYPE_CHECKING:
     from rotator.adapters.db import SqlStore
+    from rotator.cli.demo.consumer import Consumer
     from rotator.cli.demo.scenario import DemoApp
     from rotator.config import Policy
     from rotator.domain.rotation import Rotation
@@ -35,7 +36,7 @@ def summary_lines(store: SqlStore, apps: list[DemoApp], db_url: str, now: dateti
                 f"waited {waited} s for propagation ({attempts} token requests)"
                 + (f"; error: {r.last_error}" if r.last_error and not r.new_key_id else "")
             )
-    out += ["", "Retired (removed after the grace period):"]
+    out += ["", "Retired (removed after the grace period, or once unused):"]
     for app, r in zip(apps, rotations, strict=False):
         if r.state is RotationState.COMPLETED and r.old_key_id:
             out.append(f"  {app.name:<24} {r.kind} {r.old_key_id}")
@@ -99,3 +100,62 @@ def print_verdict(problems: Sequence[str], elapsed: float) -> int:
                "database.")
     click.echo(f"Done in {elapsed:.1f} s.")
     return 0
+
+
+def _moves(store: SqlStore, app: DemoApp, consumer: Consumer
+           ) -> tuple[Rotation | None, datetime | None, datetime | None, str | None]:
+    """(rotation, when the consumer first used the new credential, when the old one was
+    removed, by which rule)."""
+    rotations = store.list_rotations(app_id=app.app_id, limit=1)
+    if not rotations:
+        return None, None, None, None
+    r = rotations[0]
+    new = consumer.tokens(r.new_key_id) if r.new_key_id else []
+    moved = datetime.fromisoformat(new[0]["at"]) if new else None
+    removed_at, rule = None, None
+    for event in store.history(rotation_id=r.id):
+        if event.step == "retire" and "removed" in event.message:
+            removed_at = event.at
+            found = event.details.get("retired_by")
+            rule = found if isinstance(found, str) else None
+    return r, moved, removed_at, rule
+
+
+def consumer_lines(store: SqlStore, apps: Sequence[DemoApp],
+                   consumers: Mapping[str, Consumer]) -> list[str]:
+    out: list[str] = []
+    for app in apps:
+        consumer = consumers.get(app.app_id)
+        if consumer is None:
+            continue
+        r, moved, removed_at, rule = _moves(store, app, consumer)
+        promoted = r.promoted_at if r is not None else None
+        out += ["", f"Consumer of {app.name} (read its secret once, a token every second):",
+                f"  {len(consumer.tokens())} tokens, {len(consumer.refusals())} refused; "
+                f"started {consumer.starts} times (restarted by the hook after promote)"]
+        if promoted is not None and moved is not None:
+            out.append(f"  moved to the new credential {(moved - promoted).total_seconds():.1f}"
+                       " s after promote")
+        if promoted is not None and removed_at is not None:
+            out.append(f"  old credential removed {(removed_at - promoted).total_seconds():.1f}"
+                       f" s after promote, by the rule: {rule or '?'}")
+    return out
+
+
+def consumer_problems(store: SqlStore, apps: Sequence[DemoApp],
+                      consumers: Mapping[str, Consumer]) -> list[str]:
+    """A consumer refused, or its old credential removed before it moved."""
+    problems = []
+    for app in apps:
+        consumer = consumers.get(app.app_id)
+        if consumer is None:
+            continue
+        refused = consumer.refusals()
+        if refused:
+            problems.append(f"{app.name}: its consumer was refused {len(refused)} times "
+                            f"(first: {refused[0].get('error')})")
+        _r, moved, removed_at, _rule = _moves(store, app, consumer)
+        if removed_at is not None and (moved is None or moved > removed_at):
+            problems.append(f"{app.name}: the old credential was removed before its "
+                            "consumer moved")
+    return problems
