@@ -3,7 +3,8 @@
 :class:`rotator.ports.HookSender` for real. A webhook's HMAC key is read from its
 environment variable at each send (never held in the policy, never logged). A
 command gets the event in ``ROTATOR_EVENT_*`` variables on top of rotator's own
-environment; its output is not kept (it could hold anything), only its status.
+environment, less rotator's credentials and every secret the policy names; its
+output is not kept (it could hold anything), only its status.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from typing import Final
 
 import httpx
 
@@ -19,12 +21,23 @@ from rotator.config.hooks import HookPolicy
 from rotator.domain.hooks import CONTENT_TYPE, SIGNATURE_HEADER, HookEvent, HookKind, signature
 from rotator.ports import HookError
 
+# rotator's own credentials, which a hook command has no business holding: what
+# azure-identity signs in with, and the database URL (it can carry a password).
+OWN_SECRETS: Final = frozenset({
+    "AZURE_CLIENT_SECRET", "AZURE_CLIENT_CERTIFICATE_PATH", "AZURE_CLIENT_CERTIFICATE_PASSWORD",
+    "AZURE_PASSWORD", "AZURE_FEDERATED_TOKEN_FILE", "ROTATOR_DATABASE_URL",
+})
+
 
 class HookClient:
+    """``withheld``: further variables a command must not see (the policy's secret
+    environment variables: other hooks' keys, alert channels' URLs and passwords)."""
+
     def __init__(self, environ: Mapping[str, str] | None = None,
-                 *, verify: str | bool = True) -> None:
+                 *, verify: str | bool = True, withheld: Iterable[str] = ()) -> None:
         self._environ = environ
         self._verify = verify
+        self._withheld = OWN_SECRETS | frozenset(withheld)
 
     def _env(self) -> Mapping[str, str]:
         return os.environ if self._environ is None else self._environ
@@ -61,7 +74,8 @@ class HookClient:
             raise HookError(f"the receiver answered HTTP {response.status_code}")
 
     async def _run(self, hook: HookPolicy, event: HookEvent) -> None:
-        env = {**self._env(), **event.environment()}
+        env = {k: v for k, v in self._env().items() if k not in self._withheld}
+        env.update(event.environment())
         try:
             process = await asyncio.create_subprocess_exec(
                 *hook.argv, env=env, stdin=asyncio.subprocess.DEVNULL,

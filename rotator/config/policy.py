@@ -188,6 +188,14 @@ class Policy:
     def for_app(self, app_id: str) -> AppPolicy | None:
         return self.apps.get(app_id.strip().lower())
 
+    def secret_env_names(self) -> frozenset[str]:
+        """The environment variables the policy names as holding secrets: hook signing
+        keys, alert webhook URLs and SMTP passwords."""
+        names = {h.secret_env for app in self.apps.values() for h in app.hooks}
+        for channel in self.alerts.channels:
+            names |= {channel.url_env, channel.password_env}
+        return frozenset(n for n in names if n)
+
 
 def _key_table() -> Mapping[str, Key]:
     shared = declared(AppDefaults, in_defaults=True, in_app=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 import threading
 from collections.abc import Iterator
@@ -257,6 +258,31 @@ async def test_a_command_hook_gets_the_event_in_its_environment(
     assert env["ROTATOR_EVENT_SECRET_NAME"] == "orders-secret"
     assert env["ROTATOR_EVENT_SECRET_VERSION"] == result.consumer_version
     assert not any(CANARY in v for v in env.values())
+
+
+async def test_a_command_hook_does_not_get_rotators_own_secrets(
+    world: World, tmp_path: Path
+) -> None:
+    # A hook command (kubectl, a script) needs PATH, HOME and its own settings, not the
+    # rotator's client secret, database URL or the keys that sign other hooks' events.
+    app = world.directory.add_app("orders")
+    out = tmp_path / "env.json"
+    script = "import json, os, sys; json.dump(dict(os.environ), open(sys.argv[1], 'w'))"
+    argv = json.dumps([sys.executable, "-c", script, str(out)])
+    world.manage(app, app_toml=f'[[app.hook]]\ntype = "command"\nargv = {argv}\n'
+                               'events = ["promoted"]\ntimeout_seconds = 30\n')
+    environ = {
+        "PATH": os.environ.get("PATH", ""), "KUBECONFIG": "/etc/kube/config",
+        "AZURE_CLIENT_SECRET": "canary-client-secret",
+        "ROTATOR_DATABASE_URL": "postgresql://rotator:canary-db-password@db/rotator",
+        "ORDERS_HOOK_KEY": "canary-hook-key",
+    }
+    result = await rotate(world, app, hooks=HookClient(environ, withheld=["ORDERS_HOOK_KEY"]))
+    assert result.state is RotationState.COMPLETED
+    env = json.loads(out.read_text())
+    assert env["KUBECONFIG"] == "/etc/kube/config" and env["PATH"] == environ["PATH"]
+    assert env["ROTATOR_EVENT_KEY_ID"] == result.new_key_id
+    assert not [k for k, v in env.items() if "canary" in v], env
 
 
 async def test_a_command_that_hangs_is_killed_and_retried(world: World) -> None:
