@@ -36,11 +36,14 @@ def test_replicas_rotate_each_credential_exactly_once(
         def completed() -> int:
             return len(store.list_rotations(states=[RotationState.COMPLETED]))
 
-        wait_for(lambda: completed() >= APPS // 4, 90, "a quarter of the rotations")
+        # Generous bounds: on a loaded 2-core machine three replicas and the emulator
+        # share the CPU, and 4-second leases then change hands often (each hand-over
+        # costs a retry pass). A lost rotation still fails the test, only later.
+        wait_for(lambda: completed() >= APPS // 4, 180, "a quarter of the rotations")
         victim = replicas[0]
         victim.proc.send_signal(signal.SIGKILL)
         victim.proc.wait(timeout=10)
-        wait_for(lambda: completed() >= APPS, 120, "every rotation to complete")
+        wait_for(lambda: completed() >= APPS, 300, "every rotation to complete")
         for survivor in replicas[1:]:
             assert survivor.alive()
             assert survivor.stop() == 0
