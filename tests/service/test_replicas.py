@@ -14,7 +14,7 @@ from rotator.emulator.invariants import check_tenant, managed_apps
 from rotator.emulator.runner import RunningEmulator
 from tests.support.serve import make_due_apps, open_store, start_serve, wait_for, write_policy
 
-pytestmark = [pytest.mark.postgres, pytest.mark.slow]
+pytestmark = [pytest.mark.postgres, pytest.mark.slow, pytest.mark.timeout(600)]
 
 APPS = 160
 
