@@ -24,8 +24,19 @@ import click
     show_default=True,
     help="Max delay before a new credential is known to every token replica.",
 )
+@click.option(
+    "--policy-read/--no-policy-read",
+    default=True,
+    show_default=True,
+    help="Grant the rotator's identity Policy.Read.All (reading app management policies).",
+)
 def emulator_command(
-    port: int, env_file: Path, apps: int, seed: int, propagation_seconds: float
+    port: int,
+    env_file: Path,
+    apps: int,
+    seed: int,
+    propagation_seconds: float,
+    policy_read: bool,
 ) -> None:
     """Run the emulated Entra tenant (Graph, token endpoint, Key Vault) over HTTPS."""
     # Imported here so `rotator --help` does not pay for uvicorn and cryptography.
@@ -45,11 +56,16 @@ def emulator_command(
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     emulator = RunningEmulator.start(
-        apps=apps, seed=seed, propagation_seconds=propagation_seconds, port=port, env_file=env_file
+        apps=apps,
+        seed=seed,
+        propagation_seconds=propagation_seconds,
+        port=port,
+        env_file=env_file,
+        policy_read=policy_read,
     )
     try:
         for key in ENV_KEYS:
-            shown = "***" if key == "AZURE_CLIENT_SECRET" else emulator.env[key]
+            shown = "***" if key.endswith("_SECRET") else emulator.env[key]
             click.echo(f"{key}={shown}")
         click.echo(f"# written to {emulator.env_file}", err=True)
         while not stop.wait(0.5):

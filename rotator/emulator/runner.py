@@ -37,6 +37,8 @@ ENV_KEYS = (
     "ROTATOR_GRAPH_URL",
     "ROTATOR_VAULT_URL",
     "ROTATOR_CA_BUNDLE",
+    "EMULATOR_ADMIN_CLIENT_ID",
+    "EMULATOR_ADMIN_CLIENT_SECRET",
 )
 
 
@@ -86,6 +88,9 @@ class RunningEmulator:
             "ROTATOR_GRAPH_URL": f"{self.base_url}/v1.0",
             "ROTATOR_VAULT_URL": self.base_url,
             "ROTATOR_CA_BUNDLE": str(ca_file),
+            # The tenant administrator, for tests that set the tenant up through Graph.
+            "EMULATOR_ADMIN_CLIENT_ID": self.tenant.admin_app_id,
+            "EMULATOR_ADMIN_CLIENT_SECRET": self.tenant.admin_secret,
         }
 
     @classmethod
@@ -102,6 +107,7 @@ class RunningEmulator:
         tenant: Tenant | None = None,
         host: str = "127.0.0.1",
         ready_timeout: float = 60.0,
+        policy_read: bool = True,
     ) -> RunningEmulator:
         """Seed, bind, serve, wait until TLS connections work, then write CA and env file."""
         own_workdir = None
@@ -113,7 +119,7 @@ class RunningEmulator:
         env_file.parent.mkdir(parents=True, exist_ok=True)
         ca_file = env_file.parent / CA_FILE_NAME
 
-        tenant = tenant or seed_tenant(apps, seed, propagation_seconds)
+        tenant = tenant or seed_tenant(apps, seed, propagation_seconds, policy_read=policy_read)
         tls = make_tls_material()
         # mkdtemp makes the directory 0700: the server key never sits where others can read.
         secret_dir = Path(tempfile.mkdtemp(prefix="rotator-emulator-tls-"))
@@ -225,6 +231,7 @@ def start_emulator(
     env_file: Path | None = None,
     faults: Faults | None = None,
     tenant: Tenant | None = None,
+    policy_read: bool = True,
 ) -> Iterator[RunningEmulator]:
     emulator = RunningEmulator.start(
         apps=apps,
@@ -235,6 +242,7 @@ def start_emulator(
         env_file=env_file,
         faults=faults,
         tenant=tenant,
+        policy_read=policy_read,
     )
     try:
         yield emulator

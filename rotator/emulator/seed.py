@@ -37,7 +37,17 @@ def _uuid(rng: random.Random) -> str:
     return str(uuid.UUID(int=rng.getrandbits(128), version=4))
 
 
-def seed_tenant(apps: int = 20, seed: int = 0, propagation_seconds: float = 0.0) -> Tenant:
+ADMIN_NAME = "tenant-admin"
+
+
+def seed_tenant(
+    apps: int = 20,
+    seed: int = 0,
+    propagation_seconds: float = 0.0,
+    *,
+    policy_read: bool = True,
+) -> Tenant:
+    """``policy_read=False`` seeds the rotator without ``Policy.Read.All``."""
     # Determinism is the point: same seed, same tenant (live secrets use SystemRandom).
     rng = random.Random(seed)  # noqa: S311
     tenant = Tenant(_uuid(rng), propagation_seconds=propagation_seconds, seed=seed)
@@ -72,6 +82,20 @@ def seed_tenant(apps: int = 20, seed: int = 0, propagation_seconds: float = 0.0)
     rotator_sp = tenant.sp_by_app_id(rotator.app_id)
     assert rotator_sp is not None
     _bulk(tenant, rng, apps, rotator_sp.id)
+    if policy_read:
+        tenant.grant_app_role(rotator.app_id, GRAPH_APP_ID, "Policy.Read.All")
+    # Seeded after the bulk apps so that adding it left their ids as they were.
+    admin_rng = random.Random(seed ^ 0xAD31)  # noqa: S311
+    admin_secret = make_secret_text(admin_rng)
+    admin = tenant.create_app(
+        ADMIN_NAME,
+        owned_by_rotator=False,
+        secrets=[(admin_secret, now + timedelta(days=365))],
+    )
+    tenant.admin_app_id = admin.app_id
+    tenant.admin_secret = admin_secret
+    for role in ("Application.ReadWrite.All", "Policy.ReadWrite.ApplicationConfiguration"):
+        tenant.grant_app_role(admin.app_id, GRAPH_APP_ID, role)
     return tenant
 
 

@@ -29,6 +29,15 @@ from rotator.emulator.model import (
     utcnow,
 )
 from rotator.emulator.pki import cert_thumbprints
+from rotator.emulator.policies import (
+    Policy,
+    Restriction,
+    Restrictions,
+    check_key,
+    check_password,
+    new_default_policy,
+    parse_restrictions,
+)
 from rotator.emulator.timeparse import parse_iso
 from rotator.emulator.vaultstore import VaultStore
 
@@ -42,9 +51,10 @@ GRAPH_ROLES: dict[str, str] = {
     "Application.ReadWrite.All": "1bfefb4e-e0b5-418b-a88f-73c46d2cc8e9",
     "Application.ReadWrite.OwnedBy": "18a4783c-866b-4cc7-a460-3d5e5662c884",
     "AppRoleAssignment.ReadWrite.All": "06b708a9-e830-4db3-a914-8e69da51d44f",
+    "Policy.Read.All": "246dd0d5-5bd0-4def-940b-0421030a5b68",
+    "Policy.ReadWrite.ApplicationConfiguration": "be74164b-cff1-491c-8741-e671cb536e13",
 }
 DEFAULT_LIFETIME = timedelta(days=730)  # Graph's default when endDateTime is left out
-LIFETIME_POLICY_ID = "00000000-0000-0000-0000-00000000d0c5"
 SECRET_ALPHABET = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.~"
 
 
@@ -75,6 +85,13 @@ class Tenant:
         self.vault = VaultStore()
         self.rotator_app_id = ""
         self.rotator_secret = ""
+        # The tenant administrator: Application.ReadWrite.All and
+        # Policy.ReadWrite.ApplicationConfiguration, for tests that set up a tenant.
+        self.admin_app_id = ""
+        self.admin_secret = ""
+        self.default_policy: Policy = new_default_policy()
+        self._policies: dict[str, Policy] = {}
+        self._app_policy: dict[str, str] = {}  # application object id -> policy id
         # Secrets of the walkthrough client apps, by display name (tests log in with them).
         self.scenario_secrets: dict[str, str] = {}
         self._lock = threading.RLock()
@@ -366,15 +383,91 @@ class Tenant:
 
     # ------------------------------------------------------------------ Graph operations
 
-    def check_lifetime(self, start: datetime, end: datetime) -> None:
-        max_days = self.lifetime_max_days
-        if max_days is not None and end - start > timedelta(days=max_days):
-            raise GraphError(
-                400,
-                "CredentialInvalidLifetimeAsPerAppPolicy",
-                "Credential lifetime exceeds the max value allowed as per assigned policy "
-                f"'{LIFETIME_POLICY_ID}'. The maximum allowed lifetime is {max_days} days.",
+    # ------------------------------------------------------------------ app management policies
+
+    def effective_policy(self, app: Application) -> Policy | None:
+        """The app's own enabled policy, else the tenant default when it is enabled."""
+        with self._lock:
+            own = self._policies.get(self._app_policy.get(app.id, ""))
+            if own is not None and own.is_enabled:
+                return own
+            return self.default_policy if self.default_policy.is_enabled else None
+
+    def create_policy(
+        self, display_name: str, description: str, is_enabled: bool, restrictions: object
+    ) -> Policy:
+        parsed = parse_restrictions(restrictions)
+        with self._lock:
+            policy = Policy(self.new_uuid(), display_name, description, is_enabled, parsed)
+            self._policies[policy.id] = policy
+            return policy
+
+    def policy(self, policy_id: str) -> Policy:
+        with self._lock:
+            found = self._policies.get(policy_id.lower())
+            if found is None:
+                raise graph_not_found(policy_id)
+            return found
+
+    def policies(self) -> list[Policy]:
+        with self._lock:
+            return list(self._policies.values())
+
+    def update_default_policy(self, body: dict[str, object]) -> None:
+        with self._lock:
+            policy = self.default_policy
+            if "applicationRestrictions" in body:
+                policy.restrictions = parse_restrictions(body["applicationRestrictions"])
+            if isinstance(body.get("isEnabled"), bool):
+                policy.is_enabled = bool(body["isEnabled"])
+            for key, attr in (("displayName", "display_name"), ("description", "description")):
+                if isinstance(body.get(key), str):
+                    setattr(policy, attr, body[key])
+
+    def assign_policy(self, object_id: str, policy_id: str) -> None:
+        """An app holds at most one policy; assigning a second one is refused like Graph."""
+        with self._lock:
+            app = self.find_app(object_id=object_id)
+            policy = self.policy(policy_id)
+            current = self._app_policy.get(app.id)
+            if current is not None and current != policy.id:
+                raise GraphError(
+                    400,
+                    "Request_BadRequest",
+                    "An app management policy is already assigned to the application; "
+                    "remove it before assigning another.",
+                )
+            self._app_policy[app.id] = policy.id
+
+    def policies_of(self, object_id: str) -> list[Policy]:
+        with self._lock:
+            app = self.find_app(object_id=object_id)
+            found = self._policies.get(self._app_policy.get(app.id, ""))
+            return [found] if found is not None else []
+
+    def set_lifetime_policy(self, max_days: int | None) -> None:
+        """Shortcut: the tenant default limits secrets and certificates to ``max_days``."""
+        with self._lock:
+            self.lifetime_max_days = max_days
+            policy = self.default_policy
+            if max_days is None:
+                policy.restrictions = Restrictions()
+                policy.is_enabled = False
+                return
+            text = f"P{max_days}D"
+            policy.restrictions = Restrictions(
+                [Restriction("passwordLifetime", timedelta(days=max_days), text)],
+                [Restriction("asymmetricKeyLifetime", timedelta(days=max_days), text)],
             )
+            policy.is_enabled = True
+
+    def check_lifetime(self, app: Application, start: datetime, end: datetime,
+                       *, password: bool) -> None:
+        policy = self.effective_policy(app)
+        if password:
+            check_password(policy, app.created, start, end)
+        else:
+            check_key(policy, app.created, start, end)
 
     def add_password(
         self,
@@ -387,7 +480,7 @@ class Tenant:
             app = self.find_app(object_id=object_id)
             start = start or utcnow()
             end = end or start + DEFAULT_LIFETIME
-            self.check_lifetime(start, end)
+            self.check_lifetime(app, start, end, password=True)
             cred = PasswordCredential(
                 key_id=self.new_uuid(),
                 display_name=display_name,
@@ -416,7 +509,7 @@ class Tenant:
     def add_key(self, object_id: str, cred: KeyCredential) -> KeyCredential:
         with self._lock:
             app = self.find_app(object_id=object_id)
-            self.check_lifetime(cred.start, cred.end)
+            self.check_lifetime(app, cred.start, cred.end, password=False)
             app.key_credentials.append(cred)
             app.changed()
             return cred
@@ -471,7 +564,7 @@ class Tenant:
                     usage=str(entry.get("usage") or "Verify"),
                     key_type=str(entry.get("type") or "AsymmetricX509Cert"),
                 )
-                self.check_lifetime(cred.start, cred.end)
+                self.check_lifetime(app, cred.start, cred.end, password=False)
                 new.append(cred)
             app.key_credentials = new
             app.changed()
@@ -591,6 +684,20 @@ class Tenant:
                 }
             )
 
+    def revoke_app_role(self, client_app_id: str, resource_app_id: str, role_value: str) -> None:
+        """Take a granted app role away (tokens issued afterwards lack it)."""
+        with self._lock:
+            client = self._sps_by_app_id.get(client_app_id)
+            resource = self._sps_by_app_id.get(resource_app_id)
+            if client is None or resource is None:
+                raise KeyError("both apps need a service principal")
+            role_ids = {r.id for r in self.app_roles_of(resource) if r.value == role_value}
+            self._assignments = [
+                a for a in self._assignments
+                if not (a.principal_id == client.id and a.resource_id == resource.id
+                        and a.app_role_id in role_ids)
+            ]
+
     def grant_vault_access(self, app_id: str) -> None:
         with self._lock:
             self._vault_access.add(app_id)
@@ -598,10 +705,6 @@ class Tenant:
     def has_vault_access(self, app_id: str) -> bool:
         with self._lock:
             return app_id in self._vault_access
-
-    def set_lifetime_policy(self, max_days: int | None) -> None:
-        with self._lock:
-            self.lifetime_max_days = max_days
 
     def resolve_resource(self, resource: str) -> ServicePrincipal | None:
         """The service principal a ``{resource}/.default`` scope names, as Entra resolves it."""
