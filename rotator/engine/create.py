@@ -17,6 +17,8 @@ import contextlib
 from datetime import timedelta
 
 from rotator import certificate_material as certs
+from rotator.domain.app_management import cap_lifetime
+from rotator.domain.certificates import CERT_BACKDATE
 from rotator.domain.credentials import AppRegistration, Credential, CredentialKind
 from rotator.domain.records import AuditOutcome
 from rotator.domain.rotation import (
@@ -33,6 +35,13 @@ from rotator.engine.certificates import (
     remove_certificate,
 )
 from rotator.engine.context import EngineDeps, StepFailed, log, record, step_error
+from rotator.engine.tenant_policy import (
+    LifetimeCap,
+    add_password_within_policy,
+    blocked_message,
+    read_restrictions,
+    refusal_of_type,
+)
 from rotator.ports import DirectoryError, SecretStoreError, StoredSecret
 
 STAGING_CONTENT_TYPE = "text/plain"
@@ -70,18 +79,31 @@ async def create_and_stage(deps: EngineDeps, rotation: Rotation) -> Rotation:
     policy = deps.app_policy(rotation.app_id)
     if policy is None:
         raise StepFailed("the app was taken out of the policy file before its secret was created")
+    restrictions = await read_restrictions(deps, rotation)
+    if restrictions is not None and restrictions.password_addition_blocked:
+        raise StepFailed(blocked_message(restrictions.describe()))
     now = deps.now()
-    end = now + timedelta(days=policy.lifetime_days)
+    wanted = timedelta(days=policy.lifetime_days)
+    cap: LifetimeCap | None = None
+    lifetime = cap_lifetime(wanted, restrictions.password_max_lifetime if restrictions else None)
+    if restrictions is not None and lifetime < wanted:
+        cap = LifetimeCap(restrictions.policy_id, wanted, lifetime, "read")
+    end = now + lifetime
     creating = record(
         deps, rotation, rotation.advance(RotationState.CREATING, now),
-        step="create", message="creating a new client secret", outcome=AuditOutcome.INFO,
+        step="create",
+        message="creating a new client secret"
+        + (f"; {cap.message(restrictions.source if restrictions else None)}" if cap else ""),
+        outcome=AuditOutcome.INFO, details=cap.details() if cap else None,
     )
     try:
-        new = await deps.directory.add_password(
-            creating.object_id, credential_display_name(creating.id), end
+        new, refused_cap = await add_password_within_policy(
+            deps, creating, credential_display_name(creating.id), now, lifetime
         )
     except DirectoryError as exc:
-        raise step_error(exc) from None
+        raise (refusal_of_type(exc) or step_error(exc)) from None
+    cap = refused_cap or cap
+    end = now + (refused_cap.allowed if refused_cap else lifetime)
     try:
         staged = await deps.vault(creating).set_secret(
             creating.staging_secret_name,
@@ -103,8 +125,10 @@ async def create_and_stage(deps: EngineDeps, rotation: Rotation) -> Rotation:
             staging_version=staged.version, attempts=0, last_error=None, next_attempt_at=None,
         ),
         step="stage",
-        message=f"new secret {new.key_id} (hint {new.hint or '?'}) created and staged",
-        details={"new_key_id": new.key_id, "staging_version": staged.version},
+        message=f"new secret {new.key_id} (hint {new.hint or '?'}) created and staged"
+        + (f"; {cap.message()}" if cap else ""),
+        details={"new_key_id": new.key_id, "staging_version": staged.version,
+                 **(cap.details() if cap else {})},
     )
 
 
@@ -170,14 +194,22 @@ async def _create_certificate(deps: EngineDeps, rotation: Rotation) -> Rotation:
     if policy is None:
         raise StepFailed("the app was taken out of the policy file before its certificate "
                          "was created")
+    restrictions = await read_restrictions(deps, rotation)
     now = deps.now()
+    wanted = timedelta(days=policy.lifetime_days)
+    lifetime = cap_lifetime(wanted, restrictions.key_max_lifetime if restrictions else None)
+    cap = (LifetimeCap(restrictions.policy_id, wanted, lifetime, "read")
+           if restrictions is not None and lifetime < wanted else None)
     creating = record(
         deps, rotation, rotation.advance(RotationState.CREATING, now),
-        step="create", message=f"creating a new {policy.key_type} certificate",
-        outcome=AuditOutcome.INFO,
+        step="create",
+        message=f"creating a new {policy.key_type} certificate"
+        + (f"; {cap.message(restrictions.source if restrictions else None)}" if cap else ""),
+        outcome=AuditOutcome.INFO, details=cap.details() if cap else None,
     )
-    material = certs.generate(str(policy.key_type), policy.certificate_subject, now,
-                              now + timedelta(days=policy.lifetime_days))
+    # The certificate is valid from a little before now; a capped lifetime counts that too.
+    not_after = now + (lifetime - CERT_BACKDATE if cap is not None else lifetime)
+    material = certs.generate(str(policy.key_type), policy.certificate_subject, now, not_after)
     value, content_type = certs.bundle(material, str(policy.key_vault_format))
     try:
         staged = await deps.vault(creating).set_secret(

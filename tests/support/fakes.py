@@ -19,6 +19,7 @@ import jwt
 from cryptography import x509
 
 from rotator import certificate_material as certs
+from rotator.domain.app_management import CredentialRestrictions
 from rotator.domain.certificates import (
     PROOF_AUDIENCE,
     PROOF_MAX_LIFETIME,
@@ -97,6 +98,10 @@ class FakeApp:
     owned: bool = True
     roles: list[str] = field(default_factory=list)
     max_lifetime_days: float | None = None
+    # The app management policy in force (what Graph would read), and whether the
+    # rotator's identity may read it (Policy.Read.All).
+    policy: CredentialRestrictions | None = None
+    policy_readable: bool = True
 
     def credential_of(self, key_id: str) -> Credential | None:
         return next((c for c in self.credentials if c.key_id == key_id), None)
@@ -181,12 +186,34 @@ class FakeDirectory:
                 status=403, code="Authorization_RequestDenied")
         return app
 
+    async def get_credential_policy(self, object_id: str) -> CredentialRestrictions | None:
+        self.calls.append("get_credential_policy")
+        app = self.apps[object_id]
+        if not app.policy_readable:
+            raise DirectoryError(
+                "Graph refused to read the app management policies: "
+                "Authorization_RequestDenied: Insufficient privileges to complete the operation.",
+                status=403, code="Authorization_RequestDenied")
+        return app.policy
+
     async def add_password(self, object_id: str, display_name: str, end: datetime
                            ) -> NewPassword:
         self.calls.append("add_password")
         self.faults.check_before("add_password")
         app = self._writable(object_id)
         now = self.clock.now()
+        if app.policy is not None and app.policy.password_addition_blocked:
+            raise DirectoryError(
+                "Graph refused to add a client secret: CredentialTypeNotAllowedAsPerAppPolicy: "
+                f"Credential type not allowed as per assigned policy '{app.policy.policy_id}'",
+                status=400, code="CredentialTypeNotAllowedAsPerAppPolicy")
+        if (app.policy is not None and app.policy.password_max_lifetime is not None
+                and end - now > app.policy.password_max_lifetime):
+            raise DirectoryError(
+                "Graph refused to add a client secret: CredentialInvalidLifetimeAsPerAppPolicy: "
+                "Credential lifetime exceeds the max value allowed as per assigned policy "
+                f"'{app.policy.policy_id}'", status=400,
+                code="CredentialInvalidLifetimeAsPerAppPolicy")
         if app.max_lifetime_days is not None and end - now > timedelta(
                 days=app.max_lifetime_days):
             raise DirectoryError(
