@@ -11,8 +11,10 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Final
+
+from rotator.domain.credentials import AppRegistration, Credential, CredentialKind
 
 LIFETIME_REFUSAL: Final = "CredentialInvalidLifetimeAsPerAppPolicy"
 TYPE_REFUSAL: Final = "CredentialTypeNotAllowedAsPerAppPolicy"
@@ -112,3 +114,36 @@ def refused_policy_id(message: str) -> str | None:
 def shorter_lifetimes(refused: timedelta) -> list[timedelta]:
     """Lifetimes to try after ``refused`` was refused, longest first."""
     return [timedelta(days=d) for d in LIFETIME_LADDER_DAYS if timedelta(days=d) < refused]
+
+
+# ---------------------------------------------------------------- signInAudience limits
+
+PERSONAL_AUDIENCES: Final = frozenset(
+    {"AzureADandPersonalMicrosoftAccount", "PersonalMicrosoftAccount"})
+PERSONAL_PASSWORD_LIMIT: Final = 2
+
+
+@dataclass(frozen=True, slots=True)
+class PasswordRoom:
+    """Whether one more client secret fits, and which expired ones to remove first."""
+
+    fits: bool
+    limit: int | None = None
+    remove: tuple[Credential, ...] = ()
+    held: int = 0
+
+
+def password_room(app: AppRegistration, now: datetime) -> PasswordRoom:
+    """Apps open to personal Microsoft accounts hold at most two secrets. At the limit,
+    expired secrets (those that ended longest ago first) may go; a valid one never does."""
+    if app.sign_in_audience not in PERSONAL_AUDIENCES:
+        return PasswordRoom(True)
+    secrets = app.of_kind(CredentialKind.SECRET)
+    need = len(secrets) - PERSONAL_PASSWORD_LIMIT + 1
+    if need <= 0:
+        return PasswordRoom(True, PERSONAL_PASSWORD_LIMIT, held=len(secrets))
+    expired = sorted((c for c in secrets if c.end is not None and c.end <= now),
+                     key=lambda c: c.end or now)
+    if len(expired) < need:
+        return PasswordRoom(False, PERSONAL_PASSWORD_LIMIT, held=len(secrets))
+    return PasswordRoom(True, PERSONAL_PASSWORD_LIMIT, tuple(expired[:need]), len(secrets))

@@ -346,6 +346,8 @@ async def create_application(request: Request) -> Response:
         service_principal=False,
         identifier_uris=[str(u) for u in body.get("identifierUris") or []],
     )
+    if "signInAudience" in body:
+        tenant.set_sign_in_audience(app.id, str(body["signInAudience"]))
     if body.get("keyCredentials"):
         tenant.replace_key_credentials(app.id, list(body["keyCredentials"]))
     log.info("created application %s (%s)", app.app_id, app.display_name)
@@ -389,6 +391,8 @@ async def update_application(request: Request) -> Response:
             log.info("replaced keyCredentials of %s (%d entries)", app.app_id, len(entries))
         if isinstance(body.get("displayName"), str):
             state.tenant.rename_app(app.id, body["displayName"])
+        if "signInAudience" in body:
+            state.tenant.set_sign_in_audience(app.id, str(body["signInAudience"]))
     return _no_content(request)
 
 

@@ -96,7 +96,27 @@ def seed_tenant(
     tenant.admin_secret = admin_secret
     for role in ("Application.ReadWrite.All", "Policy.ReadWrite.ApplicationConfiguration"):
         tenant.grant_app_role(admin.app_id, GRAPH_APP_ID, role)
+    _personal(tenant, admin_rng)
     return tenant
+
+
+# Apps open to personal Microsoft accounts (at most two secrets each), owned by the rotator:
+# (name, signInAudience, end dates of their secrets in days from now).
+PERSONAL_APPS = (
+    ("personal-full-expired", "AzureADandPersonalMicrosoftAccount", (-10.0, 12.0)),
+    ("personal-full-valid", "AzureADandPersonalMicrosoftAccount", (12.0, 200.0)),
+    ("personal-msa-only", "PersonalMicrosoftAccount", (12.0,)),
+)
+
+
+def _personal(tenant: Tenant, rng: random.Random) -> None:
+    now = utcnow()
+    for name, audience, ends in PERSONAL_APPS:
+        tenant.create_app(
+            name,
+            secrets=[(make_secret_text(rng), now + timedelta(days=d)) for d in ends],
+            sign_in_audience=audience,
+        )
 
 
 def _bulk(tenant: Tenant, rng: random.Random, count: int, rotator_sp_id: str) -> None:

@@ -54,6 +54,13 @@ GRAPH_ROLES: dict[str, str] = {
     "Policy.Read.All": "246dd0d5-5bd0-4def-940b-0421030a5b68",
     "Policy.ReadWrite.ApplicationConfiguration": "be74164b-cff1-491c-8741-e671cb536e13",
 }
+# signInAudience values that include personal Microsoft accounts: such apps hold at most
+# MSA_PASSWORD_LIMIT password credentials.
+PERSONAL_AUDIENCES = frozenset({"AzureADandPersonalMicrosoftAccount", "PersonalMicrosoftAccount"})
+SIGN_IN_AUDIENCES = frozenset(
+    {"AzureADMyOrg", "AzureADMultipleOrgs", *PERSONAL_AUDIENCES}
+)
+MSA_PASSWORD_LIMIT = 2
 DEFAULT_LIFETIME = timedelta(days=730)  # Graph's default when endDateTime is left out
 SECRET_ALPHABET = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.~"
 
@@ -246,6 +253,7 @@ class Tenant:
         service_principal: bool = True,
         identifier_uris: Sequence[str] = (),
         app_roles: Sequence[AppRole] = (),
+        sign_in_audience: str = "AzureADMyOrg",
     ) -> Application:
         """Test and seed helper: credentials given here are known to every replica at once."""
         with self._lock:
@@ -256,6 +264,7 @@ class Tenant:
                 created=utcnow(),
                 identifier_uris=list(identifier_uris),
                 app_roles=list(app_roles),
+                sign_in_audience=sign_in_audience,
             )
             self.insert_app(app)
             owner_ids = set(owners)
@@ -481,6 +490,17 @@ class Tenant:
             start = start or utcnow()
             end = end or start + DEFAULT_LIFETIME
             self.check_lifetime(app, start, end, password=True)
+            if (app.sign_in_audience in PERSONAL_AUDIENCES
+                    and len(app.password_credentials) >= MSA_PASSWORD_LIMIT):
+                raise GraphError(
+                    400,
+                    "TooManyPasswordCredentials",
+                    f"The application already has {len(app.password_credentials)} password "
+                    f"credentials; applications whose signInAudience is "
+                    f"'{app.sign_in_audience}' can have at most {MSA_PASSWORD_LIMIT}.",
+                    details=[{"code": "TooManyPasswordCredentials",
+                              "target": "passwordCredentials"}],
+                )
             cred = PasswordCredential(
                 key_id=self.new_uuid(),
                 display_name=display_name,
@@ -567,6 +587,22 @@ class Tenant:
                 self.check_lifetime(app, cred.start, cred.end, password=False)
                 new.append(cred)
             app.key_credentials = new
+            app.changed()
+
+    def set_sign_in_audience(self, object_id: str, audience: str) -> None:
+        with self._lock:
+            app = self.find_app(object_id=object_id)
+            if audience not in SIGN_IN_AUDIENCES:
+                raise GraphError(
+                    400, "Request_BadRequest",
+                    f"Invalid value specified for property 'signInAudience': '{audience}'.")
+            if (audience in PERSONAL_AUDIENCES
+                    and len(app.password_credentials) > MSA_PASSWORD_LIMIT):
+                raise GraphError(
+                    400, "Request_BadRequest",
+                    f"Applications whose signInAudience is '{audience}' can have at most "
+                    f"{MSA_PASSWORD_LIMIT} password credentials.")
+            app.sign_in_audience = audience
             app.changed()
 
     def rename_app(self, object_id: str, display_name: str) -> None:

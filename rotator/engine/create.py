@@ -39,6 +39,7 @@ from rotator.engine.tenant_policy import (
     LifetimeCap,
     add_password_within_policy,
     blocked_message,
+    make_room_for_a_secret,
     read_restrictions,
     refusal_of_type,
 )
@@ -82,6 +83,7 @@ async def create_and_stage(deps: EngineDeps, rotation: Rotation) -> Rotation:
     restrictions = await read_restrictions(deps, rotation)
     if restrictions is not None and restrictions.password_addition_blocked:
         raise StepFailed(blocked_message(restrictions.describe()))
+    rotation = await make_room_for_a_secret(deps, rotation)
     now = deps.now()
     wanted = timedelta(days=policy.lifetime_days)
     cap: LifetimeCap | None = None

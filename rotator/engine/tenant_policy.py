@@ -1,4 +1,5 @@
-"""The tenant's app management policy, met before a credential is created.
+"""The tenant's limits, met before a credential is created: its app management policy,
+and the number of secrets an app open to personal Microsoft accounts may hold.
 
 rotator reads the policy in force for the app (``Policy.Read.All``) and asks only for
 what it allows: a shorter lifetime than the policy file wants, said in the log and the
@@ -17,11 +18,12 @@ from rotator.domain.app_management import (
     LIFETIME_REFUSAL,
     TYPE_REFUSAL,
     CredentialRestrictions,
+    password_room,
     refused_policy_id,
     shorter_lifetimes,
 )
 from rotator.domain.rotation import Rotation
-from rotator.engine.context import EngineDeps, StepFailed, StepRetry, log
+from rotator.engine.context import EngineDeps, StepFailed, StepRetry, log, record, step_error
 from rotator.ports import DirectoryError, NewPassword
 
 
@@ -104,3 +106,36 @@ async def add_password_within_policy(
             raise
         return new, LifetimeCap(policy_id, lifetime, shorter, "refused")
     raise first
+
+
+async def make_room_for_a_secret(deps: EngineDeps, rotation: Rotation) -> Rotation:
+    """At the signInAudience limit, remove expired secrets first (each one audited);
+    with no expired one to remove, refuse before anything is created."""
+    try:
+        app = await deps.directory.get_application(rotation.app_id)
+    except DirectoryError as exc:
+        raise step_error(exc) from None
+    if app is None:
+        raise StepFailed(f"app {rotation.app_id} no longer exists in the tenant")
+    room = password_room(app, deps.now())
+    audience = app.sign_in_audience
+    if not room.fits:
+        raise StepFailed(
+            f"app {app.display_name} ({app.app_id}) has signInAudience '{audience}', which "
+            f"allows at most {room.limit} client secrets; it holds {room.held} and not enough "
+            "of them have expired, so rotator created nothing (it never removes a valid "
+            "secret to make room). Remove one by hand, or rotate the app to a certificate")
+    for old in room.remove:
+        try:
+            await deps.directory.remove_password(rotation.object_id, old.key_id)
+        except DirectoryError as exc:
+            raise step_error(exc) from None
+        ended = old.end.isoformat() if old.end else "?"
+        rotation = record(
+            deps, rotation, rotation.with_changes(deps.now()),
+            step="create",
+            message=f"removed expired secret {old.key_id} (ended {ended}) to make room: "
+                    f"signInAudience '{audience}' allows at most {room.limit} client secrets",
+            details={"removed_expired_key_id": old.key_id, "sign_in_audience": audience or ""},
+        )
+    return rotation

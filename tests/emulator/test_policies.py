@@ -227,3 +227,29 @@ async def test_policies_need_permission(emu: RunningEmulator, graph: Any, admin:
     finally:
         emu.tenant.grant_app_role(emu.tenant.rotator_app_id,
                                   "00000003-0000-0000-c000-000000000000", "Policy.Read.All")
+
+
+async def test_personal_account_apps_hold_at_most_two_secrets(
+    emu: RunningEmulator, graph: Any
+) -> None:
+    app = emu.tenant.create_app("personal", sign_in_audience="AzureADandPersonalMicrosoftAccount")
+    for _ in range(2):
+        assert await graph.applications.by_application_id(app.id).add_password.post(_password(30))
+    with pytest.raises(ODataError) as info:
+        await graph.applications.by_application_id(app.id).add_password.post(_password(30))
+    assert info.value.response_status_code == 400
+    assert info.value.error.code == "TooManyPasswordCredentials"
+    assert "AzureADandPersonalMicrosoftAccount" in info.value.error.message
+    assert len(emu.tenant.passwords(app.app_id)) == 2
+    # Organisation-only apps are not limited.
+    org = emu.tenant.create_app("org-only")
+    for _ in range(3):
+        assert await graph.applications.by_application_id(org.id).add_password.post(_password(30))
+
+
+def test_the_seed_has_apps_open_to_personal_accounts(emu: RunningEmulator) -> None:
+    audiences = {emu.tenant.app_by_display_name(name).sign_in_audience
+                 for name in ("personal-full-expired", "personal-full-valid", "personal-msa-only")}
+    assert audiences == {"AzureADandPersonalMicrosoftAccount", "PersonalMicrosoftAccount"}
+    assert len(emu.tenant.passwords(
+        emu.tenant.app_by_display_name("personal-full-valid").app_id)) == 2

@@ -19,7 +19,7 @@ import jwt
 from cryptography import x509
 
 from rotator import certificate_material as certs
-from rotator.domain.app_management import CredentialRestrictions
+from rotator.domain.app_management import PERSONAL_AUDIENCES, CredentialRestrictions
 from rotator.domain.certificates import (
     PROOF_AUDIENCE,
     PROOF_MAX_LIFETIME,
@@ -102,13 +102,14 @@ class FakeApp:
     # rotator's identity may read it (Policy.Read.All).
     policy: CredentialRestrictions | None = None
     policy_readable: bool = True
+    sign_in_audience: str = "AzureADMyOrg"
 
     def credential_of(self, key_id: str) -> Credential | None:
         return next((c for c in self.credentials if c.key_id == key_id), None)
 
     def snapshot(self) -> AppRegistration:
         return AppRegistration(self.object_id, self.app_id, self.display_name,
-                               tuple(self.credentials))
+                               tuple(self.credentials), self.sign_in_audience)
 
 
 class FakeDirectory:
@@ -207,6 +208,12 @@ class FakeDirectory:
                 "Graph refused to add a client secret: CredentialTypeNotAllowedAsPerAppPolicy: "
                 f"Credential type not allowed as per assigned policy '{app.policy.policy_id}'",
                 status=400, code="CredentialTypeNotAllowedAsPerAppPolicy")
+        secrets = [c for c in app.credentials if c.kind is CredentialKind.SECRET]
+        if app.sign_in_audience in PERSONAL_AUDIENCES and len(secrets) >= 2:
+            raise DirectoryError(
+                "Graph refused to add a client secret: TooManyPasswordCredentials: "
+                "at most 2 password credentials", status=400,
+                code="TooManyPasswordCredentials")
         if (app.policy is not None and app.policy.password_max_lifetime is not None
                 and end - now > app.policy.password_max_lifetime):
             raise DirectoryError(
