@@ -28,6 +28,7 @@ from rotator.domain.rotation import (
     rotation_id_from_display_name,
 )
 from rotator.domain.states import RotationState
+from rotator.domain.vault_limits import vault_problems
 from rotator.engine.certificates import (
     held_consumer_certificate,
     material_of,
@@ -35,6 +36,7 @@ from rotator.engine.certificates import (
     remove_certificate,
 )
 from rotator.engine.context import EngineDeps, StepFailed, log, record, step_error
+from rotator.engine.promote import consumer_tags
 from rotator.engine.tenant_policy import (
     LifetimeCap,
     add_password_within_policy,
@@ -70,6 +72,28 @@ def certificate_staging_tags(rotation: Rotation, thumbprint: str) -> dict[str, s
     }
 
 
+_PLACEHOLDER_KEY_ID = "00000000-0000-0000-0000-000000000000"
+
+
+def refuse_what_the_vault_cannot_store(
+    rotation: Rotation, *, value_bytes: int | None, content_type: str,
+    staging: dict[str, str], thumbprint: str | None = None,
+) -> None:
+    """Stop before any Graph write when Key Vault could not hold the staging or the
+    consumer version (their tags are known up to the new key id, whose size is fixed)."""
+    consumer = consumer_tags(rotation.with_changes(
+        rotation.updated_at, new_key_id=_PLACEHOLDER_KEY_ID, thumbprint=thumbprint))
+    problems = (
+        vault_problems(value_bytes=value_bytes, content_type=content_type, tags=staging,
+                       what=f"the staging secret {rotation.staging_secret_name}")
+        + vault_problems(value_bytes=value_bytes, content_type=content_type, tags=consumer,
+                         what=f"the secret {rotation.secret_name}")
+    )
+    if problems:
+        raise StepFailed("Key Vault could not store the new credential, so rotator created "
+                         "nothing: " + "; ".join(dict.fromkeys(problems)))
+
+
 async def create_and_stage(deps: EngineDeps, rotation: Rotation) -> Rotation:
     if rotation.state is RotationState.CREATING:
         rotation = await resume_creating(deps, rotation)
@@ -83,6 +107,9 @@ async def create_and_stage(deps: EngineDeps, rotation: Rotation) -> Rotation:
     restrictions = await read_restrictions(deps, rotation)
     if restrictions is not None and restrictions.password_addition_blocked:
         raise StepFailed(blocked_message(restrictions.describe()))
+    refuse_what_the_vault_cannot_store(
+        rotation, value_bytes=None, content_type=STAGING_CONTENT_TYPE,
+        staging=staging_tags(rotation, _PLACEHOLDER_KEY_ID))
     rotation = await make_room_for_a_secret(deps, rotation)
     now = deps.now()
     wanted = timedelta(days=policy.lifetime_days)
@@ -202,6 +229,14 @@ async def _create_certificate(deps: EngineDeps, rotation: Rotation) -> Rotation:
     lifetime = cap_lifetime(wanted, restrictions.key_max_lifetime if restrictions else None)
     cap = (LifetimeCap(restrictions.policy_id, wanted, lifetime, "read")
            if restrictions is not None and lifetime < wanted else None)
+    # The certificate is valid from a little before now; a capped lifetime counts that too.
+    not_after = now + (lifetime - CERT_BACKDATE if cap is not None else lifetime)
+    material = certs.generate(str(policy.key_type), policy.certificate_subject, now, not_after)
+    value, content_type = certs.bundle(material, str(policy.key_vault_format))
+    refuse_what_the_vault_cannot_store(
+        rotation, value_bytes=len(value.reveal().encode()), content_type=content_type,
+        staging=certificate_staging_tags(rotation, material.thumbprint),
+        thumbprint=material.thumbprint)
     creating = record(
         deps, rotation, rotation.advance(RotationState.CREATING, now),
         step="create",
@@ -209,10 +244,6 @@ async def _create_certificate(deps: EngineDeps, rotation: Rotation) -> Rotation:
         + (f"; {cap.message(restrictions.source if restrictions else None)}" if cap else ""),
         outcome=AuditOutcome.INFO, details=cap.details() if cap else None,
     )
-    # The certificate is valid from a little before now; a capped lifetime counts that too.
-    not_after = now + (lifetime - CERT_BACKDATE if cap is not None else lifetime)
-    material = certs.generate(str(policy.key_type), policy.certificate_subject, now, not_after)
-    value, content_type = certs.bundle(material, str(policy.key_vault_format))
     try:
         staged = await deps.vault(creating).set_secret(
             creating.staging_secret_name, value, content_type=content_type,
