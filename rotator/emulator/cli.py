@@ -25,6 +25,13 @@ import click
     help="Max delay before a new credential is known to every token replica.",
 )
 @click.option(
+    "--removal-propagation-seconds",
+    type=float,
+    default=None,
+    help="Max time a removed credential still gets tokens on some token replicas "
+    "[default: --propagation-seconds].",
+)
+@click.option(
     "--policy-read/--no-policy-read",
     default=True,
     show_default=True,
@@ -36,6 +43,7 @@ def emulator_command(
     apps: int,
     seed: int,
     propagation_seconds: float,
+    removal_propagation_seconds: float | None,
     policy_read: bool,
 ) -> None:
     """Run the emulated Entra tenant (Graph, token endpoint, Key Vault) over HTTPS."""
@@ -62,6 +70,7 @@ def emulator_command(
         port=port,
         env_file=env_file,
         policy_read=policy_read,
+        removal_propagation_seconds=removal_propagation_seconds,
     )
     try:
         for key in ENV_KEYS:

@@ -108,6 +108,7 @@ class RunningEmulator:
         host: str = "127.0.0.1",
         ready_timeout: float = 60.0,
         policy_read: bool = True,
+        removal_propagation_seconds: float | None = None,
     ) -> RunningEmulator:
         """Seed, bind, serve, wait until TLS connections work, then write CA and env file."""
         own_workdir = None
@@ -119,7 +120,13 @@ class RunningEmulator:
         env_file.parent.mkdir(parents=True, exist_ok=True)
         ca_file = env_file.parent / CA_FILE_NAME
 
-        tenant = tenant or seed_tenant(apps, seed, propagation_seconds, policy_read=policy_read)
+        tenant = tenant or seed_tenant(
+            apps,
+            seed,
+            propagation_seconds,
+            policy_read=policy_read,
+            removal_propagation_seconds=removal_propagation_seconds,
+        )
         tls = make_tls_material()
         # mkdtemp makes the directory 0700: the server key never sits where others can read.
         secret_dir = Path(tempfile.mkdtemp(prefix="rotator-emulator-tls-"))
@@ -232,6 +239,7 @@ def start_emulator(
     faults: Faults | None = None,
     tenant: Tenant | None = None,
     policy_read: bool = True,
+    removal_propagation_seconds: float | None = None,
 ) -> Iterator[RunningEmulator]:
     emulator = RunningEmulator.start(
         apps=apps,
@@ -243,6 +251,7 @@ def start_emulator(
         faults=faults,
         tenant=tenant,
         policy_read=policy_read,
+        removal_propagation_seconds=removal_propagation_seconds,
     )
     try:
         yield emulator

@@ -46,11 +46,17 @@ def seed_tenant(
     propagation_seconds: float = 0.0,
     *,
     policy_read: bool = True,
+    removal_propagation_seconds: float | None = None,
 ) -> Tenant:
     """``policy_read=False`` seeds the rotator without ``Policy.Read.All``."""
     # Determinism is the point: same seed, same tenant (live secrets use SystemRandom).
     rng = random.Random(seed)  # noqa: S311
-    tenant = Tenant(_uuid(rng), propagation_seconds=propagation_seconds, seed=seed)
+    tenant = Tenant(
+        _uuid(rng),
+        propagation_seconds=propagation_seconds,
+        removal_propagation_seconds=removal_propagation_seconds,
+        seed=seed,
+    )
     now = utcnow()
 
     rotator_secret = make_secret_text(rng)

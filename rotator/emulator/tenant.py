@@ -80,6 +80,7 @@ class Tenant:
         tenant_id: str,
         *,
         propagation_seconds: float = 0.0,
+        removal_propagation_seconds: float | None = None,
         replicas: int = 4,
         seed: int = 0,
         domain: str = "emulated.onmicrosoft.com",
@@ -87,7 +88,12 @@ class Tenant:
         self.tenant_id = tenant_id
         self.domain = domain
         self.propagation_seconds = propagation_seconds
+        # How long a removed credential still gets tokens on some replicas; None follows
+        # propagation_seconds.
+        self.removal_propagation_seconds = removal_propagation_seconds
         self.replicas = replicas
+        # Removed credentials and, per replica, the monotonic time it forgets them.
+        self._ghosts: dict[str, list[tuple[PasswordCredential | KeyCredential, Visibility]]] = {}
         self.lifetime_max_days: int | None = None
         self.vault = VaultStore()
         self.rotator_app_id = ""
@@ -136,6 +142,34 @@ class Tenant:
         return tuple(
             now + self._rng.uniform(0, self.propagation_seconds) for _ in range(self.replicas)
         )
+
+    def _forgetting(self) -> Visibility:
+        bound = self.removal_propagation_seconds
+        if bound is None:
+            bound = self.propagation_seconds
+        if bound <= 0:
+            return ()
+        now = time.monotonic()
+        return tuple(now + self._rng.uniform(0, bound) for _ in range(self.replicas))
+
+    def _bury(self, app: Application, creds: Iterable[PasswordCredential | KeyCredential]
+              ) -> None:
+        """Removed credentials linger on the token replicas that have not heard yet."""
+        gone = self._forgetting()
+        if not gone:
+            return
+        now = time.monotonic()
+        kept = [(c, g) for c, g in self._ghosts.get(app.id, []) if max(g) > now]
+        kept += [(c, gone) for c in creds]
+        self._ghosts[app.id] = kept
+
+    def lingering(self, app: Application, replica: int
+                  ) -> list[PasswordCredential | KeyCredential]:
+        """Removed credentials the given token replica still accepts."""
+        now = time.monotonic()
+        with self._lock:
+            return [c for c, gone in self._ghosts.get(app.id, [])
+                    if now < gone[replica % len(gone)]]
 
     def pick_replica(self) -> int:
         with self._lock:
@@ -523,6 +557,7 @@ class Tenant:
                     "Request_ResourceNotFound",
                     f"No password credential found with keyId '{key_id}'.",
                 )
+            self._bury(app, [c for c in app.password_credentials if c not in kept])
             app.password_credentials = kept
             app.changed()
 
@@ -544,6 +579,7 @@ class Tenant:
                     "Request_ResourceNotFound",
                     f"No key credential found with keyId '{key_id}'.",
                 )
+            self._bury(app, [c for c in app.key_credentials if c not in kept])
             app.key_credentials = kept
             app.changed()
 
@@ -586,6 +622,7 @@ class Tenant:
                 )
                 self.check_lifetime(app, cred.start, cred.end, password=False)
                 new.append(cred)
+            self._bury(app, [c for c in app.key_credentials if c not in new])
             app.key_credentials = new
             app.changed()
 

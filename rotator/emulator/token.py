@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 import logging
 import time
 from datetime import UTC, datetime
@@ -13,7 +14,14 @@ from starlette.responses import JSONResponse, Response
 from rotator.emulator.errors import AadError, aad_error_response
 from rotator.emulator.faults import guarded
 from rotator.emulator.jws import BadJws, parse_jws
-from rotator.emulator.model import Application, KeyCredential, iso, known_to, utcnow
+from rotator.emulator.model import (
+    Application,
+    KeyCredential,
+    PasswordCredential,
+    iso,
+    known_to,
+    utcnow,
+)
 from rotator.emulator.state import EmulatorState
 
 log = logging.getLogger("rotator.emulator.token")
@@ -211,6 +219,17 @@ def _missing(name: str) -> AadError:
 
 def _check_secret(state: EmulatorState, app: Application, secret: str, replica: int) -> None:
     cred = state.tenant.match_secret(app, secret)
+    if cred is None:
+        # Removal propagates too: a replica that has not heard of it still accepts it.
+        cred = next(
+            (
+                c
+                for c in state.tenant.lingering(app, replica)
+                if isinstance(c, PasswordCredential)
+                and hmac.compare_digest(c.secret_text.encode(), secret.encode())
+            ),
+            None,
+        )
     # A secret the chosen replica has not heard of yet looks exactly like a wrong one.
     if cred is None or not known_to(cred.visible_at, replica) or cred.start > utcnow():
         raise AadError(
@@ -258,7 +277,9 @@ def _check_assertion(
         )
     x5t, x5t_s256 = jws.x5t, jws.x5t_s256
     shown = (x5t or x5t_s256 or b"").hex().upper()
-    with_keys = list(app.key_credentials)
+    with_keys = list(app.key_credentials) + [
+        k for k in state.tenant.lingering(app, replica) if isinstance(k, KeyCredential)
+    ]
     cred = next(
         (
             k
