@@ -25,6 +25,14 @@ import click
     help="Max delay before a new credential is known to every token replica.",
 )
 @click.option(
+    "--graph-consistency-seconds",
+    type=float,
+    default=2.0,
+    show_default=True,
+    help="Max delay before a Graph directory read replica knows a write (0: strongly "
+    "consistent reads).",
+)
+@click.option(
     "--removal-propagation-seconds",
     type=float,
     default=None,
@@ -43,6 +51,7 @@ def emulator_command(
     apps: int,
     seed: int,
     propagation_seconds: float,
+    graph_consistency_seconds: float,
     removal_propagation_seconds: float | None,
     policy_read: bool,
 ) -> None:
@@ -71,6 +80,7 @@ def emulator_command(
         env_file=env_file,
         policy_read=policy_read,
         removal_propagation_seconds=removal_propagation_seconds,
+        graph_consistency_seconds=graph_consistency_seconds,
     )
     try:
         for key in ENV_KEYS:

@@ -301,7 +301,9 @@ async def list_applications(request: Request) -> Response:
         body["@odata.nextLink"] = (
             f"{state.base_url}/v1.0/applications?{urlencode(params, safe='$,()')}"
         )
-    body["value"] = [_project(a, select, single=False) for a in apps]
+    replica = state.tenant.pick_replica()  # one replica serves the whole page
+    views = [state.tenant.read_view(a, replica) for a in apps]
+    body["value"] = [_project(a, select, single=False) for a in views if a is not None]
     return _json(request, body)
 
 
@@ -311,6 +313,11 @@ async def get_application(request: Request) -> Response:
     require_read(caller)
     state = _state(request)
     app = _target(request, state.tenant)
+    # Served by a read replica, which may not have learned the latest writes yet.
+    seen = state.tenant.read_view(app)
+    if seen is None:
+        raise graph_not_found(request.path_params.get("id") or request.path_params["app_id"])
+    app = seen
     select = _parse_select(request.query_params.get("$select"))
     body = {"@odata.context": f"{state.base_url}/v1.0/$metadata#applications/$entity"}
     body.update(_project(app, select, single=True))
@@ -345,6 +352,7 @@ async def create_application(request: Request) -> Response:
         owners=[caller.sp_id],
         service_principal=False,
         identifier_uris=[str(u) for u in body.get("identifierUris") or []],
+        lagged=True,
     )
     if "signInAudience" in body:
         tenant.set_sign_in_audience(app.id, str(body["signInAudience"]))

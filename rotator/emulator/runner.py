@@ -109,6 +109,7 @@ class RunningEmulator:
         ready_timeout: float = 60.0,
         policy_read: bool = True,
         removal_propagation_seconds: float | None = None,
+        graph_consistency_seconds: float = 2.0,
     ) -> RunningEmulator:
         """Seed, bind, serve, wait until TLS connections work, then write CA and env file."""
         own_workdir = None
@@ -126,6 +127,7 @@ class RunningEmulator:
             propagation_seconds,
             policy_read=policy_read,
             removal_propagation_seconds=removal_propagation_seconds,
+            graph_consistency_seconds=graph_consistency_seconds,
         )
         tls = make_tls_material()
         # mkdtemp makes the directory 0700: the server key never sits where others can read.
@@ -240,6 +242,7 @@ def start_emulator(
     tenant: Tenant | None = None,
     policy_read: bool = True,
     removal_propagation_seconds: float | None = None,
+    graph_consistency_seconds: float = 2.0,
 ) -> Iterator[RunningEmulator]:
     emulator = RunningEmulator.start(
         apps=apps,
@@ -252,6 +255,7 @@ def start_emulator(
         tenant=tenant,
         policy_read=policy_read,
         removal_propagation_seconds=removal_propagation_seconds,
+        graph_consistency_seconds=graph_consistency_seconds,
     )
     try:
         yield emulator

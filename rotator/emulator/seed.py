@@ -47,6 +47,7 @@ def seed_tenant(
     *,
     policy_read: bool = True,
     removal_propagation_seconds: float | None = None,
+    graph_consistency_seconds: float = 2.0,
 ) -> Tenant:
     """``policy_read=False`` seeds the rotator without ``Policy.Read.All``."""
     # Determinism is the point: same seed, same tenant (live secrets use SystemRandom).
@@ -55,6 +56,7 @@ def seed_tenant(
         _uuid(rng),
         propagation_seconds=propagation_seconds,
         removal_propagation_seconds=removal_propagation_seconds,
+        graph_consistency_seconds=graph_consistency_seconds,
         seed=seed,
     )
     now = utcnow()

@@ -25,8 +25,12 @@ from rotator.emulator.model import (
     KeyCredential,
     PasswordCredential,
     ServicePrincipal,
+    Snapshot,
     Visibility,
+    known_to,
+    snapshot,
     utcnow,
+    view_of,
 )
 from rotator.emulator.pki import cert_thumbprints
 from rotator.emulator.policies import (
@@ -81,6 +85,7 @@ class Tenant:
         *,
         propagation_seconds: float = 0.0,
         removal_propagation_seconds: float | None = None,
+        graph_consistency_seconds: float = 0.0,
         replicas: int = 4,
         seed: int = 0,
         domain: str = "emulated.onmicrosoft.com",
@@ -92,6 +97,9 @@ class Tenant:
         # propagation_seconds.
         self.removal_propagation_seconds = removal_propagation_seconds
         self.replicas = replicas
+        # Directory reads are served by replicas that learn each write after their own
+        # random delay in [0, graph_consistency_seconds].
+        self.graph_consistency_seconds = graph_consistency_seconds
         # Removed credentials and, per replica, the monotonic time it forgets them.
         self._ghosts: dict[str, list[tuple[PasswordCredential | KeyCredential, Visibility]]] = {}
         self.lifetime_max_days: int | None = None
@@ -170,6 +178,48 @@ class Tenant:
         with self._lock:
             return [c for c, gone in self._ghosts.get(app.id, [])
                     if now < gone[replica % len(gone)]]
+
+    def _read_lag(self) -> Visibility:
+        bound = self.graph_consistency_seconds
+        if bound <= 0:
+            return ()
+        now = time.monotonic()
+        return tuple(now + self._rng.uniform(0, bound) for _ in range(self.replicas))
+
+    def _written(self, app: Application, before: Snapshot | None) -> None:
+        """Record a directory write for the read replicas (``before``: the app as it was)."""
+        app.changed()
+        lag = self._read_lag()
+        if not lag and not app.history:
+            return
+        if not app.history and before is not None:
+            app.history.append(((), before))
+        app.history.append((lag, snapshot(app)))
+        now = time.monotonic()
+        # Entries older than one every replica has learned can no longer be served.
+        for index in range(len(app.history) - 1, 0, -1):
+            times = app.history[index][0]
+            if not times or max(times) <= now:
+                del app.history[:index]
+                break
+
+    def _written_everywhere(self, app: Application) -> None:
+        """A test helper's write: every read replica knows it at once."""
+        app.changed()
+        if app.history:
+            app.history.append(((), snapshot(app)))
+
+    def read_view(self, app: Application, replica: int | None = None) -> Application | None:
+        """The app as one read replica knows it; ``None`` while it knows nothing of it."""
+        with self._lock:
+            if not app.history:
+                return app
+            if replica is None:
+                replica = self._rng.randrange(self.replicas)
+            for times, snap in reversed(app.history):
+                if known_to(times, replica):
+                    return view_of(app, snap)
+            return None
 
     def pick_replica(self) -> int:
         with self._lock:
@@ -288,6 +338,7 @@ class Tenant:
         identifier_uris: Sequence[str] = (),
         app_roles: Sequence[AppRole] = (),
         sign_in_audience: str = "AzureADMyOrg",
+        lagged: bool = False,
     ) -> Application:
         """Test and seed helper: credentials given here are known to every replica at once."""
         with self._lock:
@@ -313,6 +364,11 @@ class Tenant:
                 self.add_certificate(app.id, der)
             if service_principal:
                 self.create_service_principal(app.app_id)
+            if lagged:
+                # Created through Graph: read replicas learn of the new app late too.
+                lag = self._read_lag()
+                if lag:
+                    app.history.append((lag, snapshot(app)))
             return app
 
     def add_secret(
@@ -336,7 +392,7 @@ class Tenant:
                 visible_at=self._visibility() if propagate else (),
             )
             app.password_credentials.append(cred)
-            app.changed()
+            self._written_everywhere(app)
             return cred
 
     def add_certificate(
@@ -355,7 +411,7 @@ class Tenant:
             if not propagate:
                 cred.visible_at = ()
             app.key_credentials.append(cred)
-            app.changed()
+            self._written_everywhere(app)
             return cred
 
     def make_key_credential(
@@ -521,6 +577,7 @@ class Tenant:
     ) -> PasswordCredential:
         with self._lock:
             app = self.find_app(object_id=object_id)
+            before = snapshot(app)
             start = start or utcnow()
             end = end or start + DEFAULT_LIFETIME
             self.check_lifetime(app, start, end, password=True)
@@ -544,7 +601,7 @@ class Tenant:
                 visible_at=self._visibility(),
             )
             app.password_credentials.append(cred)
-            app.changed()
+            self._written(app, before)
             return cred
 
     def remove_password(self, object_id: str, key_id: str) -> None:
@@ -558,15 +615,17 @@ class Tenant:
                     f"No password credential found with keyId '{key_id}'.",
                 )
             self._bury(app, [c for c in app.password_credentials if c not in kept])
+            before = snapshot(app)
             app.password_credentials = kept
-            app.changed()
+            self._written(app, before)
 
     def add_key(self, object_id: str, cred: KeyCredential) -> KeyCredential:
         with self._lock:
             app = self.find_app(object_id=object_id)
             self.check_lifetime(app, cred.start, cred.end, password=False)
+            before = snapshot(app)
             app.key_credentials.append(cred)
-            app.changed()
+            self._written(app, before)
             return cred
 
     def remove_key(self, object_id: str, key_id: str) -> None:
@@ -580,8 +639,9 @@ class Tenant:
                     f"No key credential found with keyId '{key_id}'.",
                 )
             self._bury(app, [c for c in app.key_credentials if c not in kept])
+            before = snapshot(app)
             app.key_credentials = kept
-            app.changed()
+            self._written(app, before)
 
     def replace_key_credentials(self, object_id: str, entries: list[dict[str, object]]) -> None:
         """PATCH semantics: the list replaces the old one; known keyIds may omit ``key``."""
@@ -623,8 +683,9 @@ class Tenant:
                 self.check_lifetime(app, cred.start, cred.end, password=False)
                 new.append(cred)
             self._bury(app, [c for c in app.key_credentials if c not in new])
+            before = snapshot(app)
             app.key_credentials = new
-            app.changed()
+            self._written(app, before)
 
     def set_sign_in_audience(self, object_id: str, audience: str) -> None:
         with self._lock:
@@ -639,14 +700,16 @@ class Tenant:
                     400, "Request_BadRequest",
                     f"Applications whose signInAudience is '{audience}' can have at most "
                     f"{MSA_PASSWORD_LIMIT} password credentials.")
+            before = snapshot(app)
             app.sign_in_audience = audience
-            app.changed()
+            self._written(app, before)
 
     def rename_app(self, object_id: str, display_name: str) -> None:
         with self._lock:
             app = self.find_app(object_id=object_id)
+            before = snapshot(app)
             app.display_name = display_name
-            app.changed()
+            self._written(app, before)
 
     def delete_app(self, object_id: str) -> None:
         with self._lock:

@@ -35,7 +35,14 @@ from rotator.engine.certificates import (
     register_certificate,
     remove_certificate,
 )
-from rotator.engine.context import EngineDeps, StepFailed, log, record, step_error
+from rotator.engine.context import (
+    EngineDeps,
+    StepFailed,
+    log,
+    read_app_settled,
+    record,
+    step_error,
+)
 from rotator.engine.promote import consumer_tags
 from rotator.engine.tenant_policy import (
     LifetimeCap,
@@ -173,8 +180,14 @@ async def resume_creating(deps: EngineDeps, rotation: Rotation) -> Rotation:
     if rotation.kind is CredentialKind.CERTIFICATE:
         return await _resume_creating_certificate(deps, rotation)
     try:
-        app = await deps.directory.get_application(rotation.app_id)
         staged = await find_staged(deps, rotation)
+        keep_id = staged.tags.get("key_id") if staged is not None else None
+        # What it created may not show in the first read: settle before concluding.
+        app = await read_app_settled(
+            deps, rotation,
+            lambda a: a is not None and any(
+                rotation_id_from_display_name(c.display_name) == rotation.id
+                and (keep_id is None or c.key_id == keep_id) for c in a.credentials))
     except (DirectoryError, SecretStoreError) as exc:
         raise step_error(exc) from None
     if app is None:
@@ -309,17 +322,21 @@ async def _resume_creating_certificate(deps: EngineDeps, rotation: Rotation) -> 
       world may disagree): nobody holds its key, so remove it and start over.
     """
     try:
-        app = await deps.directory.get_application(rotation.app_id)
         found = await find_staged(deps, rotation)
         staged = (await deps.vault(rotation).get_secret(rotation.staging_secret_name,
                                                         found.version)
                   if found is not None else None)
+        material = material_of(staged)
+        thumb = material.thumbprint if material is not None else None
+        # Registering again what a lagging read does not show would duplicate it.
+        app = await read_app_settled(
+            deps, rotation,
+            lambda a: a is not None and (thumb is None or any(
+                c.thumbprint == thumb for c in a.of_kind(CredentialKind.CERTIFICATE))))
     except (DirectoryError, SecretStoreError) as exc:
         raise step_error(exc) from None
     if app is None:
         raise StepFailed(f"app {rotation.app_id} no longer exists in the tenant")
-    material = material_of(staged)
-    thumb = material.thumbprint if material is not None else None
     ours = _ours(app, rotation, thumb)
     keep = next((c for c in ours if thumb is not None and c.thumbprint == thumb), None)
     held = await held_consumer_certificate(deps, rotation, app)

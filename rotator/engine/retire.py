@@ -8,7 +8,14 @@ from rotator.domain.records import AuditOutcome
 from rotator.domain.rotation import Rotation
 from rotator.domain.states import RotationState
 from rotator.engine.certificates import material_of, remove_certificate
-from rotator.engine.context import EngineDeps, StepFailed, record, step_error
+from rotator.engine.context import (
+    EngineDeps,
+    StepFailed,
+    StepRetry,
+    read_app_settled,
+    record,
+    step_error,
+)
 from rotator.ports import DirectoryError, SecretStoreError
 
 
@@ -27,13 +34,20 @@ async def retire(deps: EngineDeps, rotation: Rotation) -> Rotation:
                 step="retire", message="nothing to retire (no superseded credential)",
             )
         assert rotation.new_key_id is not None
+        old_key, new_key = rotation.old_key_id, rotation.new_key_id
         try:
-            app = await deps.directory.get_application(rotation.app_id)
+            app = await read_app_settled(
+                deps, rotation,
+                lambda a: a is not None and a.credential(old_key) is not None
+                and a.credential(new_key) is not None)
             consumer = await deps.vault(rotation).get_secret(rotation.secret_name)
         except (DirectoryError, SecretStoreError) as exc:
             raise step_error(exc) from None
         if app is None:
             raise StepFailed(f"app {rotation.app_id} no longer exists in the tenant")
+        if app.credential(new_key) is None and app.credential(old_key) is not None:
+            # Verified and promoted, so it exists: the directory's reads have not caught up.
+            raise StepRetry(f"the directory does not show the new credential {new_key} yet")
         if app.credential(rotation.old_key_id) is None:
             return record(
                 deps, rotation,
@@ -69,7 +83,9 @@ async def retire(deps: EngineDeps, rotation: Rotation) -> Rotation:
 async def _remove_old(deps: EngineDeps, rotation: Rotation, old_key_id: str) -> str:
     """Remove by the old credential's own kind (a kind switch retires a secret too)."""
     try:
-        app = await deps.directory.get_application(rotation.app_id)
+        app = await read_app_settled(
+            deps, rotation,
+            lambda a: a is not None and a.credential(old_key_id) is not None)
     except DirectoryError as exc:
         raise step_error(exc) from None
     old = app.credential(old_key_id) if app is not None else None

@@ -46,6 +46,25 @@ async def graph(emu: RunningEmulator) -> AsyncIterator[Any]:
         )
 
 
+async def test_reads_lag_writes_until_every_replica_learns_them(
+    emu: RunningEmulator, graph: Any
+) -> None:
+    emu.tenant.graph_consistency_seconds = 3600  # no read replica learns within the test
+    app = emu.tenant.create_app("lagging-reads")
+    body = AddPasswordPostRequestBody(password_credential=PasswordCredential(end_date_time=_in(30)))
+    created = await graph.applications.by_application_id(app.id).add_password.post(body)
+    assert len(emu.tenant.passwords(app.app_id)) == 1  # the write landed
+    for _ in range(5):
+        read = await graph.applications.by_application_id(app.id).get()
+        assert read.password_credentials == []  # but no replica serves it yet
+    emu.tenant.graph_consistency_seconds = 0.3
+    await graph.applications.by_application_id(app.id).add_password.post(body)
+    await asyncio.sleep(0.5)
+    read = await graph.applications.by_application_id(app.id).get()
+    assert created.key_id in [p.key_id for p in read.password_credentials]
+    assert len(read.password_credentials) == 2
+
+
 def _in(days: int) -> datetime:
     return datetime.now(UTC) + timedelta(days=days)
 
@@ -142,6 +161,7 @@ async def test_write_to_unowned_app_is_denied(emu: RunningEmulator, graph: Any) 
     assert info.value.error.message == "Insufficient privileges to complete the operation."
 
 
+@pytest.mark.usefixtures("consistent_reads")  # it reads each write back at once
 async def test_patch_then_add_key_with_proof_then_remove(emu: RunningEmulator, graph: Any) -> None:
     app = emu.tenant.create_app("cert-rotation")
     first, second = make_cert("first"), make_cert("second")

@@ -120,6 +120,9 @@ class FakeDirectory:
         self.calls: list[str] = []
         self.proof_signers: list[str] = []  # thumbprints that signed accepted proofs
         self.key_reads = 0
+        # Reads that still show only the credentials in known_before (read-after-write lag).
+        self.lagging_reads = 0
+        self.known_before: set[str] = set()
         # Race hooks: another writer acting after a key list read / after a PATCH landed
         # (given the credentials as they were before it).
         self.after_key_read: Callable[[FakeApp, int], None] | None = None
@@ -173,7 +176,15 @@ class FakeDirectory:
         self.calls.append("get")
         self.faults.check_before("get")
         app = self.by_app_id(app_id)
-        return app.snapshot() if app else None
+        if app is None:
+            return None
+        snap = app.snapshot()
+        if self.lagging_reads:
+            # A read replica that has not learned rotator's writes yet.
+            self.lagging_reads -= 1
+            snap = replace(snap, credentials=tuple(
+                c for c in snap.credentials if c.key_id in self.known_before))
+        return snap
 
     def _writable(self, object_id: str) -> FakeApp:
         app = self.apps.get(object_id)
