@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
 from rotator.domain.alerts import Alert, Delivery
+from rotator.domain.app_management import CredentialRestrictions
 from rotator.domain.certificates import KeyEntry
 from rotator.domain.credentials import AppRegistration, Credential
 from rotator.domain.hooks import HookDelivery, HookEvent
@@ -93,6 +94,12 @@ class Directory(Protocol):
 
     async def get_application(self, app_id: str) -> AppRegistration | None:
         """By application (client) id; ``None`` when the tenant has no such app."""
+        ...
+
+    async def get_credential_policy(self, object_id: str) -> CredentialRestrictions | None:
+        """The app management policy in force for the app: its own enabled policy, else
+        the enabled tenant default; ``None`` when neither restricts it. Raises
+        ``DirectoryError`` (403) when rotator may not read policies (``Policy.Read.All``)."""
         ...
 
     async def add_password(

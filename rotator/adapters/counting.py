@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from rotator.domain.app_management import CredentialRestrictions
 from rotator.domain.certificates import KeyEntry
 from rotator.domain.credentials import AppRegistration, Credential
 from rotator.domain.secret_value import SecretValue
@@ -81,6 +82,12 @@ class CountingDirectory(_Counting):
     async def get_application(self, app_id: str) -> AppRegistration | None:
         result: AppRegistration | None = await self._count(
             "get_application", lambda: self._inner.get_application(app_id)
+        )
+        return result
+
+    async def get_credential_policy(self, object_id: str) -> CredentialRestrictions | None:
+        result: CredentialRestrictions | None = await self._count(
+            "get_credential_policy", lambda: self._inner.get_credential_policy(object_id)
         )
         return result
 

@@ -30,6 +30,11 @@ from rotator.adapters.graph_json import (
     quote,
     thumbprint_from_custom_key_identifier,
 )
+from rotator.domain.app_management import (
+    CredentialRestrictions,
+    PolicyParseError,
+    restrictions_from,
+)
 from rotator.domain.certificates import KeyEntry, thumbprint_of
 from rotator.domain.credentials import AppRegistration, Credential, CredentialKind
 from rotator.domain.secret_value import SecretValue
@@ -217,6 +222,26 @@ class GraphDirectory:
                                  f"application ({app.app_id})")
         return app
 
+    async def get_credential_policy(self, object_id: str) -> CredentialRestrictions | None:
+        apps = self._client.applications.by_application_id(object_id)
+        own = await self._get_json(
+            apps.app_management_policies.to_get_request_information(),
+            f"read the app management policies of application {object_id}",
+        )
+        values = (own or {}).get("value")
+        if not isinstance(values, list):
+            raise DirectoryError(f"Graph returned no policy list for application {object_id}")
+        for policy in values:
+            if isinstance(policy, dict) and policy.get("isEnabled") is not False:
+                return _restrictions(policy, "restrictions", "application")
+        default = await self._get_json(
+            self._client.policies.default_app_management_policy.to_get_request_information(),
+            "read the tenant's default app management policy",
+        )
+        if not default or default.get("isEnabled") is not True:
+            return None
+        return _restrictions(default, "applicationRestrictions", "tenant default")
+
     async def add_password(self, object_id: str, display_name: str, end: datetime) -> NewPassword:
         from msgraph.generated.applications.item.add_password.add_password_post_request_body import (  # noqa: E501
             AddPasswordPostRequestBody,
@@ -400,6 +425,23 @@ def _key_entry(item: object) -> KeyEntry:
         end=dates["endDateTime"],
         thumbprint=thumbprint_from_custom_key_identifier(item.get("customKeyIdentifier")),
     )
+
+
+def _restrictions(policy: dict[str, Any], field: str, source: str) -> CredentialRestrictions:
+    raw = policy.get(field) or {}
+    try:
+        if not isinstance(raw, dict):
+            raise PolicyParseError(f"{field} is not an object")
+        password, key = raw.get("passwordCredentials") or [], raw.get("keyCredentials") or []
+        if not isinstance(password, list) or not isinstance(key, list):
+            raise PolicyParseError("credential restrictions are not lists")
+        return restrictions_from(
+            str(policy.get("id") or "?"), source,
+            [e for e in password if isinstance(e, dict)], [e for e in key if isinstance(e, dict)],
+        )
+    except PolicyParseError as exc:
+        raise DirectoryError(f"Graph returned an app management policy rotator cannot read: "
+                             f"{exc}") from None
 
 
 def _names_missing_key(exc: DirectoryError, key_id: str) -> bool:

@@ -21,7 +21,8 @@ from typing import Final
 
 from rotator.domain.credentials import AppRegistration, Credential, CredentialKind
 
-APP_SELECT = ("id", "appId", "displayName", "passwordCredentials", "keyCredentials")
+APP_SELECT = ("id", "appId", "displayName", "signInAudience", "passwordCredentials",
+              "keyCredentials")
 
 # The widths of the inventory columns; PostgreSQL refuses a whole batch over one long value.
 MAX_HINT_CHARS: Final = 64
@@ -197,6 +198,7 @@ def parse_application(obj: object) -> AppRegistration:
         app_id=app_id,
         display_name=_text(obj, "displayName") or "",
         credentials=tuple(creds),
+        sign_in_audience=_text(obj, "signInAudience"),
     )
 
 

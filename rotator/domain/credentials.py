@@ -42,6 +42,8 @@ class AppRegistration:
     app_id: str
     display_name: str
     credentials: tuple[Credential, ...] = field(default_factory=tuple)
+    # Who may sign in (Graph's signInAudience); None when the listing did not say.
+    sign_in_audience: str | None = None
 
     def credential(self, key_id: str) -> Credential | None:
         return next((c for c in self.credentials if c.key_id == key_id), None)

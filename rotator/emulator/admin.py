@@ -27,6 +27,8 @@ def _faults_json(state: EmulatorState) -> dict[str, object]:
     return {
         **state.faults.to_json(),
         "propagation_seconds": state.tenant.propagation_seconds,
+        "removal_propagation_seconds": state.tenant.removal_propagation_seconds,
+        "graph_consistency_seconds": state.tenant.graph_consistency_seconds,
         "lifetime_max_days": state.tenant.lifetime_max_days,
     }
 
@@ -44,6 +46,11 @@ async def set_faults(request: Request) -> Response:
         # Tenant-level knobs ride along so one call can set up a scenario.
         if "propagation_seconds" in body:
             state.tenant.propagation_seconds = float(body.pop("propagation_seconds"))
+        if "removal_propagation_seconds" in body:
+            value = body.pop("removal_propagation_seconds")
+            state.tenant.removal_propagation_seconds = None if value is None else float(value)
+        if "graph_consistency_seconds" in body:
+            state.tenant.graph_consistency_seconds = float(body.pop("graph_consistency_seconds"))
         if "lifetime_max_days" in body:
             value = body.pop("lifetime_max_days")
             state.tenant.set_lifetime_policy(None if value is None else int(value))

@@ -36,9 +36,38 @@ import click
     is_flag=True,
     help="Do not grant the rotator's identity AuditLog.Read.All: the usage report answers 403.",
 )
+@click.option(
+    "--graph-consistency-seconds",
+    type=float,
+    default=2.0,
+    show_default=True,
+    help="Max delay before a Graph directory read replica knows a write (0: strongly "
+    "consistent reads).",
+)
+@click.option(
+    "--removal-propagation-seconds",
+    type=float,
+    default=None,
+    help="Max time a removed credential still gets tokens on some token replicas "
+    "[default: --propagation-seconds].",
+)
+@click.option(
+    "--policy-read/--no-policy-read",
+    default=True,
+    show_default=True,
+    help="Grant the rotator's identity Policy.Read.All (reading app management policies).",
+)
 def emulator_command(
-    port: int, env_file: Path, apps: int, seed: int, propagation_seconds: float,
-    signin_report_lag_seconds: float, withhold_audit_log: bool,
+    port: int,
+    env_file: Path,
+    apps: int,
+    seed: int,
+    propagation_seconds: float,
+    signin_report_lag_seconds: float,
+    withhold_audit_log: bool,
+    graph_consistency_seconds: float,
+    removal_propagation_seconds: float | None,
+    policy_read: bool,
 ) -> None:
     """Run the emulated Entra tenant (Graph, token endpoint, Key Vault) over HTTPS."""
     # Imported here so `rotator --help` does not pay for uvicorn and cryptography.
@@ -58,13 +87,20 @@ def emulator_command(
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     emulator = RunningEmulator.start(
-        apps=apps, seed=seed, propagation_seconds=propagation_seconds, port=port,
-        env_file=env_file, signin_report_lag_seconds=signin_report_lag_seconds,
+        apps=apps,
+        seed=seed,
+        propagation_seconds=propagation_seconds,
+        port=port,
+        env_file=env_file,
+        signin_report_lag_seconds=signin_report_lag_seconds,
         audit_log=not withhold_audit_log,
+        policy_read=policy_read,
+        removal_propagation_seconds=removal_propagation_seconds,
+        graph_consistency_seconds=graph_consistency_seconds,
     )
     try:
         for key in ENV_KEYS:
-            shown = "***" if key == "AZURE_CLIENT_SECRET" else emulator.env[key]
+            shown = "***" if key.endswith("_SECRET") else emulator.env[key]
             click.echo(f"{key}={shown}")
         click.echo(f"# written to {emulator.env_file}", err=True)
         while not stop.wait(0.5):

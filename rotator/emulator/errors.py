@@ -17,13 +17,20 @@ DENIED_MESSAGE = "Insufficient privileges to complete the operation."
 
 class GraphError(Exception):
     def __init__(
-        self, status: int, code: str, message: str, *, headers: dict[str, str] | None = None
+        self,
+        status: int,
+        code: str,
+        message: str,
+        *,
+        headers: dict[str, str] | None = None,
+        details: list[dict[str, str]] | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
         self.headers = headers or {}
+        self.details = details or []
 
 
 def graph_not_found(object_id: str) -> GraphError:
@@ -42,17 +49,18 @@ def request_ids(request: Request) -> tuple[str, str]:
 
 def graph_error_response(request: Request, error: GraphError) -> JSONResponse:
     request_id, client_request_id = request_ids(request)
-    body = {
-        "error": {
-            "code": error.code,
-            "message": error.message,
-            "innerError": {
-                "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S"),
-                "request-id": request_id,
-                "client-request-id": client_request_id,
-            },
-        }
+    inner: dict[str, object] = {
+        "code": error.code,
+        "message": error.message,
+        "innerError": {
+            "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S"),
+            "request-id": request_id,
+            "client-request-id": client_request_id,
+        },
     }
+    if error.details:
+        inner["details"] = list(error.details)
+    body = {"error": inner}
     headers = {"request-id": request_id, "client-request-id": client_request_id, **error.headers}
     return JSONResponse(body, status_code=error.status, headers=headers)
 

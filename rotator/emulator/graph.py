@@ -301,7 +301,9 @@ async def list_applications(request: Request) -> Response:
         body["@odata.nextLink"] = (
             f"{state.base_url}/v1.0/applications?{urlencode(params, safe='$,()')}"
         )
-    body["value"] = [_project(a, select, single=False) for a in apps]
+    replica = state.tenant.pick_replica()  # one replica serves the whole page
+    views = [state.tenant.read_view(a, replica) for a in apps]
+    body["value"] = [_project(a, select, single=False) for a in views if a is not None]
     return _json(request, body)
 
 
@@ -311,6 +313,11 @@ async def get_application(request: Request) -> Response:
     require_read(caller)
     state = _state(request)
     app = _target(request, state.tenant)
+    # Served by a read replica, which may not have learned the latest writes yet.
+    seen = state.tenant.read_view(app)
+    if seen is None:
+        raise graph_not_found(request.path_params.get("id") or request.path_params["app_id"])
+    app = seen
     select = _parse_select(request.query_params.get("$select"))
     body = {"@odata.context": f"{state.base_url}/v1.0/$metadata#applications/$entity"}
     body.update(_project(app, select, single=True))
@@ -345,7 +352,10 @@ async def create_application(request: Request) -> Response:
         owners=[caller.sp_id],
         service_principal=False,
         identifier_uris=[str(u) for u in body.get("identifierUris") or []],
+        lagged=True,
     )
+    if "signInAudience" in body:
+        tenant.set_sign_in_audience(app.id, str(body["signInAudience"]))
     if body.get("keyCredentials"):
         tenant.replace_key_credentials(app.id, list(body["keyCredentials"]))
     log.info("created application %s (%s)", app.app_id, app.display_name)
@@ -389,6 +399,8 @@ async def update_application(request: Request) -> Response:
             log.info("replaced keyCredentials of %s (%d entries)", app.app_id, len(entries))
         if isinstance(body.get("displayName"), str):
             state.tenant.rename_app(app.id, body["displayName"])
+        if "signInAudience" in body:
+            state.tenant.set_sign_in_audience(app.id, str(body["signInAudience"]))
     return _no_content(request)
 
 
@@ -706,6 +718,127 @@ async def list_app_role_assignments(request: Request) -> Response:
     )
 
 
+# ---------------------------------------------------------------------- app management policies
+
+POLICY_READ_ROLES = frozenset({"Policy.Read.All", "Policy.ReadWrite.ApplicationConfiguration"})
+POLICY_WRITE_ROLE = "Policy.ReadWrite.ApplicationConfiguration"
+
+
+def require_policy_read(caller: Caller) -> None:
+    if not caller.roles & POLICY_READ_ROLES:
+        raise graph_denied()
+
+
+def require_policy_write(caller: Caller) -> None:
+    if POLICY_WRITE_ROLE not in caller.roles:
+        raise graph_denied()
+
+
+@graph_route("graph.getDefaultPolicy")
+async def get_default_policy(request: Request) -> Response:
+    caller = authenticate(request)
+    require_policy_read(caller)
+    state = _state(request)
+    out: dict[str, Any] = {
+        "@odata.context": f"{state.base_url}/v1.0/$metadata#policies/defaultAppManagementPolicy"
+        "/$entity"
+    }
+    out.update(state.tenant.default_policy.to_json(tenant_default=True))
+    return _json(request, out)
+
+
+@graph_route("graph.updateDefaultPolicy")
+async def update_default_policy(request: Request) -> Response:
+    caller = authenticate(request)
+    require_policy_write(caller)
+    state = _state(request)
+    state.faults.admit_write(caller.app_id)
+    state.tenant.update_default_policy(await _body(request))
+    return _no_content(request)
+
+
+@graph_route("graph.createPolicy")
+async def create_policy(request: Request) -> Response:
+    caller = authenticate(request)
+    require_policy_write(caller)
+    state = _state(request)
+    state.faults.admit_write(caller.app_id)
+    body = await _body(request)
+    name, description = body.get("displayName"), body.get("description")
+    if not isinstance(name, str) or not name or not isinstance(description, str):
+        raise GraphError(
+            400, "Request_BadRequest", "Properties 'displayName' and 'description' are required."
+        )
+    policy = state.tenant.create_policy(
+        name, description, bool(body.get("isEnabled", True)), body.get("restrictions")
+    )
+    out: dict[str, Any] = {
+        "@odata.context": f"{state.base_url}/v1.0/$metadata#policies/appManagementPolicies/$entity"
+    }
+    out.update(policy.to_json())
+    return _json(request, out, 201)
+
+
+@graph_route("graph.listPolicies")
+async def list_policies(request: Request) -> Response:
+    caller = authenticate(request)
+    require_policy_read(caller)
+    state = _state(request)
+    return _json(
+        request,
+        {
+            "@odata.context": f"{state.base_url}/v1.0/$metadata#policies/appManagementPolicies",
+            "value": [p.to_json() for p in state.tenant.policies()],
+        },
+    )
+
+
+@graph_route("graph.getPolicy")
+async def get_policy(request: Request) -> Response:
+    caller = authenticate(request)
+    require_policy_read(caller)
+    state = _state(request)
+    out: dict[str, Any] = {
+        "@odata.context": f"{state.base_url}/v1.0/$metadata#policies/appManagementPolicies/$entity"
+    }
+    out.update(state.tenant.policy(request.path_params["policy_id"]).to_json())
+    return _json(request, out)
+
+
+@graph_route("graph.assignPolicy")
+async def assign_policy(request: Request) -> Response:
+    caller = authenticate(request)
+    require_policy_write(caller)
+    if "Application.ReadWrite.All" not in caller.roles:
+        raise graph_denied()
+    state = _state(request)
+    state.faults.admit_write(caller.app_id)
+    app = _target(request, state.tenant)
+    ref = str((await _body(request)).get("@odata.id") or "")
+    policy_id = ref.rstrip("/").rsplit("/", 1)[-1]
+    if not policy_id:
+        raise GraphError(400, "Request_BadRequest", "Property '@odata.id' is required.")
+    async with state.faults.write_window(app.id):
+        state.tenant.assign_policy(app.id, policy_id)
+    return _no_content(request)
+
+
+@graph_route("graph.appPolicies")
+async def list_app_policies(request: Request) -> Response:
+    caller = authenticate(request)
+    require_read(caller)
+    require_policy_read(caller)
+    state = _state(request)
+    app = _target(request, state.tenant)
+    return _json(
+        request,
+        {
+            "@odata.context": f"{state.base_url}/v1.0/$metadata#appManagementPolicies",
+            "value": [p.to_json() for p in state.tenant.policies_of(app.id)],
+        },
+    )
+
+
 def routes() -> list[BaseRoute]:
     app_forms = ("/v1.0/applications/{id}", "/v1.0/applications(appId='{app_id}')")
     sp_forms = ("/v1.0/servicePrincipals/{id}", "/v1.0/servicePrincipals(appId='{app_id}')")
@@ -714,6 +847,13 @@ def routes() -> list[BaseRoute]:
         Route("/v1.0/applications", create_application, methods=["POST"]),
         Route("/v1.0/servicePrincipals", list_service_principals, methods=["GET"]),
         Route("/v1.0/servicePrincipals", create_service_principal, methods=["POST"]),
+        Route("/v1.0/policies/defaultAppManagementPolicy", get_default_policy, methods=["GET"]),
+        Route(
+            "/v1.0/policies/defaultAppManagementPolicy", update_default_policy, methods=["PATCH"]
+        ),
+        Route("/v1.0/policies/appManagementPolicies", create_policy, methods=["POST"]),
+        Route("/v1.0/policies/appManagementPolicies", list_policies, methods=["GET"]),
+        Route("/v1.0/policies/appManagementPolicies/{policy_id}", get_policy, methods=["GET"]),
     ]
     for base in app_forms:
         out += [
@@ -726,6 +866,8 @@ def routes() -> list[BaseRoute]:
             Route(base + "/removeKey", remove_key, methods=["POST"]),
             Route(base + "/owners", list_owners, methods=["GET"]),
             Route(base + "/owners/$ref", add_owner, methods=["POST"]),
+            Route(base + "/appManagementPolicies", list_app_policies, methods=["GET"]),
+            Route(base + "/appManagementPolicies/$ref", assign_policy, methods=["POST"]),
         ]
     for base in sp_forms:
         out += [

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any
@@ -128,6 +128,10 @@ class KeyCredential:
         }
 
 
+# What a read replica serves of an app: display name, audience, secrets, certificates.
+Snapshot = tuple[str, str, tuple[PasswordCredential, ...], tuple[KeyCredential, ...]]
+
+
 @dataclass(eq=False)
 class Application:
     id: str
@@ -142,6 +146,8 @@ class Application:
     sign_in_audience: str = "AzureADMyOrg"
     deleted: bool = False
     _json: JsonDict | None = field(default=None, repr=False)
+    # Writes the read replicas are still learning: (per-replica times, the app after it).
+    history: list[tuple[Visibility, Snapshot]] = field(default_factory=list, repr=False)
 
     def changed(self) -> None:
         self._json = None
@@ -167,6 +173,28 @@ class Application:
                 "requiredResourceAccess": [],
             }
         return self._json
+
+
+def snapshot(app: Application) -> Snapshot:
+    return (
+        app.display_name,
+        app.sign_in_audience,
+        tuple(app.password_credentials),
+        tuple(app.key_credentials),
+    )
+
+
+def view_of(app: Application, snap: Snapshot) -> Application:
+    """A read-only copy of ``app`` as it was in ``snap``."""
+    return replace(
+        app,
+        display_name=snap[0],
+        sign_in_audience=snap[1],
+        password_credentials=list(snap[2]),
+        key_credentials=list(snap[3]),
+        _json=None,
+        history=[],
+    )
 
 
 @dataclass(eq=False)

@@ -38,6 +38,8 @@ ENV_KEYS = (
     "ROTATOR_GRAPH_URL",
     "ROTATOR_VAULT_URL",
     "ROTATOR_CA_BUNDLE",
+    "EMULATOR_ADMIN_CLIENT_ID",
+    "EMULATOR_ADMIN_CLIENT_SECRET",
 )
 
 
@@ -87,6 +89,9 @@ class RunningEmulator:
             "ROTATOR_GRAPH_URL": f"{self.base_url}/v1.0",
             "ROTATOR_VAULT_URL": self.base_url,
             "ROTATOR_CA_BUNDLE": str(ca_file),
+            # The tenant administrator, for tests that set the tenant up through Graph.
+            "EMULATOR_ADMIN_CLIENT_ID": self.tenant.admin_app_id,
+            "EMULATOR_ADMIN_CLIENT_SECRET": self.tenant.admin_secret,
         }
 
     @classmethod
@@ -105,6 +110,9 @@ class RunningEmulator:
         ready_timeout: float = 60.0,
         signin_report_lag_seconds: float = DEFAULT_LAG_SECONDS,
         audit_log: bool = True,
+        policy_read: bool = True,
+        removal_propagation_seconds: float | None = None,
+        graph_consistency_seconds: float = 2.0,
     ) -> RunningEmulator:
         """Seed, bind, serve, wait until TLS connections work, then write CA and env file."""
         own_workdir = None
@@ -116,7 +124,15 @@ class RunningEmulator:
         env_file.parent.mkdir(parents=True, exist_ok=True)
         ca_file = env_file.parent / CA_FILE_NAME
 
-        tenant = tenant or seed_tenant(apps, seed, propagation_seconds, audit_log=audit_log)
+        tenant = tenant or seed_tenant(
+            apps,
+            seed,
+            propagation_seconds,
+            audit_log=audit_log,
+            policy_read=policy_read,
+            removal_propagation_seconds=removal_propagation_seconds,
+            graph_consistency_seconds=graph_consistency_seconds,
+        )
         tls = make_tls_material()
         # mkdtemp makes the directory 0700: the server key never sits where others can read.
         secret_dir = Path(tempfile.mkdtemp(prefix="rotator-emulator-tls-"))
@@ -231,6 +247,9 @@ def start_emulator(
     tenant: Tenant | None = None,
     signin_report_lag_seconds: float = DEFAULT_LAG_SECONDS,
     audit_log: bool = True,
+    policy_read: bool = True,
+    removal_propagation_seconds: float | None = None,
+    graph_consistency_seconds: float = 2.0,
 ) -> Iterator[RunningEmulator]:
     emulator = RunningEmulator.start(
         signin_report_lag_seconds=signin_report_lag_seconds,
@@ -243,6 +262,9 @@ def start_emulator(
         env_file=env_file,
         faults=faults,
         tenant=tenant,
+        policy_read=policy_read,
+        removal_propagation_seconds=removal_propagation_seconds,
+        graph_consistency_seconds=graph_consistency_seconds,
     )
     try:
         yield emulator

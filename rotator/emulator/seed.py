@@ -37,13 +37,31 @@ def _uuid(rng: random.Random) -> str:
     return str(uuid.UUID(int=rng.getrandbits(128), version=4))
 
 
-def seed_tenant(apps: int = 20, seed: int = 0, propagation_seconds: float = 0.0,
-                *, audit_log: bool = True) -> Tenant:
+ADMIN_NAME = "tenant-admin"
+
+
+def seed_tenant(
+    apps: int = 20,
+    seed: int = 0,
+    propagation_seconds: float = 0.0,
+    *,
+    audit_log: bool = True,
+    policy_read: bool = True,
+    removal_propagation_seconds: float | None = None,
+    graph_consistency_seconds: float = 2.0,
+) -> Tenant:
     """``audit_log=False`` withholds ``AuditLog.Read.All`` from the rotator's identity,
-    so the credential usage report answers 403 (the fallback to the grace rule)."""
+    so the credential usage report answers 403 (the fallback to the grace rule);
+    ``policy_read=False`` seeds the rotator without ``Policy.Read.All``."""
     # Determinism is the point: same seed, same tenant (live secrets use SystemRandom).
     rng = random.Random(seed)  # noqa: S311
-    tenant = Tenant(_uuid(rng), propagation_seconds=propagation_seconds, seed=seed)
+    tenant = Tenant(
+        _uuid(rng),
+        propagation_seconds=propagation_seconds,
+        removal_propagation_seconds=removal_propagation_seconds,
+        graph_consistency_seconds=graph_consistency_seconds,
+        seed=seed,
+    )
     now = utcnow()
 
     rotator_secret = make_secret_text(rng)
@@ -77,7 +95,41 @@ def seed_tenant(apps: int = 20, seed: int = 0, propagation_seconds: float = 0.0,
     rotator_sp = tenant.sp_by_app_id(rotator.app_id)
     assert rotator_sp is not None
     _bulk(tenant, rng, apps, rotator_sp.id)
+    if policy_read:
+        tenant.grant_app_role(rotator.app_id, GRAPH_APP_ID, "Policy.Read.All")
+    # Seeded after the bulk apps so that adding it left their ids as they were.
+    admin_rng = random.Random(seed ^ 0xAD31)  # noqa: S311
+    admin_secret = make_secret_text(admin_rng)
+    admin = tenant.create_app(
+        ADMIN_NAME,
+        owned_by_rotator=False,
+        secrets=[(admin_secret, now + timedelta(days=365))],
+    )
+    tenant.admin_app_id = admin.app_id
+    tenant.admin_secret = admin_secret
+    for role in ("Application.ReadWrite.All", "Policy.ReadWrite.ApplicationConfiguration"):
+        tenant.grant_app_role(admin.app_id, GRAPH_APP_ID, role)
+    _personal(tenant, admin_rng)
     return tenant
+
+
+# Apps open to personal Microsoft accounts (at most two secrets each), owned by the rotator:
+# (name, signInAudience, end dates of their secrets in days from now).
+PERSONAL_APPS = (
+    ("personal-full-expired", "AzureADandPersonalMicrosoftAccount", (-10.0, 12.0)),
+    ("personal-full-valid", "AzureADandPersonalMicrosoftAccount", (12.0, 200.0)),
+    ("personal-msa-only", "PersonalMicrosoftAccount", (12.0,)),
+)
+
+
+def _personal(tenant: Tenant, rng: random.Random) -> None:
+    now = utcnow()
+    for name, audience, ends in PERSONAL_APPS:
+        tenant.create_app(
+            name,
+            secrets=[(make_secret_text(rng), now + timedelta(days=d)) for d in ends],
+            sign_in_audience=audience,
+        )
 
 
 def _bulk(tenant: Tenant, rng: random.Random, count: int, rotator_sp_id: str) -> None:

@@ -25,10 +25,23 @@ from rotator.emulator.model import (
     KeyCredential,
     PasswordCredential,
     ServicePrincipal,
+    Snapshot,
     Visibility,
+    known_to,
+    snapshot,
     utcnow,
+    view_of,
 )
 from rotator.emulator.pki import cert_thumbprints
+from rotator.emulator.policies import (
+    Policy,
+    Restriction,
+    Restrictions,
+    check_key,
+    check_password,
+    new_default_policy,
+    parse_restrictions,
+)
 from rotator.emulator.timeparse import parse_iso
 from rotator.emulator.vaultstore import VaultStore
 
@@ -43,9 +56,17 @@ GRAPH_ROLES: dict[str, str] = {
     "Application.ReadWrite.OwnedBy": "18a4783c-866b-4cc7-a460-3d5e5662c884",
     "AppRoleAssignment.ReadWrite.All": "06b708a9-e830-4db3-a914-8e69da51d44f",
     "AuditLog.Read.All": "b0afded3-3588-46d8-8b3d-9842eff778da",
+    "Policy.Read.All": "246dd0d5-5bd0-4def-940b-0421030a5b68",
+    "Policy.ReadWrite.ApplicationConfiguration": "be74164b-cff1-491c-8741-e671cb536e13",
 }
+# signInAudience values that include personal Microsoft accounts: such apps hold at most
+# MSA_PASSWORD_LIMIT password credentials.
+PERSONAL_AUDIENCES = frozenset({"AzureADandPersonalMicrosoftAccount", "PersonalMicrosoftAccount"})
+SIGN_IN_AUDIENCES = frozenset(
+    {"AzureADMyOrg", "AzureADMultipleOrgs", *PERSONAL_AUDIENCES}
+)
+MSA_PASSWORD_LIMIT = 2
 DEFAULT_LIFETIME = timedelta(days=730)  # Graph's default when endDateTime is left out
-LIFETIME_POLICY_ID = "00000000-0000-0000-0000-00000000d0c5"
 SECRET_ALPHABET = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.~"
 
 
@@ -64,6 +85,8 @@ class Tenant:
         tenant_id: str,
         *,
         propagation_seconds: float = 0.0,
+        removal_propagation_seconds: float | None = None,
+        graph_consistency_seconds: float = 0.0,
         replicas: int = 4,
         seed: int = 0,
         domain: str = "emulated.onmicrosoft.com",
@@ -71,11 +94,26 @@ class Tenant:
         self.tenant_id = tenant_id
         self.domain = domain
         self.propagation_seconds = propagation_seconds
+        # How long a removed credential still gets tokens on some replicas; None follows
+        # propagation_seconds.
+        self.removal_propagation_seconds = removal_propagation_seconds
         self.replicas = replicas
+        # Directory reads are served by replicas that learn each write after their own
+        # random delay in [0, graph_consistency_seconds].
+        self.graph_consistency_seconds = graph_consistency_seconds
+        # Removed credentials and, per replica, the monotonic time it forgets them.
+        self._ghosts: dict[str, list[tuple[PasswordCredential | KeyCredential, Visibility]]] = {}
         self.lifetime_max_days: int | None = None
         self.vault = VaultStore()
         self.rotator_app_id = ""
         self.rotator_secret = ""
+        # The tenant administrator: Application.ReadWrite.All and
+        # Policy.ReadWrite.ApplicationConfiguration, for tests that set up a tenant.
+        self.admin_app_id = ""
+        self.admin_secret = ""
+        self.default_policy: Policy = new_default_policy()
+        self._policies: dict[str, Policy] = {}
+        self._app_policy: dict[str, str] = {}  # application object id -> policy id
         # Secrets of the walkthrough client apps, by display name (tests log in with them).
         self.scenario_secrets: dict[str, str] = {}
         self._lock = threading.RLock()
@@ -113,6 +151,76 @@ class Tenant:
         return tuple(
             now + self._rng.uniform(0, self.propagation_seconds) for _ in range(self.replicas)
         )
+
+    def _forgetting(self) -> Visibility:
+        bound = self.removal_propagation_seconds
+        if bound is None:
+            bound = self.propagation_seconds
+        if bound <= 0:
+            return ()
+        now = time.monotonic()
+        return tuple(now + self._rng.uniform(0, bound) for _ in range(self.replicas))
+
+    def _bury(self, app: Application, creds: Iterable[PasswordCredential | KeyCredential]
+              ) -> None:
+        """Removed credentials linger on the token replicas that have not heard yet."""
+        gone = self._forgetting()
+        if not gone:
+            return
+        now = time.monotonic()
+        kept = [(c, g) for c, g in self._ghosts.get(app.id, []) if max(g) > now]
+        kept += [(c, gone) for c in creds]
+        self._ghosts[app.id] = kept
+
+    def lingering(self, app: Application, replica: int
+                  ) -> list[PasswordCredential | KeyCredential]:
+        """Removed credentials the given token replica still accepts."""
+        now = time.monotonic()
+        with self._lock:
+            return [c for c, gone in self._ghosts.get(app.id, [])
+                    if now < gone[replica % len(gone)]]
+
+    def _read_lag(self) -> Visibility:
+        bound = self.graph_consistency_seconds
+        if bound <= 0:
+            return ()
+        now = time.monotonic()
+        return tuple(now + self._rng.uniform(0, bound) for _ in range(self.replicas))
+
+    def _written(self, app: Application, before: Snapshot | None) -> None:
+        """Record a directory write for the read replicas (``before``: the app as it was)."""
+        app.changed()
+        lag = self._read_lag()
+        if not lag and not app.history:
+            return
+        if not app.history and before is not None:
+            app.history.append(((), before))
+        app.history.append((lag, snapshot(app)))
+        now = time.monotonic()
+        # Entries older than one every replica has learned can no longer be served.
+        for index in range(len(app.history) - 1, 0, -1):
+            times = app.history[index][0]
+            if not times or max(times) <= now:
+                del app.history[:index]
+                break
+
+    def _written_everywhere(self, app: Application) -> None:
+        """A test helper's write: every read replica knows it at once."""
+        app.changed()
+        if app.history:
+            app.history.append(((), snapshot(app)))
+
+    def read_view(self, app: Application, replica: int | None = None) -> Application | None:
+        """The app as one read replica knows it; ``None`` while it knows nothing of it."""
+        with self._lock:
+            if not app.history:
+                return app
+            if replica is None:
+                replica = self._rng.randrange(self.replicas)
+            for times, snap in reversed(app.history):
+                if known_to(times, replica):
+                    return view_of(app, snap)
+            return None
 
     def pick_replica(self) -> int:
         with self._lock:
@@ -230,6 +338,8 @@ class Tenant:
         service_principal: bool = True,
         identifier_uris: Sequence[str] = (),
         app_roles: Sequence[AppRole] = (),
+        sign_in_audience: str = "AzureADMyOrg",
+        lagged: bool = False,
     ) -> Application:
         """Test and seed helper: credentials given here are known to every replica at once."""
         with self._lock:
@@ -240,6 +350,7 @@ class Tenant:
                 created=utcnow(),
                 identifier_uris=list(identifier_uris),
                 app_roles=list(app_roles),
+                sign_in_audience=sign_in_audience,
             )
             self.insert_app(app)
             owner_ids = set(owners)
@@ -254,6 +365,11 @@ class Tenant:
                 self.add_certificate(app.id, der)
             if service_principal:
                 self.create_service_principal(app.app_id)
+            if lagged:
+                # Created through Graph: read replicas learn of the new app late too.
+                lag = self._read_lag()
+                if lag:
+                    app.history.append((lag, snapshot(app)))
             return app
 
     def add_secret(
@@ -277,7 +393,7 @@ class Tenant:
                 visible_at=self._visibility() if propagate else (),
             )
             app.password_credentials.append(cred)
-            app.changed()
+            self._written_everywhere(app)
             return cred
 
     def add_certificate(
@@ -296,7 +412,7 @@ class Tenant:
             if not propagate:
                 cred.visible_at = ()
             app.key_credentials.append(cred)
-            app.changed()
+            self._written_everywhere(app)
             return cred
 
     def make_key_credential(
@@ -367,15 +483,91 @@ class Tenant:
 
     # ------------------------------------------------------------------ Graph operations
 
-    def check_lifetime(self, start: datetime, end: datetime) -> None:
-        max_days = self.lifetime_max_days
-        if max_days is not None and end - start > timedelta(days=max_days):
-            raise GraphError(
-                400,
-                "CredentialInvalidLifetimeAsPerAppPolicy",
-                "Credential lifetime exceeds the max value allowed as per assigned policy "
-                f"'{LIFETIME_POLICY_ID}'. The maximum allowed lifetime is {max_days} days.",
+    # ------------------------------------------------------------------ app management policies
+
+    def effective_policy(self, app: Application) -> Policy | None:
+        """The app's own enabled policy, else the tenant default when it is enabled."""
+        with self._lock:
+            own = self._policies.get(self._app_policy.get(app.id, ""))
+            if own is not None and own.is_enabled:
+                return own
+            return self.default_policy if self.default_policy.is_enabled else None
+
+    def create_policy(
+        self, display_name: str, description: str, is_enabled: bool, restrictions: object
+    ) -> Policy:
+        parsed = parse_restrictions(restrictions)
+        with self._lock:
+            policy = Policy(self.new_uuid(), display_name, description, is_enabled, parsed)
+            self._policies[policy.id] = policy
+            return policy
+
+    def policy(self, policy_id: str) -> Policy:
+        with self._lock:
+            found = self._policies.get(policy_id.lower())
+            if found is None:
+                raise graph_not_found(policy_id)
+            return found
+
+    def policies(self) -> list[Policy]:
+        with self._lock:
+            return list(self._policies.values())
+
+    def update_default_policy(self, body: dict[str, object]) -> None:
+        with self._lock:
+            policy = self.default_policy
+            if "applicationRestrictions" in body:
+                policy.restrictions = parse_restrictions(body["applicationRestrictions"])
+            if isinstance(body.get("isEnabled"), bool):
+                policy.is_enabled = bool(body["isEnabled"])
+            for key, attr in (("displayName", "display_name"), ("description", "description")):
+                if isinstance(body.get(key), str):
+                    setattr(policy, attr, body[key])
+
+    def assign_policy(self, object_id: str, policy_id: str) -> None:
+        """An app holds at most one policy; assigning a second one is refused like Graph."""
+        with self._lock:
+            app = self.find_app(object_id=object_id)
+            policy = self.policy(policy_id)
+            current = self._app_policy.get(app.id)
+            if current is not None and current != policy.id:
+                raise GraphError(
+                    400,
+                    "Request_BadRequest",
+                    "An app management policy is already assigned to the application; "
+                    "remove it before assigning another.",
+                )
+            self._app_policy[app.id] = policy.id
+
+    def policies_of(self, object_id: str) -> list[Policy]:
+        with self._lock:
+            app = self.find_app(object_id=object_id)
+            found = self._policies.get(self._app_policy.get(app.id, ""))
+            return [found] if found is not None else []
+
+    def set_lifetime_policy(self, max_days: int | None) -> None:
+        """Shortcut: the tenant default limits secrets and certificates to ``max_days``."""
+        with self._lock:
+            self.lifetime_max_days = max_days
+            policy = self.default_policy
+            if max_days is None:
+                policy.restrictions = Restrictions()
+                policy.is_enabled = False
+                return
+            text = f"P{max_days}D"
+            policy.restrictions = Restrictions(
+                [Restriction("passwordLifetime", timedelta(days=max_days), text)],
+                [Restriction("asymmetricKeyLifetime", timedelta(days=max_days), text)],
             )
+            policy.is_enabled = True
+
+    def check_lifetime(self, app: Application, start: datetime, end: datetime,
+                       *, password: bool) -> None:
+        policy = self.effective_policy(app)
+        if password:
+            check_password(policy, app.created, start, end)
+        else:
+            check_key(policy, app.created, start, end)
 
     def add_password(
         self,
@@ -386,9 +578,21 @@ class Tenant:
     ) -> PasswordCredential:
         with self._lock:
             app = self.find_app(object_id=object_id)
+            before = snapshot(app)
             start = start or utcnow()
             end = end or start + DEFAULT_LIFETIME
-            self.check_lifetime(start, end)
+            self.check_lifetime(app, start, end, password=True)
+            if (app.sign_in_audience in PERSONAL_AUDIENCES
+                    and len(app.password_credentials) >= MSA_PASSWORD_LIMIT):
+                raise GraphError(
+                    400,
+                    "TooManyPasswordCredentials",
+                    f"The application already has {len(app.password_credentials)} password "
+                    f"credentials; applications whose signInAudience is "
+                    f"'{app.sign_in_audience}' can have at most {MSA_PASSWORD_LIMIT}.",
+                    details=[{"code": "TooManyPasswordCredentials",
+                              "target": "passwordCredentials"}],
+                )
             cred = PasswordCredential(
                 key_id=self.new_uuid(),
                 display_name=display_name,
@@ -398,7 +602,7 @@ class Tenant:
                 visible_at=self._visibility(),
             )
             app.password_credentials.append(cred)
-            app.changed()
+            self._written(app, before)
             return cred
 
     def remove_password(self, object_id: str, key_id: str) -> None:
@@ -411,15 +615,18 @@ class Tenant:
                     "Request_ResourceNotFound",
                     f"No password credential found with keyId '{key_id}'.",
                 )
+            self._bury(app, [c for c in app.password_credentials if c not in kept])
+            before = snapshot(app)
             app.password_credentials = kept
-            app.changed()
+            self._written(app, before)
 
     def add_key(self, object_id: str, cred: KeyCredential) -> KeyCredential:
         with self._lock:
             app = self.find_app(object_id=object_id)
-            self.check_lifetime(cred.start, cred.end)
+            self.check_lifetime(app, cred.start, cred.end, password=False)
+            before = snapshot(app)
             app.key_credentials.append(cred)
-            app.changed()
+            self._written(app, before)
             return cred
 
     def remove_key(self, object_id: str, key_id: str) -> None:
@@ -432,8 +639,10 @@ class Tenant:
                     "Request_ResourceNotFound",
                     f"No key credential found with keyId '{key_id}'.",
                 )
+            self._bury(app, [c for c in app.key_credentials if c not in kept])
+            before = snapshot(app)
             app.key_credentials = kept
-            app.changed()
+            self._written(app, before)
 
     def replace_key_credentials(self, object_id: str, entries: list[dict[str, object]]) -> None:
         """PATCH semantics: the list replaces the old one; known keyIds may omit ``key``."""
@@ -472,16 +681,36 @@ class Tenant:
                     usage=str(entry.get("usage") or "Verify"),
                     key_type=str(entry.get("type") or "AsymmetricX509Cert"),
                 )
-                self.check_lifetime(cred.start, cred.end)
+                self.check_lifetime(app, cred.start, cred.end, password=False)
                 new.append(cred)
+            self._bury(app, [c for c in app.key_credentials if c not in new])
+            before = snapshot(app)
             app.key_credentials = new
-            app.changed()
+            self._written(app, before)
+
+    def set_sign_in_audience(self, object_id: str, audience: str) -> None:
+        with self._lock:
+            app = self.find_app(object_id=object_id)
+            if audience not in SIGN_IN_AUDIENCES:
+                raise GraphError(
+                    400, "Request_BadRequest",
+                    f"Invalid value specified for property 'signInAudience': '{audience}'.")
+            if (audience in PERSONAL_AUDIENCES
+                    and len(app.password_credentials) > MSA_PASSWORD_LIMIT):
+                raise GraphError(
+                    400, "Request_BadRequest",
+                    f"Applications whose signInAudience is '{audience}' can have at most "
+                    f"{MSA_PASSWORD_LIMIT} password credentials.")
+            before = snapshot(app)
+            app.sign_in_audience = audience
+            self._written(app, before)
 
     def rename_app(self, object_id: str, display_name: str) -> None:
         with self._lock:
             app = self.find_app(object_id=object_id)
+            before = snapshot(app)
             app.display_name = display_name
-            app.changed()
+            self._written(app, before)
 
     def delete_app(self, object_id: str) -> None:
         with self._lock:
@@ -592,6 +821,20 @@ class Tenant:
                 }
             )
 
+    def revoke_app_role(self, client_app_id: str, resource_app_id: str, role_value: str) -> None:
+        """Take a granted app role away (tokens issued afterwards lack it)."""
+        with self._lock:
+            client = self._sps_by_app_id.get(client_app_id)
+            resource = self._sps_by_app_id.get(resource_app_id)
+            if client is None or resource is None:
+                raise KeyError("both apps need a service principal")
+            role_ids = {r.id for r in self.app_roles_of(resource) if r.value == role_value}
+            self._assignments = [
+                a for a in self._assignments
+                if not (a.principal_id == client.id and a.resource_id == resource.id
+                        and a.app_role_id in role_ids)
+            ]
+
     def grant_vault_access(self, app_id: str) -> None:
         with self._lock:
             self._vault_access.add(app_id)
@@ -599,10 +842,6 @@ class Tenant:
     def has_vault_access(self, app_id: str) -> bool:
         with self._lock:
             return app_id in self._vault_access
-
-    def set_lifetime_policy(self, max_days: int | None) -> None:
-        with self._lock:
-            self.lifetime_max_days = max_days
 
     def resolve_resource(self, resource: str) -> ServicePrincipal | None:
         """The service principal a ``{resource}/.default`` scope names, as Entra resolves it."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 import logging
 import time
 from datetime import UTC, datetime
@@ -227,6 +228,17 @@ def _check_secret(
     state: EmulatorState, app: Application, secret: str, replica: int
 ) -> PasswordCredential:
     cred = state.tenant.match_secret(app, secret)
+    if cred is None:
+        # Removal propagates too: a replica that has not heard of it still accepts it.
+        cred = next(
+            (
+                c
+                for c in state.tenant.lingering(app, replica)
+                if isinstance(c, PasswordCredential)
+                and hmac.compare_digest(c.secret_text.encode(), secret.encode())
+            ),
+            None,
+        )
     # A secret the chosen replica has not heard of yet looks exactly like a wrong one.
     if cred is None or not known_to(cred.visible_at, replica) or cred.start > utcnow():
         raise AadError(
@@ -275,7 +287,9 @@ def _check_assertion(
         )
     x5t, x5t_s256 = jws.x5t, jws.x5t_s256
     shown = (x5t or x5t_s256 or b"").hex().upper()
-    with_keys = list(app.key_credentials)
+    with_keys = list(app.key_credentials) + [
+        k for k in state.tenant.lingering(app, replica) if isinstance(k, KeyCredential)
+    ]
     cred = next(
         (
             k

@@ -50,10 +50,43 @@ def _challenge(state: EmulatorState) -> dict[str, str]:
     }
 
 
+MAX_VALUE_BYTES = 25 * 1024
+MAX_TAGS = 15
+MAX_CONTENT_TYPE = 255
+
+
+def check_limits(value: str | None, content_type: object, tags: object) -> None:
+    """Key Vault's service limits on one secret version (400 ``BadParameter``)."""
+    if value is not None and len(value.encode()) > MAX_VALUE_BYTES:
+        raise VaultError(
+            400,
+            "BadParameter",
+            f"The secret value is {len(value.encode())} bytes; the maximum allowed size is "
+            f"{MAX_VALUE_BYTES} bytes (25 KB).",
+        )
+    if isinstance(content_type, str) and len(content_type) > MAX_CONTENT_TYPE:
+        raise VaultError(
+            400,
+            "BadParameter",
+            f"Property 'contentType' is {len(content_type)} characters long; the maximum "
+            f"length is {MAX_CONTENT_TYPE}.",
+        )
+    if isinstance(tags, dict) and len(tags) > MAX_TAGS:
+        raise VaultError(
+            400,
+            "BadParameter",
+            f"The secret has {len(tags)} tags; at most {MAX_TAGS} tags are allowed.",
+        )
+
+
 def vault_route(name: str) -> Callable[[Handler], Handler]:
     def decorate(handler: Handler) -> Handler:
         async def run(request: Request) -> Response:
             try:
+                if not request.query_params.get("api-version"):
+                    raise VaultError(
+                        400, "BadParameter", "The 'api-version' query parameter is missing."
+                    )
                 return await handler(request)
             except VaultError as exc:
                 return vault_error_response(exc.status, exc.code, exc.message, exc.inner)
@@ -189,6 +222,7 @@ async def set_secret(request: Request) -> Response:
     value = body.get("value")
     if not isinstance(value, str):
         raise VaultError(400, "BadParameter", "Property 'value' is required.")
+    check_limits(value, body.get("contentType"), body.get("tags"))
     attrs = body.get("attributes") or {}
     try:
         version = state.tenant.vault.set(
@@ -223,6 +257,7 @@ async def update_secret(request: Request) -> Response:
     authorize(request, "writeSecret/action")
     state = _state(request)
     body = await _body(request)
+    check_limits(None, body.get("contentType"), body.get("tags"))
     attrs = body.get("attributes") or {}
     version = state.tenant.vault.update(
         request.path_params["name"],

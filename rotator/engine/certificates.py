@@ -118,7 +118,12 @@ async def patch_key_credentials(
             first = await deps.directory.list_key_credentials(object_id)
             if _already(first, add, remove):
                 return
+            # Reads lag writes: a list read right after a write (ours or anyone's) may miss
+            # it, and writing that list back would undo it. Read again after the lag.
+            await deps.sleep(deps.read_settle_seconds)
             current = await deps.directory.list_key_credentials(object_id)
+            if _already(current, add, remove):
+                return
             if key_ids(current) != key_ids(first):
                 log.info("key credentials changed while reading; reading again",
                          object_id=object_id)

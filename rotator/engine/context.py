@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from rotator.domain.credentials import AppRegistration
 from rotator.domain.records import AuditNote, AuditOutcome
 from rotator.domain.rotation import Rotation
 from rotator.domain.states import RotationState
@@ -120,6 +121,10 @@ class EngineDeps:
     verify_timing: VerifyTiming = field(default_factory=VerifyTiming)
     # Transient failures of one step before a rotation that has not promoted gives up.
     max_step_attempts: int = 8
+    # Graph serves reads from replicas that learn writes late: an absence is believed only
+    # when reads this far apart agree (longer than the lag the directory usually shows).
+    read_settle_seconds: float = 3.0
+    read_settle_rounds: int = 3
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
     rng: random.Random = field(default_factory=random.Random)
     on_progress: Callable[[str], None] | None = None
@@ -147,6 +152,26 @@ class EngineDeps:
             self.on_status(message)
         elif self.on_progress is not None:
             self.on_progress(message)
+
+
+async def read_app_settled(
+    deps: EngineDeps, rotation: Rotation, until: Callable[[AppRegistration | None], bool]
+) -> AppRegistration | None:
+    """Read the app until ``until`` holds, or until reads spread over the settle time say
+    the same; a missing credential or app is concluded from that, never from one read.
+    The rotation's lease is renewed around each wait so no other replica takes it over."""
+    app = await deps.directory.get_application(rotation.app_id)
+    for _ in range(deps.read_settle_rounds - 1):
+        if until(app):
+            return app
+        log.info("a read does not show what was expected yet; reading again",
+                 app_id=rotation.app_id, rotation_id=rotation.id,
+                 wait_seconds=deps.read_settle_seconds)
+        renew_lease(deps, rotation)
+        await deps.sleep(min(deps.read_settle_seconds, deps.lease_seconds / 2))
+        renew_lease(deps, rotation)
+        app = await deps.directory.get_application(rotation.app_id)
+    return app
 
 
 class StepRetry(Exception):

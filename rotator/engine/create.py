@@ -17,6 +17,8 @@ import contextlib
 from datetime import timedelta
 
 from rotator import certificate_material as certs
+from rotator.domain.app_management import cap_lifetime
+from rotator.domain.certificates import CERT_BACKDATE
 from rotator.domain.credentials import AppRegistration, Credential, CredentialKind
 from rotator.domain.records import AuditOutcome
 from rotator.domain.rotation import (
@@ -26,13 +28,30 @@ from rotator.domain.rotation import (
     rotation_id_from_display_name,
 )
 from rotator.domain.states import RotationState
+from rotator.domain.vault_limits import vault_problems
 from rotator.engine.certificates import (
     held_consumer_certificate,
     material_of,
     register_certificate,
     remove_certificate,
 )
-from rotator.engine.context import EngineDeps, StepFailed, log, record, step_error
+from rotator.engine.context import (
+    EngineDeps,
+    StepFailed,
+    log,
+    read_app_settled,
+    record,
+    step_error,
+)
+from rotator.engine.promote import consumer_tags
+from rotator.engine.tenant_policy import (
+    LifetimeCap,
+    add_password_within_policy,
+    blocked_message,
+    make_room_for_a_secret,
+    read_restrictions,
+    refusal_of_type,
+)
 from rotator.ports import DirectoryError, SecretStoreError, StoredSecret
 
 STAGING_CONTENT_TYPE = "text/plain"
@@ -60,6 +79,28 @@ def certificate_staging_tags(rotation: Rotation, thumbprint: str) -> dict[str, s
     }
 
 
+_PLACEHOLDER_KEY_ID = "00000000-0000-0000-0000-000000000000"
+
+
+def refuse_what_the_vault_cannot_store(
+    rotation: Rotation, *, value_bytes: int | None, content_type: str,
+    staging: dict[str, str], thumbprint: str | None = None,
+) -> None:
+    """Stop before any Graph write when Key Vault could not hold the staging or the
+    consumer version (their tags are known up to the new key id, whose size is fixed)."""
+    consumer = consumer_tags(rotation.with_changes(
+        rotation.updated_at, new_key_id=_PLACEHOLDER_KEY_ID, thumbprint=thumbprint))
+    problems = (
+        vault_problems(value_bytes=value_bytes, content_type=content_type, tags=staging,
+                       what=f"the staging secret {rotation.staging_secret_name}")
+        + vault_problems(value_bytes=value_bytes, content_type=content_type, tags=consumer,
+                         what=f"the secret {rotation.secret_name}")
+    )
+    if problems:
+        raise StepFailed("Key Vault could not store the new credential, so rotator created "
+                         "nothing: " + "; ".join(dict.fromkeys(problems)))
+
+
 async def create_and_stage(deps: EngineDeps, rotation: Rotation) -> Rotation:
     if rotation.state is RotationState.CREATING:
         rotation = await resume_creating(deps, rotation)
@@ -70,18 +111,35 @@ async def create_and_stage(deps: EngineDeps, rotation: Rotation) -> Rotation:
     policy = deps.app_policy(rotation.app_id)
     if policy is None:
         raise StepFailed("the app was taken out of the policy file before its secret was created")
+    restrictions = await read_restrictions(deps, rotation)
+    if restrictions is not None and restrictions.password_addition_blocked:
+        raise StepFailed(blocked_message(restrictions.describe()))
+    refuse_what_the_vault_cannot_store(
+        rotation, value_bytes=None, content_type=STAGING_CONTENT_TYPE,
+        staging=staging_tags(rotation, _PLACEHOLDER_KEY_ID))
+    rotation = await make_room_for_a_secret(deps, rotation)
     now = deps.now()
-    end = now + timedelta(days=policy.lifetime_days)
+    wanted = timedelta(days=policy.lifetime_days)
+    cap: LifetimeCap | None = None
+    lifetime = cap_lifetime(wanted, restrictions.password_max_lifetime if restrictions else None)
+    if restrictions is not None and lifetime < wanted:
+        cap = LifetimeCap(restrictions.policy_id, wanted, lifetime, "read")
+    end = now + lifetime
     creating = record(
         deps, rotation, rotation.advance(RotationState.CREATING, now),
-        step="create", message="creating a new client secret", outcome=AuditOutcome.INFO,
+        step="create",
+        message="creating a new client secret"
+        + (f"; {cap.message(restrictions.source if restrictions else None)}" if cap else ""),
+        outcome=AuditOutcome.INFO, details=cap.details() if cap else None,
     )
     try:
-        new = await deps.directory.add_password(
-            creating.object_id, credential_display_name(creating.id), end
+        new, refused_cap = await add_password_within_policy(
+            deps, creating, credential_display_name(creating.id), now, lifetime
         )
     except DirectoryError as exc:
-        raise step_error(exc) from None
+        raise (refusal_of_type(exc) or step_error(exc)) from None
+    cap = refused_cap or cap
+    end = now + (refused_cap.allowed if refused_cap else lifetime)
     try:
         staged = await deps.vault(creating).set_secret(
             creating.staging_secret_name,
@@ -103,8 +161,10 @@ async def create_and_stage(deps: EngineDeps, rotation: Rotation) -> Rotation:
             staging_version=staged.version, attempts=0, last_error=None, next_attempt_at=None,
         ),
         step="stage",
-        message=f"new secret {new.key_id} (hint {new.hint or '?'}) created and staged",
-        details={"new_key_id": new.key_id, "staging_version": staged.version},
+        message=f"new secret {new.key_id} (hint {new.hint or '?'}) created and staged"
+        + (f"; {cap.message()}" if cap else ""),
+        details={"new_key_id": new.key_id, "staging_version": staged.version,
+                 **(cap.details() if cap else {})},
     )
 
 
@@ -120,8 +180,14 @@ async def resume_creating(deps: EngineDeps, rotation: Rotation) -> Rotation:
     if rotation.kind is CredentialKind.CERTIFICATE:
         return await _resume_creating_certificate(deps, rotation)
     try:
-        app = await deps.directory.get_application(rotation.app_id)
         staged = await find_staged(deps, rotation)
+        keep_id = staged.tags.get("key_id") if staged is not None else None
+        # What it created may not show in the first read: settle before concluding.
+        app = await read_app_settled(
+            deps, rotation,
+            lambda a: a is not None and any(
+                rotation_id_from_display_name(c.display_name) == rotation.id
+                and (keep_id is None or c.key_id == keep_id) for c in a.credentials))
     except (DirectoryError, SecretStoreError) as exc:
         raise step_error(exc) from None
     if app is None:
@@ -170,15 +236,27 @@ async def _create_certificate(deps: EngineDeps, rotation: Rotation) -> Rotation:
     if policy is None:
         raise StepFailed("the app was taken out of the policy file before its certificate "
                          "was created")
+    restrictions = await read_restrictions(deps, rotation)
     now = deps.now()
+    wanted = timedelta(days=policy.lifetime_days)
+    lifetime = cap_lifetime(wanted, restrictions.key_max_lifetime if restrictions else None)
+    cap = (LifetimeCap(restrictions.policy_id, wanted, lifetime, "read")
+           if restrictions is not None and lifetime < wanted else None)
+    # The certificate is valid from a little before now; a capped lifetime counts that too.
+    not_after = now + (lifetime - CERT_BACKDATE if cap is not None else lifetime)
+    material = certs.generate(str(policy.key_type), policy.certificate_subject, now, not_after)
+    value, content_type = certs.bundle(material, str(policy.key_vault_format))
+    refuse_what_the_vault_cannot_store(
+        rotation, value_bytes=len(value.reveal().encode()), content_type=content_type,
+        staging=certificate_staging_tags(rotation, material.thumbprint),
+        thumbprint=material.thumbprint)
     creating = record(
         deps, rotation, rotation.advance(RotationState.CREATING, now),
-        step="create", message=f"creating a new {policy.key_type} certificate",
-        outcome=AuditOutcome.INFO,
+        step="create",
+        message=f"creating a new {policy.key_type} certificate"
+        + (f"; {cap.message(restrictions.source if restrictions else None)}" if cap else ""),
+        outcome=AuditOutcome.INFO, details=cap.details() if cap else None,
     )
-    material = certs.generate(str(policy.key_type), policy.certificate_subject, now,
-                              now + timedelta(days=policy.lifetime_days))
-    value, content_type = certs.bundle(material, str(policy.key_vault_format))
     try:
         staged = await deps.vault(creating).set_secret(
             creating.staging_secret_name, value, content_type=content_type,
@@ -244,17 +322,21 @@ async def _resume_creating_certificate(deps: EngineDeps, rotation: Rotation) -> 
       world may disagree): nobody holds its key, so remove it and start over.
     """
     try:
-        app = await deps.directory.get_application(rotation.app_id)
         found = await find_staged(deps, rotation)
         staged = (await deps.vault(rotation).get_secret(rotation.staging_secret_name,
                                                         found.version)
                   if found is not None else None)
+        material = material_of(staged)
+        thumb = material.thumbprint if material is not None else None
+        # Registering again what a lagging read does not show would duplicate it.
+        app = await read_app_settled(
+            deps, rotation,
+            lambda a: a is not None and (thumb is None or any(
+                c.thumbprint == thumb for c in a.of_kind(CredentialKind.CERTIFICATE))))
     except (DirectoryError, SecretStoreError) as exc:
         raise step_error(exc) from None
     if app is None:
         raise StepFailed(f"app {rotation.app_id} no longer exists in the tenant")
-    material = material_of(staged)
-    thumb = material.thumbprint if material is not None else None
     ours = _ours(app, rotation, thumb)
     keep = next((c for c in ours if thumb is not None and c.thumbprint == thumb), None)
     held = await held_consumer_certificate(deps, rotation, app)

@@ -21,7 +21,15 @@ from rotator.domain.retirement import RetireRule, held_kind, judge_usage
 from rotator.domain.rotation import Rotation, rotation_id_from_display_name
 from rotator.domain.states import RotationState
 from rotator.engine.certificates import material_of, remove_certificate
-from rotator.engine.context import EngineDeps, StepFailed, log, record, step_error
+from rotator.engine.context import (
+    EngineDeps,
+    StepFailed,
+    StepRetry,
+    log,
+    read_app_settled,
+    record,
+    step_error,
+)
 from rotator.engine.hooks import notify
 from rotator.ports import DirectoryError, SecretStoreError, UsageReportUnavailable
 
@@ -48,13 +56,20 @@ async def retire(deps: EngineDeps, rotation: Rotation, *, retire_now: bool = Fal
                 message="nothing to retire (no superseded credential)" + _strays_note(strays),
             )
         assert rotation.new_key_id is not None
+        old_key, new_key = rotation.old_key_id, rotation.new_key_id
         try:
-            app = await deps.directory.get_application(rotation.app_id)
+            app = await read_app_settled(
+                deps, rotation,
+                lambda a: a is not None and a.credential(old_key) is not None
+                and a.credential(new_key) is not None)
             consumer = await deps.vault(rotation).get_secret(rotation.secret_name)
         except (DirectoryError, SecretStoreError) as exc:
             raise step_error(exc) from None
         if app is None:
             raise StepFailed(f"app {rotation.app_id} no longer exists in the tenant")
+        if app.credential(new_key) is None and app.credential(old_key) is not None:
+            # Verified and promoted, so it exists: the directory's reads have not caught up.
+            raise StepRetry(f"the directory does not show the new credential {new_key} yet")
         if app.credential(rotation.old_key_id) is None:
             strays = await _remove_strays(deps, rotation)
             return record(
@@ -215,7 +230,13 @@ async def _read_app(deps: EngineDeps, rotation: Rotation) -> AppRegistration | N
 
 async def _remove_old(deps: EngineDeps, rotation: Rotation, old_key_id: str) -> str:
     """Remove by the old credential's own kind (a kind switch retires a secret too)."""
-    app = await _read_app(deps, rotation)
+    # "Already gone" only from reads that settled: one lagging read proves nothing.
+    try:
+        app = await read_app_settled(
+            deps, rotation,
+            lambda a: a is not None and a.credential(old_key_id) is not None)
+    except DirectoryError as exc:
+        raise step_error(exc) from None
     old = app.credential(old_key_id) if app is not None else None
     if old is None:
         return "already gone"

@@ -12,7 +12,7 @@ from rotator.domain.records import AuditOutcome
 from rotator.domain.rotation import Rotation, rotation_id_from_display_name
 from rotator.domain.states import RotationState
 from rotator.engine.certificates import material_of, remove_certificate
-from rotator.engine.context import EngineDeps, log, record, step_error
+from rotator.engine.context import EngineDeps, log, read_app_settled, record, step_error
 from rotator.ports import DirectoryError, SecretStoreError
 
 
@@ -26,7 +26,11 @@ async def begin_rollback(deps: EngineDeps, rotation: Rotation, reason: str) -> R
 
 async def roll_back(deps: EngineDeps, rotation: Rotation) -> Rotation:
     try:
-        app = await deps.directory.get_application(rotation.app_id)
+        # What it created may not show in the first read yet: settle before concluding.
+        app = await read_app_settled(
+            deps, rotation,
+            lambda a: a is not None and (
+                rotation.new_key_id is None or a.credential(rotation.new_key_id) is not None))
     except DirectoryError as exc:
         raise step_error(exc) from None
     removed: list[str] = []
@@ -52,6 +56,16 @@ async def roll_back(deps: EngineDeps, rotation: Rotation) -> Rotation:
                     except DirectoryError as exc:
                         raise step_error(exc) from None
                 removed.append(cred.key_id)
+    if (rotation.kind is CredentialKind.SECRET and rotation.new_key_id is not None
+            and rotation.new_key_id not in removed
+            and rotation.new_key_id != rotation.old_key_id):
+        # Not shown by any read, yet recorded as created: remove it anyway (a secret that
+        # is already gone makes removePassword a no-op).
+        try:
+            await deps.directory.remove_password(rotation.object_id, rotation.new_key_id)
+        except DirectoryError as exc:
+            raise step_error(exc) from None
+        removed.append(rotation.new_key_id)
     if staging_version is not None:
         try:
             await deps.vault(rotation).disable_version(

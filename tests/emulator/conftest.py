@@ -31,6 +31,16 @@ def _reset(emu: RunningEmulator) -> None:
     defaults = Faults()
     emu.faults.update(defaults.to_json())
     emu.tenant.set_lifetime_policy(None)
+    emu.tenant.graph_consistency_seconds = GRAPH_CONSISTENCY_SECONDS
+
+
+GRAPH_CONSISTENCY_SECONDS = 2.0  # the emulator's default: reads may lag writes
+
+
+@pytest.fixture
+def consistent_reads(emu: RunningEmulator) -> None:
+    """For tests that read back what they just wrote to check the write itself."""
+    emu.tenant.graph_consistency_seconds = 0
 
 
 @pytest.fixture

@@ -50,6 +50,18 @@ def rotator_credential(emu: RunningEmulator) -> Any:
     )
 
 
+def admin_credential(emu: RunningEmulator) -> Any:
+    """The seeded tenant administrator (Application.ReadWrite.All, Policy.ReadWrite...)."""
+    env = emu.env
+    return sdk_clients.async_secret_credential(
+        env["AZURE_TENANT_ID"],
+        env["EMULATOR_ADMIN_CLIENT_ID"],
+        env["EMULATOR_ADMIN_CLIENT_SECRET"],
+        authority_host=env["ROTATOR_AUTHORITY_HOST"],
+        ca_bundle=env["ROTATOR_CA_BUNDLE"],
+    )
+
+
 @dataclass
 class Cert:
     key: rsa.RSAPrivateKey

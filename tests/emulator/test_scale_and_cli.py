@@ -44,7 +44,9 @@ def test_hundred_thousand_apps_seed_and_page(tmp_path: Path) -> None:
                     len(a["passwordCredentials"]) + len(a["keyCredentials"]) for a in page["value"]
                 )
                 url = page.get("@odata.nextLink")
-    assert seen == 100_004  # the rotator, the web API and its two clients, plus the seeded apps
+    # The rotator, the web API and its two clients, the tenant admin, three apps open to
+    # personal accounts, plus the seeded apps.
+    assert seen == 100_008
     assert credentials > 200_000
 
 
@@ -98,6 +100,8 @@ async def test_cli_runs_until_sigterm(tmp_path: Path) -> None:
             "ROTATOR_GRAPH_URL",
             "ROTATOR_VAULT_URL",
             "ROTATOR_CA_BUNDLE",
+            "EMULATOR_ADMIN_CLIENT_ID",
+            "EMULATOR_ADMIN_CLIENT_SECRET",
         ]
         assert Path(env["ROTATOR_CA_BUNDLE"]).parent == tmp_path
         async with sdk_clients.async_secret_credential(
@@ -111,10 +115,13 @@ async def test_cli_runs_until_sigterm(tmp_path: Path) -> None:
                 cred, graph_url=env["ROTATOR_GRAPH_URL"], ca_bundle=env["ROTATOR_CA_BUNDLE"]
             )
             page = await graph.applications.get()
-        assert len(page.value) == 9
+        # 5 seeded, the rotator, 3 walkthrough apps, the admin, 3 open to personal accounts.
+        assert len(page.value) == 13
     finally:
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
     assert "AZURE_CLIENT_SECRET=***" in out
     assert env["AZURE_CLIENT_SECRET"] not in out + err
+    assert "EMULATOR_ADMIN_CLIENT_SECRET=***" in out
+    assert env["EMULATOR_ADMIN_CLIENT_SECRET"] not in out + err

@@ -38,7 +38,8 @@ def test_sync_secret_credential_gets_graph_token(emu: RunningEmulator) -> None:
     assert claims["appid"] == claims["azp"] == emu.env["AZURE_CLIENT_ID"]
     assert claims["tid"] == emu.tenant.tenant_id
     assert claims["appidacr"] == "1"
-    assert claims["roles"] == ["Application.ReadWrite.OwnedBy", "AuditLog.Read.All"]
+    assert claims["roles"] == ["Application.ReadWrite.OwnedBy", "AuditLog.Read.All",
+                              "Policy.Read.All"]
     rotator_sp = emu.tenant.sp_by_app_id(emu.env["AZURE_CLIENT_ID"])
     assert rotator_sp is not None and claims["oid"] == rotator_sp.id
 
@@ -220,3 +221,24 @@ def test_propagation_delay(tmp_path) -> None:  # type: ignore[no-untyped-def]
             assert late == [200] * 12
             body = token_for(http, emu, app.app_id, "x" + cred.secret_text, GRAPH).json()
             assert body["error_codes"] == [7000215]
+
+
+def test_a_removed_secret_lingers_on_replicas_for_the_removal_lag(
+    emu: RunningEmulator, http: httpx.Client
+) -> None:
+    end = datetime.now(UTC) + timedelta(days=30)
+    kept = emu.tenant.create_app("lingering", secrets=[("linger-secret-value-1", end)])
+    cut = emu.tenant.create_app("cut-at-once", secrets=[("cut-secret-value-1", end)])
+    before = emu.tenant.removal_propagation_seconds
+    try:
+        emu.tenant.removal_propagation_seconds = 3600  # no replica forgets within the test
+        emu.tenant.remove_password(kept.id, emu.tenant.passwords(kept.app_id)[0].key_id)
+        for _ in range(8):
+            assert token_for(http, emu, kept.app_id, "linger-secret-value-1",
+                             GRAPH).status_code == 200
+        emu.tenant.removal_propagation_seconds = 0  # forgotten everywhere at once
+        emu.tenant.remove_password(cut.id, emu.tenant.passwords(cut.app_id)[0].key_id)
+        refused = token_for(http, emu, cut.app_id, "cut-secret-value-1", GRAPH)
+        assert refused.status_code == 401 and "AADSTS7000215" in refused.text
+    finally:
+        emu.tenant.removal_propagation_seconds = before

@@ -145,6 +145,37 @@ def test_challenge_and_access(emu: RunningEmulator, http: httpx.Client) -> None:
         emu.tenant.secret_of("myclient"),
         "https://vault.azure.net/.default",
     ).json()["access_token"]
-    refused = http.get("/secrets/anything/", headers={"Authorization": f"Bearer {token}"})
+    refused = http.get("/secrets/anything/", params={"api-version": "7.5"},
+                       headers={"Authorization": f"Bearer {token}"})
     assert refused.status_code == 403
     assert refused.json()["error"]["innererror"]["code"] == "ForbiddenByRbac"
+
+
+async def test_service_limits_are_refused_as_key_vault_refuses_them(
+    emu: RunningEmulator, client: Any
+) -> None:
+    name = _name("limits")
+    await client.set_secret(name, "x" * (25 * 1024))  # exactly 25 KB fits
+    cases: list[dict[str, Any]] = [
+        {"value": "x" * (25 * 1024 + 1)},
+        {"value": "v", "tags": {f"t{i}": "v" for i in range(16)}},
+        {"value": "v", "content_type": "c" * 256},
+    ]
+    for case in cases:
+        with pytest.raises(HttpResponseError) as info:
+            await client.set_secret(name, case.pop("value"), **case)
+        assert info.value.status_code == 400
+        assert info.value.error is not None and info.value.error.code == "BadParameter"
+    ok = await client.set_secret(name, "v", tags={f"t{i}": "v" for i in range(15)},
+                                 content_type="c" * 255)
+    assert len(ok.properties.tags) == 15
+    with pytest.raises(HttpResponseError):
+        await client.update_secret_properties(name, ok.properties.version,
+                                              tags={f"t{i}": "v" for i in range(16)})
+
+
+def test_api_version_is_required(emu: RunningEmulator, http: httpx.Client) -> None:
+    response = http.get("/secrets/anything/")
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "BadParameter"
+    assert "api-version" in response.json()["error"]["message"]

@@ -117,17 +117,6 @@ def test_missing_expected_role_reports_admin_consent(emu: RunningEmulator,
     untouched(emu, app)
 
 
-def test_tenant_lifetime_policy_is_reported_in_its_words(emu: RunningEmulator,
-                                                         tmp_path: Path) -> None:
-    app = make_app(emu)
-    emu.tenant.set_lifetime_policy(30)
-    run = rotate(emu, tmp_path, app, lifetime_days=180)
-    assert run.returncode == 1
-    out = json.loads(run.stdout)
-    assert "CredentialInvalidLifetimeAsPerAppPolicy" in out["error"]
-    untouched(emu, app)
-
-
 def test_throttling_is_waited_out(emu: RunningEmulator, tmp_path: Path) -> None:
     app = make_app(emu)
     emu.faults.update({"throttle_app_capacity": 1, "throttle_app_refill_per_second": 0.5})

@@ -19,6 +19,7 @@ import jwt
 from cryptography import x509
 
 from rotator import certificate_material as certs
+from rotator.domain.app_management import PERSONAL_AUDIENCES, CredentialRestrictions
 from rotator.domain.certificates import (
     PROOF_AUDIENCE,
     PROOF_MAX_LIFETIME,
@@ -97,13 +98,18 @@ class FakeApp:
     owned: bool = True
     roles: list[str] = field(default_factory=list)
     max_lifetime_days: float | None = None
+    # The app management policy in force (what Graph would read), and whether the
+    # rotator's identity may read it (Policy.Read.All).
+    policy: CredentialRestrictions | None = None
+    policy_readable: bool = True
+    sign_in_audience: str = "AzureADMyOrg"
 
     def credential_of(self, key_id: str) -> Credential | None:
         return next((c for c in self.credentials if c.key_id == key_id), None)
 
     def snapshot(self) -> AppRegistration:
         return AppRegistration(self.object_id, self.app_id, self.display_name,
-                               tuple(self.credentials))
+                               tuple(self.credentials), self.sign_in_audience)
 
 
 class FakeDirectory:
@@ -114,6 +120,9 @@ class FakeDirectory:
         self.calls: list[str] = []
         self.proof_signers: list[str] = []  # thumbprints that signed accepted proofs
         self.key_reads = 0
+        # Reads that still show only the credentials in known_before (read-after-write lag).
+        self.lagging_reads = 0
+        self.known_before: set[str] = set()
         # Race hooks: another writer acting after a key list read / after a PATCH landed
         # (given the credentials as they were before it).
         self.after_key_read: Callable[[FakeApp, int], None] | None = None
@@ -167,7 +176,15 @@ class FakeDirectory:
         self.calls.append("get")
         self.faults.check_before("get")
         app = self.by_app_id(app_id)
-        return app.snapshot() if app else None
+        if app is None:
+            return None
+        snap = app.snapshot()
+        if self.lagging_reads:
+            # A read replica that has not learned rotator's writes yet.
+            self.lagging_reads -= 1
+            snap = replace(snap, credentials=tuple(
+                c for c in snap.credentials if c.key_id in self.known_before))
+        return snap
 
     def _writable(self, object_id: str) -> FakeApp:
         app = self.apps.get(object_id)
@@ -181,12 +198,40 @@ class FakeDirectory:
                 status=403, code="Authorization_RequestDenied")
         return app
 
+    async def get_credential_policy(self, object_id: str) -> CredentialRestrictions | None:
+        self.calls.append("get_credential_policy")
+        app = self.apps[object_id]
+        if not app.policy_readable:
+            raise DirectoryError(
+                "Graph refused to read the app management policies: "
+                "Authorization_RequestDenied: Insufficient privileges to complete the operation.",
+                status=403, code="Authorization_RequestDenied")
+        return app.policy
+
     async def add_password(self, object_id: str, display_name: str, end: datetime
                            ) -> NewPassword:
         self.calls.append("add_password")
         self.faults.check_before("add_password")
         app = self._writable(object_id)
         now = self.clock.now()
+        if app.policy is not None and app.policy.password_addition_blocked:
+            raise DirectoryError(
+                "Graph refused to add a client secret: CredentialTypeNotAllowedAsPerAppPolicy: "
+                f"Credential type not allowed as per assigned policy '{app.policy.policy_id}'",
+                status=400, code="CredentialTypeNotAllowedAsPerAppPolicy")
+        secrets = [c for c in app.credentials if c.kind is CredentialKind.SECRET]
+        if app.sign_in_audience in PERSONAL_AUDIENCES and len(secrets) >= 2:
+            raise DirectoryError(
+                "Graph refused to add a client secret: TooManyPasswordCredentials: "
+                "at most 2 password credentials", status=400,
+                code="TooManyPasswordCredentials")
+        if (app.policy is not None and app.policy.password_max_lifetime is not None
+                and end - now > app.policy.password_max_lifetime):
+            raise DirectoryError(
+                "Graph refused to add a client secret: CredentialInvalidLifetimeAsPerAppPolicy: "
+                "Credential lifetime exceeds the max value allowed as per assigned policy "
+                f"'{app.policy.policy_id}'", status=400,
+                code="CredentialInvalidLifetimeAsPerAppPolicy")
         if app.max_lifetime_days is not None and end - now > timedelta(
                 days=app.max_lifetime_days):
             raise DirectoryError(
