@@ -176,8 +176,14 @@ class Daemon:
         if report.status is ScanStatus.SUCCEEDED:
             self.metrics.last_successful_scan.set(time.time())
         if report.status is not ScanStatus.FAILED:
-            rows = await asyncio.to_thread(self.deps.store.inventory)
-            self.metrics.record_inventory(rows)
+            # Read and rendered in a thread, once per scan, so a scrape only copies bytes.
+            await asyncio.to_thread(self._record_inventory)
+
+    def _record_inventory(self) -> None:
+        self.metrics.record_inventory(
+            self.deps.store.inventory(), now=self.deps.now(),
+            horizon_days=self.policy.metrics_horizon_days,
+        )
 
     async def reconcile_once(self) -> None:
         report = await self.reconciler.run_pass()
