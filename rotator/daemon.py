@@ -172,12 +172,13 @@ class Daemon:
             raise
         self.metrics.scan_duration.observe(time.monotonic() - started)
         self.metrics.scans.labels(report.status).inc()
-        self.last_scan = ScanOutcome(report.status, self.deps.now(), report.error)
-        if report.status is ScanStatus.SUCCEEDED:
-            self.metrics.last_successful_scan.set(time.time())
         if report.status is not ScanStatus.FAILED:
             # Read and rendered in a thread, once per scan, so a scrape only copies bytes.
             await asyncio.to_thread(self._record_inventory)
+        if report.status is ScanStatus.SUCCEEDED:
+            self.metrics.last_successful_scan.set(time.time())
+        # Last: /readyz turns ready only once the scan's results are on /metrics.
+        self.last_scan = ScanOutcome(report.status, self.deps.now(), report.error)
 
     def _record_inventory(self) -> None:
         self.metrics.record_inventory(
