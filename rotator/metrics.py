@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import re
 import time
+import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -57,11 +58,21 @@ def _days_left_bucket(end_at: datetime | None, now: datetime) -> str:
 
 @dataclass(frozen=True, slots=True)
 class InventoryExposition:
-    """The inventory's part of /metrics, rendered once per scan."""
+    """The inventory's part of /metrics, rendered once per scan, and gzipped once too:
+    ``gzip_start`` is the start of a gzip stream of ``text`` and ``compressor`` the
+    compressor as it stood after it, which a scrape copies to append its own part and
+    end the stream (it is never used itself, so any number of copies can be taken)."""
 
     text: bytes
     credentials: int  # every credential the scan saw
     expiry_series: int  # how many of them have a series of their own
+    gzip_start: bytes = field(default=b"", repr=False)
+    compressor: Any = field(default=None, repr=False, compare=False)
+
+    @classmethod
+    def of(cls, text: bytes, credentials: int, expiry_series: int) -> InventoryExposition:
+        compressor = zlib.compressobj(6, zlib.DEFLATED, 31)  # 31: with a gzip header
+        return cls(text, credentials, expiry_series, compressor.compress(text), compressor)
 
 
 class _Families(Collector):
@@ -114,7 +125,7 @@ def inventory_exposition(
         estate.add_metric([kind, managed, bucket], count)
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_Families([expiry, estate]))
-    return InventoryExposition(generate_latest(registry), total, series)
+    return InventoryExposition.of(generate_latest(registry), total, series)
 
 
 class Metrics:
@@ -122,7 +133,7 @@ class Metrics:
         self.registry = registry or CollectorRegistry()
         r = self.registry
         # Rendered when a scan ends (see inventory_exposition); empty until then.
-        self.inventory = InventoryExposition(b"", 0, 0)
+        self.inventory = InventoryExposition.of(b"", 0, 0)
         self.rotations = Counter(
             "rotator_rotations_total",
             "Rotations this process saw end, by result (completed, failed).",
@@ -209,9 +220,17 @@ class Metrics:
         self.verify_duration.observe(seconds)
 
     def render(self) -> bytes:
-        """The page a scrape gets: the live counters (a few hundred series, whatever the
-        tenant's size) followed by the inventory page rendered when the last scan ended."""
-        return generate_latest(self.registry) + self.inventory.text
+        """The page a scrape gets: the inventory page rendered when the last scan ended,
+        then the live counters (a few hundred series, whatever the tenant's size)."""
+        inventory = self.inventory
+        return inventory.text + generate_latest(self.registry)
+
+    def render_gzip(self) -> bytes:
+        """:meth:`render`, gzipped: only the live counters are compressed per scrape."""
+        inventory = self.inventory
+        compressor = inventory.compressor.copy()
+        tail: bytes = compressor.compress(generate_latest(self.registry)) + compressor.flush()
+        return inventory.gzip_start + tail
 
 
 # Request statuses that say the service itself is in trouble. Anything else is an answer

@@ -7,8 +7,9 @@ by side on the same rows:
 
 - before: one gauge series per credential, the whole registry rendered per scrape on
   the event loop (what the service did until the inventory page was bounded);
-- after: ``Metrics.record_inventory`` (bounded series, rendered once per scan) and
-  ``Metrics.render`` per scrape.
+- after: ``Metrics.record_inventory`` (bounded series, rendered and gzipped once per
+  scan) and ``Metrics.render``, or ``render_gzip`` when the scraper asks for gzip as
+  Prometheus does, per scrape.
 
 For each, the page is served by the service's own Starlette app (``build_app``) under
 uvicorn on loopback; one client scrapes /metrics back to back while another asks
@@ -84,7 +85,7 @@ def series(page: bytes) -> int:
     return sum(1 for line in page.splitlines() if line and not line.startswith(b"#"))
 
 
-async def served(metrics: Metrics) -> dict[str, float]:
+async def served(metrics: Metrics, encoding: str) -> dict[str, float]:
     sock = bind("127.0.0.1", 0)
     port = sock.getsockname()[1]
     app = build_app(metrics=metrics, ping=lambda: None, last_scan=lambda: None,
@@ -99,7 +100,8 @@ async def served(metrics: Metrics) -> dict[str, float]:
     done = threading.Event()
 
     def scrape() -> None:
-        with httpx.Client(base_url=base, timeout=60) as client:
+        with httpx.Client(base_url=base, timeout=60,
+                          headers={"Accept-Encoding": encoding}) as client:
             for _ in range(SCRAPES):
                 start = time.perf_counter()
                 client.get("/metrics").raise_for_status()
@@ -139,7 +141,10 @@ def measure(apps: int, managed: int) -> dict[str, object]:
     after.record_inventory(rows, now=now, horizon_days=HORIZON_DAYS)
     load_after = time.perf_counter() - start
     out: dict[str, object] = {"apps": apps, "credentials": len(rows), "managed_apps": managed}
-    for name, metrics, load in (("before", before, load_before), ("after", after, load_after)):
+    # The page before could only be sent as it was; the page after is sent gzipped when
+    # asked, as Prometheus does.
+    for name, metrics, load, encoding in (("before", before, load_before, "identity"),
+                                          ("after", after, load_after, "gzip")):
         renders = []
         for _ in range(5):
             start = time.perf_counter()
@@ -147,9 +152,10 @@ def measure(apps: int, managed: int) -> dict[str, object]:
             renders.append(time.perf_counter() - start)
         out[name] = {
             "bytes": len(page), "series": series(page),
+            "sent_bytes": len(page) if encoding == "identity" else len(metrics.render_gzip()),
             "render_ms": round(statistics.median(renders) * 1000, 1),
             "record_ms": round(load * 1000), **{
-                k: round(v, 1) for k, v in asyncio.run(served(metrics)).items()},
+                k: round(v, 1) for k, v in asyncio.run(served(metrics, encoding)).items()},
         }
     del rows, before
     return out
@@ -165,19 +171,22 @@ def main() -> None:
         results.append(measure(apps, args.managed))
         print(json.dumps(results[-1]), flush=True)
     print()
-    print(f"{'apps':>8} {'creds':>8} {'':<7} {'page MB':>8} {'series':>8} {'render ms':>10} "
+    print(f"{'apps':>8} {'creds':>8} {'':<7} {'page MB':>8} {'sent MB':>8} {'series':>8} "
+          f"{'render ms':>10} "
           f"{'scrape ms':>10} {'healthz p50':>12} {'healthz max':>12}")
     for r in results:
         for name in ("before", "after"):
             m = r[name]
             assert isinstance(m, dict)
             print(f"{r['apps']:>8} {r['credentials']:>8} {name:<7} {m['bytes'] / 1e6:>8.2f} "
-                  f"{m['series']:>8} {m['render_ms']:>10} {m['scrape_ms']:>10} "
+                  f"{m['sent_bytes'] / 1e6:>8.2f} {m['series']:>8} {m['render_ms']:>10} "
+                  f"{m['scrape_ms']:>10} "
                   f"{m['healthz_p50_ms']:>12} {m['healthz_max_ms']:>12}")
         b, a = r["before"], r["after"]
         assert isinstance(b, dict) and isinstance(a, dict)
         print(f"{'':>8} {'':>8} {'ratio':<7} {b['bytes'] / a['bytes']:>8.1f} "
-              f"{b['series'] / a['series']:>8.1f} {b['render_ms'] / a['render_ms']:>10.1f}")
+              f"{b['sent_bytes'] / a['sent_bytes']:>8.1f} {b['series'] / a['series']:>8.1f} "
+              f"{b['render_ms'] / a['render_ms']:>10.1f}")
 
 
 if __name__ == "__main__":

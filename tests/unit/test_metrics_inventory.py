@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gzip
 import re
+import zlib
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -103,3 +105,19 @@ def test_horizon_defaults_to_the_largest_alert_threshold(tmp_path: Path) -> None
     assert policy("").metrics_horizon_days == 30
     assert policy("[alerts]\nthresholds_days = [45, 10]\n").metrics_horizon_days == 45
     assert policy("metrics_horizon_days = 3\n").metrics_horizon_days == 3
+
+
+def test_gzipped_page_is_one_stream_of_the_same_page() -> None:
+    metrics = Metrics()
+    assert gzip.decompress(metrics.render_gzip()) == metrics.render()
+    metrics.record_inventory([row(n, n - 10) for n in range(50)], now=NOW, horizon_days=30)
+    metrics.rotations_started.inc()
+    first = metrics.render_gzip()
+    metrics.rotations_started.inc()  # live counters change between scrapes
+    second = metrics.render_gzip()
+    for page in (first, second):
+        decoder = zlib.decompressobj(31)  # one gzip member, as a strict client reads it
+        assert decoder.decompress(page) + decoder.flush() == gzip.decompress(page)
+        assert decoder.eof and not decoder.unused_data
+    assert b"rotator_rotations_started_total 2.0" in gzip.decompress(second)
+    assert gzip.decompress(second) == metrics.render()
