@@ -152,7 +152,9 @@ def _finish(deps: EngineDeps, report: ScanReport) -> None:
     )
     deps.store.append_audit(
         deps.now(), "scan",
-        AuditOutcome.OK if report.status is ScanStatus.SUCCEEDED else AuditOutcome.ERROR,
+        AuditOutcome.OK if report.status is ScanStatus.SUCCEEDED
+        else AuditOutcome.INFO if report.status is ScanStatus.INTERRUPTED  # a stop, no fault
+        else AuditOutcome.ERROR,
         f"scan {report.status}: {report.apps_seen} apps, {report.credentials_seen} credentials, "
         f"{len(report.errors)} unreadable" + (f"; {report.error}" if report.error else ""),
         details={"scan_id": report.scan_id},

@@ -57,6 +57,9 @@ def test_sigterm_while_the_inventory_is_recorded(
         assert last is not None and last.status is ScanStatus.INTERRUPTED, last
         assert last.finished_at is not None and last.apps_seen > 0
         assert store.last_successful_scan() is None
+        audit = [e for e in store.history() if e.step == "scan"]
+        assert [(e.outcome, e.message.split(":")[0]) for e in audit] == \
+            [("info", "scan interrupted")], audit
         health = scan_health(last, None, interval=timedelta(hours=1),
                              now=last.finished_at + timedelta(minutes=1))
         assert not health.healthy and health.summary.startswith("interrupted"), health
