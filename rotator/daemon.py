@@ -13,7 +13,8 @@ Jobs never overlap themselves (``max_instances=1``, ``coalesce``); a job that fa
 logged and counted, and simply runs again on its next tick. On SIGTERM/SIGINT the
 service stops taking work, gives running rotations a short grace period (a verify
 loop stops at its next pause, leaving the rotation ``staged``), cancels what is
-left, releases leases and exits.
+left, releases leases and exits. A scan is cancelled at once and recorded as
+``interrupted``; a stop never reaches the scheduler as a job error.
 """
 
 from __future__ import annotations
@@ -53,6 +54,9 @@ class Job:
     interval_seconds: float
     run: Callable[[], Awaitable[None]]
     run_at_start: bool = False
+    # Cancelled at once when the service stops, with no grace period: for a pass that
+    # changes nothing outside (the scan), which the next start simply runs again.
+    stop_at_once: bool = False
 
 
 def extra_jobs(daemon: Daemon) -> list[Job]:
@@ -133,12 +137,13 @@ class Daemon:
         )
         self.scan_interval = timedelta(minutes=daemon_policy.scan_interval_minutes)
         self.jobs: list[Job] = [
-            Job("scan", self.scan_interval.total_seconds(), self.scan_once, run_at_start=True),
+            Job("scan", self.scan_interval.total_seconds(), self.scan_once, run_at_start=True,
+                stop_at_once=True),
             Job("reconcile", daemon_policy.reconcile_interval_seconds, self.reconcile_once,
                 run_at_start=True),
         ]
         self.jobs += list(jobs) if jobs is not None else extra_jobs(self)
-        self._job_tasks: set[asyncio.Task[Any]] = set()
+        self._job_tasks: dict[asyncio.Task[Any], Job] = {}
 
     # ------------------------------------------------------------------ engine hooks
 
@@ -172,12 +177,19 @@ class Daemon:
             raise
         self.metrics.scan_duration.observe(time.monotonic() - started)
         self.metrics.scans.labels(report.status).inc()
-        self.last_scan = ScanOutcome(report.status, self.deps.now(), report.error)
+        if report.status is not ScanStatus.FAILED:
+            # Read and rendered in a thread, once per scan, so a scrape only copies bytes.
+            await asyncio.to_thread(self._record_inventory)
         if report.status is ScanStatus.SUCCEEDED:
             self.metrics.last_successful_scan.set(time.time())
-        if report.status is not ScanStatus.FAILED:
-            rows = await asyncio.to_thread(self.deps.store.inventory)
-            self.metrics.record_inventory(rows)
+        # Last: /readyz turns ready only once the scan's results are on /metrics.
+        self.last_scan = ScanOutcome(report.status, self.deps.now(), report.error)
+
+    def _record_inventory(self) -> None:
+        self.metrics.record_inventory(
+            self.deps.store.inventory(), now=self.deps.now(),
+            horizon_days=self.policy.metrics_horizon_days,
+        )
 
     async def reconcile_once(self) -> None:
         report = await self.reconciler.run_pass()
@@ -191,14 +203,30 @@ class Daemon:
                      driving=len(self.reconciler.in_flight))
 
     async def _run_job(self, job: Job) -> None:
-        task = asyncio.current_task()
-        if task is not None:
-            self._job_tasks.add(task)
+        """What the scheduler runs. The job itself runs in a task of its own, so the
+        scheduler's shutdown, which cancels what it runs, only lets go of it: the job
+        gets the stop grace period like a rotation, then is cancelled by :meth:`_shutdown`,
+        and nothing reaches the scheduler to be logged as a job error."""
+        if self.stop_event.is_set():
+            return
+        task = asyncio.create_task(self._job_body(job), name=f"job-{job.name}")
+        self._job_tasks[task] = job
+        task.add_done_callback(lambda t: self._job_tasks.pop(t, None))
         try:
-            if self.stop_event.is_set():
-                return
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if not self.stop_event.is_set():
+                task.cancel()
+                raise
+
+    async def _job_body(self, job: Job) -> None:
+        try:
             await job.run()
-        except (asyncio.CancelledError, ShuttingDown):
+        except ShuttingDown:
+            return
+        except asyncio.CancelledError:
+            if self.stop_event.is_set():
+                log.info("job stopped with the service", job=job.name)
             raise
         except Exception as exc:  # noqa: BLE001 - a failed job is retried on its next tick
             self.metrics.jobs.labels(job.name, "error").inc()
@@ -206,9 +234,6 @@ class Daemon:
                       error=f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
         else:
             self.metrics.jobs.labels(job.name, "ok").inc()
-        finally:
-            if task is not None:
-                self._job_tasks.discard(task)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -265,6 +290,9 @@ class Daemon:
         self.stop_event.set()
         with contextlib.suppress(Exception):
             scheduler.shutdown(wait=False)
+        for task, job in list(self._job_tasks.items()):
+            if job.stop_at_once:
+                task.cancel()
         jobs = list(self._job_tasks)
         await asyncio.gather(
             self.reconciler.stop(self.stop_grace_seconds),

@@ -106,8 +106,14 @@ def build_app(
             status_code=200 if verdict.ready else 503,
         )
 
-    async def metrics_endpoint(_: Request) -> Response:
-        return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
+    async def metrics_endpoint(request: Request) -> Response:
+        # Prometheus asks for gzip; the inventory's part of the page is compressed once
+        # per scan, so answering in gzip costs a scrape next to nothing.
+        if "gzip" in request.headers.get("accept-encoding", ""):
+            return Response(metrics.render_gzip(), media_type=CONTENT_TYPE_LATEST,
+                            headers={"Content-Encoding": "gzip", "Vary": "Accept-Encoding"})
+        return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST,
+                        headers={"Vary": "Accept-Encoding"})
 
     return Starlette(routes=[
         Route("/healthz", healthz),

@@ -7,21 +7,27 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
-from datetime import UTC, datetime
+import zlib
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.registry import Collector
+
+from rotator.domain.credentials import CredentialKind
 
 if TYPE_CHECKING:
     from rotator.domain.records import InventoryRow
     from rotator.domain.rotation import Rotation
 
 __all__ = [
-    "CONTENT_TYPE_LATEST", "DependencyHealth", "DependencyState", "Metrics", "OperationState",
+    "CONTENT_TYPE_LATEST", "DAYS_LEFT_BUCKETS", "DependencyHealth", "DependencyState",
+    "InventoryExposition", "Metrics", "OperationState", "inventory_exposition",
 ]
 
 _DURATION_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 4 * 3600, 24 * 3600,
@@ -29,15 +35,105 @@ _DURATION_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 4 * 3600, 24 *
 _SCAN_BUCKETS = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900)
 
 
+# Upper bounds (days left) of the buckets of ``rotator_credentials``; a credential
+# falls in the first bucket whose bound it does not exceed.
+DAYS_LEFT_BUCKETS: tuple[tuple[str, float], ...] = (
+    ("1", 1.0), ("7", 7.0), ("14", 14.0), ("30", 30.0), ("90", 90.0),
+)
+_DAYS_LEFT_LABELS = ("expired", *(b for b, _ in DAYS_LEFT_BUCKETS), "over_90", "never")
+_KINDS = tuple(str(k) for k in CredentialKind)
+
+
+def _days_left_bucket(end_at: datetime | None, now: datetime) -> str:
+    if end_at is None:
+        return "never"
+    days = (end_at - now).total_seconds() / 86400
+    if days <= 0:
+        return "expired"
+    for label, bound in DAYS_LEFT_BUCKETS:
+        if days <= bound:
+            return label
+    return "over_90"
+
+
+@dataclass(frozen=True, slots=True)
+class InventoryExposition:
+    """The inventory's part of /metrics, rendered once per scan, and gzipped once too:
+    ``gzip_start`` is the start of a gzip stream of ``text`` and ``compressor`` the
+    compressor as it stood after it, which a scrape copies to append its own part and
+    end the stream (it is never used itself, so any number of copies can be taken)."""
+
+    text: bytes
+    credentials: int  # every credential the scan saw
+    expiry_series: int  # how many of them have a series of their own
+    gzip_start: bytes = field(default=b"", repr=False)
+    compressor: Any = field(default=None, repr=False, compare=False)
+
+    @classmethod
+    def of(cls, text: bytes, credentials: int, expiry_series: int) -> InventoryExposition:
+        compressor = zlib.compressobj(6, zlib.DEFLATED, 31)  # 31: with a gzip header
+        return cls(text, credentials, expiry_series, compressor.compress(text), compressor)
+
+
+class _Families(Collector):
+    def __init__(self, families: list[Metric]) -> None:
+        self._families = families
+
+    def collect(self) -> Iterator[Metric]:
+        return iter(self._families)
+
+
+def inventory_exposition(
+    rows: Iterable[InventoryRow], *, now: datetime, horizon_days: float
+) -> InventoryExposition:
+    """Render the inventory's gauges in the Prometheus text format.
+
+    One ``rotator_credential_expiry_timestamp_seconds`` series per credential someone
+    acts on: every managed one, and unmanaged ones already expired or expiring within
+    ``horizon_days``. Every credential, those included, is counted in
+    ``rotator_credentials`` by kind, managed and days left, whose series count is fixed.
+    Pure and thread-safe: the daemon runs it off the event loop when a scan ends.
+    """
+    horizon = now + timedelta(days=horizon_days)
+    expiry = GaugeMetricFamily(
+        "rotator_credential_expiry_timestamp_seconds",
+        "End of validity of each managed credential, and of each unmanaged one expired or "
+        "within the alert horizon, as the last scan saw it (Unix time).",
+        labels=["app_id", "key_id", "kind", "managed"],
+    )
+    counts: dict[tuple[str, str, str], int] = {
+        (kind, managed, bucket): 0
+        for kind in _KINDS for managed in ("true", "false") for bucket in _DAYS_LEFT_LABELS
+    }
+    total = series = 0
+    for row in rows:
+        total += 1
+        kind, managed = str(row.kind), "true" if row.managed else "false"
+        key = (kind, managed, _days_left_bucket(row.end_at, now))
+        counts[key] = counts.get(key, 0) + 1
+        if row.end_at is None or not (row.managed or row.end_at <= horizon):
+            continue
+        series += 1
+        expiry.add_metric([row.app_id, row.key_id, kind, managed], row.end_at.timestamp())
+    estate = GaugeMetricFamily(
+        "rotator_credentials",
+        "Credentials the last scan saw, by kind, managed and days left until expiry "
+        "(expired, at most 1, 7, 14, 30, 90, over_90, never).",
+        labels=["kind", "managed", "days_left"],
+    )
+    for (kind, managed, bucket), count in counts.items():
+        estate.add_metric([kind, managed, bucket], count)
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Families([expiry, estate]))
+    return InventoryExposition.of(generate_latest(registry), total, series)
+
+
 class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         r = self.registry
-        self.credential_expiry = Gauge(
-            "rotator_credential_expiry_timestamp_seconds",
-            "End of validity of each credential the last scan saw (Unix time).",
-            ["app_id", "key_id", "kind", "managed"], registry=r,
-        )
+        # Rendered when a scan ends (see inventory_exposition); empty until then.
+        self.inventory = InventoryExposition.of(b"", 0, 0)
         self.rotations = Counter(
             "rotator_rotations_total",
             "Rotations this process saw end, by result (completed, failed).",
@@ -105,15 +201,13 @@ class Metrics:
             self.throttled.labels(service).inc()
         self.dependencies.record(service, operation, status)
 
-    def record_inventory(self, rows: Iterable[InventoryRow]) -> None:
-        """Replace the expiry gauges with what the latest scan saw (gone credentials vanish)."""
-        self.credential_expiry.clear()
-        for row in rows:
-            if row.end_at is None:
-                continue
-            self.credential_expiry.labels(
-                row.app_id, row.key_id, str(row.kind), "true" if row.managed else "false"
-            ).set(row.end_at.timestamp())
+    def record_inventory(
+        self, rows: Iterable[InventoryRow], *, now: datetime, horizon_days: float
+    ) -> InventoryExposition:
+        """Replace the inventory's gauges with what the latest scan saw (gone credentials
+        vanish). Safe to call from a worker thread: the page is swapped in one assignment."""
+        self.inventory = inventory_exposition(rows, now=now, horizon_days=horizon_days)
+        return self.inventory
 
     def record_finished(self, rotation: Rotation) -> None:
         self.rotations.labels(str(rotation.state)).inc()
@@ -126,7 +220,17 @@ class Metrics:
         self.verify_duration.observe(seconds)
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        """The page a scrape gets: the inventory page rendered when the last scan ended,
+        then the live counters (a few hundred series, whatever the tenant's size)."""
+        inventory = self.inventory
+        return inventory.text + generate_latest(self.registry)
+
+    def render_gzip(self) -> bytes:
+        """:meth:`render`, gzipped: only the live counters are compressed per scrape."""
+        inventory = self.inventory
+        compressor = inventory.compressor.copy()
+        tail: bytes = compressor.compress(generate_latest(self.registry)) + compressor.flush()
+        return inventory.gzip_start + tail
 
 
 # Request statuses that say the service itself is in trouble. Anything else is an answer

@@ -110,9 +110,12 @@ def scan_health(
             return ScanHealth(False, f"running for {age_text(running)}, longer than two scan "
                               "intervals: it may have died; run `rotator scan`", age)
         return ScanHealth(True, f"running for {age_text(running)}", age)
-    if last.status is ScanStatus.FAILED:
+    if last.status in (ScanStatus.FAILED, ScanStatus.INTERRUPTED):
         good = (f"; the inventory is from the scan {age_text(now - last_good.started_at)} ago"
                 if last_good is not None else "; there is no good inventory yet")
+        if last.status is ScanStatus.INTERRUPTED:
+            return ScanHealth(False, f"interrupted {ago} ago, when the service stopped after "
+                              f"reading {counts}{good}; is `rotator serve` running?", age)
         return ScanHealth(False, f"failed {ago} ago: {last.error or 'no detail'}{good}", age)
     if age > 2 * interval:
         return ScanHealth(False, f"{last.status} {ago} ago ({counts}): stale, older than two "

@@ -175,6 +175,13 @@ class DaemonPolicy:
         checks.positive(unit="seconds", hi=86_400),
         help="how long a process owns a rotation it works on before another may take it over",
     )
+    metrics_horizon_days: float | None = key_field(
+        None,
+        checks.positive(unit="days", hi=3650),
+        help="unmanaged credentials get an expiry series of their own on /metrics when "
+        "expired or expiring within this many days (the others are only counted); unset: "
+        "the largest alert threshold",
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,6 +191,13 @@ class Policy:
     apps: Mapping[str, AppPolicy] = field(default_factory=dict)
     source: Path | None = None
     alerts: AlertsPolicy = field(default_factory=AlertsPolicy)
+
+    @property
+    def metrics_horizon_days(self) -> float:
+        """How far ahead an unmanaged credential's expiry gets a series of its own."""
+        if self.daemon.metrics_horizon_days is not None:
+            return self.daemon.metrics_horizon_days
+        return max(self.alerts.thresholds_days)
 
     def for_app(self, app_id: str) -> AppPolicy | None:
         return self.apps.get(app_id.strip().lower())

@@ -21,6 +21,9 @@ class ScanStatus(StrEnum):
     # Some apps could not be read: the inventory is incomplete, never "all clear".
     PARTIAL = "partial"
     FAILED = "failed"
+    # The service stopped before the scan read every app: like failed, nothing is
+    # pruned and its inventory is not trusted, but nothing went wrong.
+    INTERRUPTED = "interrupted"
 
 
 class AuditOutcome(StrEnum):

@@ -115,6 +115,18 @@ async def scan(
         if batch:
             await flush(batch)
         await settle()
+    except asyncio.CancelledError:
+        # The service is stopping. An inventory write already in its thread carries on
+        # and lands (its rows are true); nothing is pruned, and the run is closed as
+        # interrupted rather than left running.
+        report.status = ScanStatus.INTERRUPTED
+        report.error = "the service stopped before the scan read every app"
+        try:
+            _finish(deps, report)
+        except Exception as exc:  # noqa: BLE001 - stopping all the same
+            log.warning("could not mark the interrupted scan", scan_id=scan_id,
+                        error=type(exc).__name__)
+        raise
     except Exception as exc:  # noqa: BLE001 - a scan that dies is recorded, never left running
         report.status = ScanStatus.FAILED
         if isinstance(exc, DirectoryError):
@@ -129,17 +141,24 @@ async def scan(
             await settle()
     if report.status is not ScanStatus.FAILED:
         report.status = ScanStatus.PARTIAL if report.errors else ScanStatus.SUCCEEDED
+    _finish(deps, report)
+    return report
+
+
+def _finish(deps: EngineDeps, report: ScanReport) -> None:
     deps.store.finish_scan(
-        scan_id, deps.now(), status=report.status, apps_seen=report.apps_seen,
+        report.scan_id, deps.now(), status=report.status, apps_seen=report.apps_seen,
         credentials_seen=report.credentials_seen, errors=report.errors, error=report.error,
     )
     deps.store.append_audit(
         deps.now(), "scan",
-        AuditOutcome.OK if report.status is ScanStatus.SUCCEEDED else AuditOutcome.ERROR,
+        AuditOutcome.OK if report.status is ScanStatus.SUCCEEDED
+        else AuditOutcome.INFO if report.status is ScanStatus.INTERRUPTED  # a stop, no fault
+        else AuditOutcome.ERROR,
         f"scan {report.status}: {report.apps_seen} apps, {report.credentials_seen} credentials, "
         f"{len(report.errors)} unreadable" + (f"; {report.error}" if report.error else ""),
-        details={"scan_id": scan_id},
+        details={"scan_id": report.scan_id},
     )
-    log.info("scan finished", scan_id=scan_id, status=report.status, apps=report.apps_seen,
-             credentials=report.credentials_seen, unreadable=len(report.errors))
-    return report
+    log.info("scan finished", scan_id=report.scan_id, status=report.status,
+             apps=report.apps_seen, credentials=report.credentials_seen,
+             unreadable=len(report.errors))

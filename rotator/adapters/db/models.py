@@ -29,7 +29,7 @@ NAMING_CONVENTION: Final[dict[str, str]] = {
     "pk": "pk_%(table_name)s",
 }
 
-SCAN_STATUSES: Final = ("running", "succeeded", "partial", "failed")
+SCAN_STATUSES: Final = ("running", "succeeded", "partial", "failed", "interrupted")
 AUDIT_OUTCOMES: Final = ("ok", "error", "info")
 CREDENTIAL_KINDS: Final = tuple(k.value for k in CredentialKind)
 ROTATION_STATES: Final = tuple(s.value for s in RotationState)

@@ -460,7 +460,7 @@ class SqlStore:
         gone from the tenant and is deleted. ``partial``: only apps this scan
         read are pruned (of their credentials that disappeared); apps it failed
         to read keep their last known credentials, so their expiry still shows.
-        ``failed``: nothing is pruned.
+        ``failed`` and ``interrupted``: nothing is pruned.
         """
         status = ScanStatus(status)
         if status is ScanStatus.RUNNING:
@@ -491,7 +491,7 @@ class SqlStore:
             if _rowcount(result) != 1:
                 raise StoreError(f"scan {scan_id} is unknown or already finished")
             scan = s.get_one(ScanRunModel, scan_id)
-            if status is not ScanStatus.FAILED:
+            if status not in (ScanStatus.FAILED, ScanStatus.INTERRUPTED):
                 # Rows refreshed by a scan that started later (another replica) are kept.
                 stale = sa.and_(
                     CredentialModel.scan_run_id != scan_id,
