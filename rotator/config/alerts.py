@@ -15,7 +15,7 @@ from rotator.config import checks
 from rotator.config.checks import num, show
 from rotator.config.files import is_file
 from rotator.config.keys import Key, declared, key_field, key_spec
-from rotator.config.problems import Problems, suggest
+from rotator.config.problems import Problems, check_table_keys, suggest
 
 
 class ChannelType(StrEnum):
@@ -312,35 +312,15 @@ def _parse_channel(
         return None
     label = f"{label} ({kind})"
     allowed = _CHANNEL_KEYS[kind]
-    fields_: dict[str, Any] = {}
-    ok = True
-    for key, value in raw.items():
-        if key == "type":
-            continue
-        line = lines.key(section, key, index)
-        if key in ("password", "secret", "token"):
-            problems.add(
-                line,
-                f"{label} key {key!r}",
-                "secrets never go in the policy file; put it in an environment variable "
-                "and name that variable with password_env",
-            )
-            ok = False
-            continue
-        if key not in allowed:
-            problems.add(
-                line, f"{label} key {key!r}", f"not a {kind} channel key; " + suggest(key, allowed)
-            )
-            ok = False
-            continue
-        known = _CHANNEL_TABLE[key]
-        try:
-            fields_[known.attr] = known.check(value)
-        except ValueError as exc:
-            problems.add(line, f"{label} key {key!r}", str(exc))
-            ok = False
-    if not ok:
+    found = check_table_keys(
+        raw, table=_CHANNEL_TABLE, allowed=allowed, problems=problems, section=section,
+        index=index, label=label, what=f"{kind} channel",
+        secret_keys=("password", "secret", "token"),
+        secret_hint="put it in an environment variable and name that variable with password_env",
+    )
+    if found is None:
         return None
+    fields_: dict[str, Any] = found
     per_type[kind] = per_type.get(kind, 0) + 1
     fields_.setdefault("name", f"{kind.value}-{per_type[kind]}")
     web = kind in (ChannelType.WEBHOOK, ChannelType.TEAMS, ChannelType.SLACK)

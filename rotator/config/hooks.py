@@ -26,7 +26,7 @@ from rotator.config import checks
 from rotator.config.alerts import _channel_name, _env_name, _webhook_url
 from rotator.config.checks import show
 from rotator.config.keys import Key, declared, key_field, key_spec
-from rotator.config.problems import Problems, suggest
+from rotator.config.problems import Problems, check_table_keys
 from rotator.domain.hooks import EVENT_NAMES, EventType, HookKind
 
 _WEB: Final = frozenset({HookKind.WEBHOOK})
@@ -165,34 +165,16 @@ def _parse_hook(
         return None
     label = f"{label} ({kind})"
     allowed = _HOOK_KEYS[kind]
-    values: dict[str, Any] = {}
-    ok = True
-    for key, value in raw.items():
-        if key == "type":
-            continue
-        line = lines.key(section, key, index)
-        if key in ("secret", "key", "hmac_key", "password", "token"):
-            problems.add(
-                line, f"{label} key {key!r}",
-                "secrets never go in the policy file; put the key in an environment "
-                "variable and name that variable with secret_env",
-            )
-            ok = False
-            continue
-        if key not in allowed:
-            problems.add(
-                line, f"{label} key {key!r}", f"not a {kind} hook key; " + suggest(key, allowed)
-            )
-            ok = False
-            continue
-        known = _HOOK_TABLE[key]
-        try:
-            values[known.attr] = known.check(value)
-        except ValueError as exc:
-            problems.add(line, f"{label} key {key!r}", str(exc))
-            ok = False
-    if not ok:
+    found = check_table_keys(
+        raw, table=_HOOK_TABLE, allowed=allowed, problems=problems, section=section,
+        index=index, label=label, what=f"{kind} hook",
+        secret_keys=("secret", "key", "hmac_key", "password", "token"),
+        secret_hint="put the key in an environment variable and name that variable with "
+        "secret_env",
+    )
+    if found is None:
         return None
+    values: dict[str, Any] = found
     per_type[kind] = per_type.get(kind, 0) + 1
     values.setdefault("name", f"{kind.value}-{per_type[kind]}")
     if kind is HookKind.WEBHOOK:

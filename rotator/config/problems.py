@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import difflib
 import re
+from collections.abc import Collection, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from rotator.config.errors import ConfigError
+
+if TYPE_CHECKING:
+    from rotator.config.keys import Key
 
 
 class Lines:
@@ -73,3 +78,42 @@ def suggest(key: str, allowed: tuple[str, ...]) -> str:
     if close:
         return f"did you mean {close[0]!r}?"
     return "known keys: " + ", ".join(allowed)
+
+
+def check_table_keys(
+    raw: Mapping[str, Any],
+    *,
+    table: Mapping[str, Key],
+    allowed: tuple[str, ...],
+    problems: Problems,
+    section: str,
+    index: int,
+    label: str,
+    what: str,
+    secret_keys: Collection[str],
+    secret_hint: str,
+) -> dict[str, Any] | None:
+    """The checked values of one ``[[section]]`` table by field name, its ``type`` aside;
+    ``None`` after reporting every key that is unknown, holds a secret, or is invalid."""
+    values: dict[str, Any] = {}
+    ok = True
+    for key, value in raw.items():
+        if key == "type":
+            continue
+        line = problems.lines.key(section, key, index)
+        if key in secret_keys:
+            problems.add(line, f"{label} key {key!r}",
+                         f"secrets never go in the policy file; {secret_hint}")
+            ok = False
+        elif key not in allowed:
+            problems.add(line, f"{label} key {key!r}",
+                         f"not a {what} key; " + suggest(key, allowed))
+            ok = False
+        else:
+            known = table[key]
+            try:
+                values[known.attr] = known.check(value)
+            except ValueError as exc:
+                problems.add(line, f"{label} key {key!r}", str(exc))
+                ok = False
+    return values if ok else None
