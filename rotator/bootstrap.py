@@ -30,14 +30,21 @@ def load(environ: dict[str, str] | None = None) -> Loaded:
 
 
 def open_store(settings: Settings, *, upgrade: bool = True) -> SqlStore:
-    """The database, migrated to the latest schema (safe to run on every start)."""
+    """The database, migrated to the latest schema (safe to run on every start).
+
+    A database already at the head is not handed to Alembic at all: its import and
+    environment are most of what a read-only command like ``rotator status`` would
+    otherwise spend."""
     from rotator.adapters.db import SqlStore
-    from rotator.adapters.db.migrate import upgrade as run_upgrade
+    from rotator.adapters.db.scripts import is_current
     from rotator.adapters.db.session import make_engine
 
-    if upgrade:
+    engine = make_engine(settings.database_url)
+    if upgrade and not is_current(engine):
+        from rotator.adapters.db.migrate import upgrade as run_upgrade
+
         run_upgrade(settings.database_url)
-    return SqlStore(make_engine(settings.database_url))
+    return SqlStore(engine)
 
 
 @contextlib.asynccontextmanager

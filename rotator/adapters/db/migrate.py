@@ -1,70 +1,23 @@
 """Run the Alembic migrations from code (the daemon and ``rotator`` commands use this).
 
-The migration scripts live in ``migrations/`` beside the ``rotator`` package in a
-source checkout or an editable install. A wheel carries a copy as data files,
-installed under ``<prefix>/share/rotator/migrations`` (see pyproject.toml's
-``[tool.setuptools.data-files]``); it is found through the distribution's
-RECORD, so any install scheme (venv, ``--user``, ``--prefix``) works.
-A source checkout wins, so an editable install always runs the live scripts.
+Where the scripts are found is ``rotator.adapters.db.scripts``; whether a database
+is already current is answered there too, without importing Alembic.
 """
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Iterator
-from importlib import metadata
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
+from rotator.adapters.db.scripts import MigrationsNotFound, migrations_dir
 from rotator.adapters.db.session import make_engine
 
-
-class MigrationsNotFound(RuntimeError):
-    pass
-
-
-# Where a wheel installs the scripts, relative to the installation prefix.
-INSTALLED_MIGRATIONS = PurePosixPath("share/rotator/migrations")
-
-
-def migrations_dir() -> Path:
-    """The migration scripts: a source checkout's ``migrations/``, else the installed copy."""
-    candidates = list(_candidates())
-    for location in candidates:
-        if (location / "env.py").is_file():
-            return location
-    tried = ", ".join(str(c) for c in candidates)
-    raise MigrationsNotFound(
-        f"no Alembic migrations found (looked in {tried}): install rotator from its wheel "
-        "or a source checkout, or pass script_location= the migrations directory"
-    )
-
-
-def _candidates() -> Iterator[Path]:
-    # rotator/adapters/db/migrate.py -> the directory holding the ``rotator`` package.
-    root = Path(__file__).resolve().parents[3]
-    # Only a source checkout (it has pyproject.toml): site-packages may hold someone
-    # else's top-level ``migrations`` directory.
-    if (root / "pyproject.toml").is_file():
-        yield root / "migrations"
-    yield from _installed()
-    yield Path(sys.prefix) / INSTALLED_MIGRATIONS
-
-
-def _installed() -> Iterator[Path]:
-    """The directory the installed distribution's RECORD lists ``env.py`` in."""
-    try:
-        dist = metadata.distribution("rotator")
-    except metadata.PackageNotFoundError:
-        return
-    target = (*INSTALLED_MIGRATIONS.parts, "env.py")
-    for file in dist.files or ():
-        if tuple(file.parts[-len(target) :]) == target:
-            yield Path(str(dist.locate_file(file))).resolve().parent
+__all__ = ["MigrationsNotFound", "alembic_config", "current_revision", "downgrade",
+           "head_revision", "is_up_to_date", "migrations_dir", "upgrade"]
 
 
 def _checked(location: Path) -> Path:
