@@ -144,7 +144,11 @@ def authenticate(request: Request) -> Caller:
             401, "InvalidAuthenticationToken", "Access token validation failure."
         ) from exc
     roles = frozenset(str(r) for r in claims.get("roles", []))
-    return Caller(str(claims.get("appid")), str(claims.get("oid")), roles)
+    caller = Caller(str(claims.get("appid")), str(claims.get("oid")), roles)
+    if request.method == "GET":
+        # Reads spend the caller's request budget too; writes spend it in admit_write.
+        state.faults.admit_read(caller.app_id)
+    return caller
 
 
 def require_read(caller: Caller) -> None:
