@@ -33,7 +33,14 @@ from msgraph.generated.models.service_principal import ServicePrincipal
 
 from rotator.adapters import sdk_clients
 from rotator.emulator.runner import RunningEmulator
-from tests.emulator.helpers import claims_of, make_cert, make_proof, rotator_credential, token_for
+from tests.emulator.helpers import (
+    claims_of,
+    make_cert,
+    make_proof,
+    padded,
+    rotator_credential,
+    token_for,
+)
 
 GRAPH = "https://graph.microsoft.com/.default"
 
@@ -202,17 +209,35 @@ async def test_patch_then_add_key_with_proof_then_remove(emu: RunningEmulator, g
     assert added.key_id and added.display_name == "second"
     assert len(emu.tenant.keys(app.app_id)) == 2
 
+    # Graph answers every unusable proof alike: 401 Authentication_MissingOrMalformed.
     for bad in (
         make_proof(make_cert("stranger"), app.id),
         make_proof(first, app.id, lifetime=3600),
         make_proof(first, "someone-else"),
         make_proof(first, app.id, aud="https://graph.microsoft.com"),
+        padded(make_proof(first, app.id)),
+        "",
     ):
         with pytest.raises(ODataError) as info:
             await item.remove_key.post(
                 RemoveKeyPostRequestBody(key_id=registered.key_id, proof=bad)
             )
+        assert info.value.response_status_code == 401
+        assert info.value.error.code == "Authentication_MissingOrMalformed"
+
+    # A keyCredential without its type or usage is refused before anything is added.
+    for missing in ("type", "usage"):
+        spec = {"type": "AsymmetricX509Cert", "usage": "Verify", "key": make_cert("x").der}
+        del spec[missing]
+        with pytest.raises(ODataError) as info:
+            await item.add_key.post(
+                AddKeyPostRequestBody(
+                    key_credential=KeyCredential(**spec), proof=make_proof(first, app.id)
+                )
+            )
         assert info.value.response_status_code == 400
+        assert missing in (info.value.error.message or "")
+    assert len(emu.tenant.keys(app.app_id)) == 2
     await item.remove_key.post(
         RemoveKeyPostRequestBody(key_id=registered.key_id, proof=make_proof(second, app.id))
     )
