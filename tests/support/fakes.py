@@ -396,6 +396,11 @@ class FakeProbe:
         self.refuse_first = 0
         # Answers of a token endpoint in trouble (HTTP 503), before any refusal.
         self.unavailable_first = 0
+        # Answers of a throttling token endpoint (HTTP 429 with this Retry-After), first.
+        self.throttled_first = 0
+        self.throttle_retry_after = 30.0
+        # Every answer a refusal with this code (a configuration error), when set.
+        self.refuse_with: str | None = None
         self.attempts = 0
         self.hook: Callable[[], None] | None = None
         self.pem_bundles: list[SecretValue] = []
@@ -418,6 +423,13 @@ class FakeProbe:
         return self._token(client_id, app, "1")
 
     def _outage(self) -> TokenOutcome | None:
+        if self.refuse_with is not None:
+            return TokenOutcome(False, error_code=self.refuse_with, status=401,
+                                message=f"{self.refuse_with}: refused")
+        if self.throttled_first > 0:
+            self.throttled_first -= 1
+            return TokenOutcome(False, status=429, retry_after=self.throttle_retry_after,
+                                message="token endpoint unavailable (HTTP 429): AADSTS90055")
         if self.unavailable_first <= 0:
             return None
         self.unavailable_first -= 1
