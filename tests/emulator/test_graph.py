@@ -72,6 +72,27 @@ async def test_reads_lag_writes_until_every_replica_learns_them(
     assert len(read.password_credentials) == 2
 
 
+async def test_read_lag_covers_application_reads_only(
+    emu: RunningEmulator, graph: Any, http: httpx.Client
+) -> None:
+    """Tokens, owners and policies answer from the current state however far behind the
+    application read replicas are (as documented: the lag is the directory's reads)."""
+    emu.tenant.graph_consistency_seconds = 3600  # no read replica learns within the test
+    app = emu.tenant.create_app("lag-scope")
+    item = graph.applications.by_application_id(app.id)
+    body = AddPasswordPostRequestBody(password_credential=PasswordCredential(end_date_time=_in(30)))
+    created = await item.add_password.post(body)
+    assert (await item.get()).password_credentials == []  # the application read lags ...
+    # ... the token endpoint does not (propagation is its own, 0 in this suite) ...
+    response = token_for(http, emu, app.app_id, created.secret_text,
+                         "https://graph.microsoft.com/.default")
+    assert response.status_code == 200, response.text
+    # ... nor do the app's owners and policies.
+    owners = await item.owners.get()
+    assert [o.id for o in owners.value] == [emu.tenant.sp_by_app_id(emu.tenant.rotator_app_id).id]
+    assert (await item.app_management_policies.get()).value == []
+
+
 def _in(days: int) -> datetime:
     return datetime.now(UTC) + timedelta(days=days)
 
