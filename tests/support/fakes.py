@@ -272,7 +272,7 @@ class FakeDirectory:
         der = next((d for d in valid.values() if x5t_of(d) == x5t), None)
         if der is None:
             raise DirectoryError("Graph refused: proof not signed by a valid certificate",
-                                 status=400, code="Request_BadRequest")
+                                 status=401, code="Authentication_MissingOrMalformed")
         claims = jwt.decode(proof, x509.load_der_x509_certificate(der).public_key(),  # type: ignore[arg-type]
                             algorithms=["RS256", "ES256"], audience=PROOF_AUDIENCE,
                             options={"verify_exp": False, "verify_nbf": False})
@@ -280,8 +280,8 @@ class FakeDirectory:
         if (claims["iss"] != app.object_id
                 or claims["exp"] - claims["nbf"] > PROOF_MAX_LIFETIME.total_seconds()
                 or claims["exp"] <= stamp or claims["nbf"] > stamp + 300):
-            raise DirectoryError("Graph refused: proof claims are wrong", status=400,
-                                 code="Request_BadRequest")
+            raise DirectoryError("Graph refused: proof claims are wrong", status=401,
+                                 code="Authentication_MissingOrMalformed")
         thumb = thumbprint_of(der)
         self.proof_signers.append(thumb)
         return thumb
