@@ -20,7 +20,7 @@ from msgraph.generated.models.password_credential import PasswordCredential
 
 from rotator import throttle_waits
 from rotator.adapters import sdk_clients
-from rotator.emulator.faults import Faults
+from rotator.emulator.faults import Faults, with_budgets
 from rotator.emulator.runner import RunningEmulator
 from tests.emulator.helpers import rotator_credential
 
@@ -65,6 +65,14 @@ def test_realistic_budgets_are_on_by_default() -> None:
     assert faults.throttle_app_capacity == 3000
     assert faults.throttle_tenant_capacity == 18000
     assert faults.vault_throttle_capacity == 4000
+    # The command's flags: a budget per 10 s (per 150 s for writes); 0 turns one off.
+    flagged = with_budgets(graph_requests_per_10s=100, graph_writes_per_150s=0,
+                           vault_requests_per_10s=50)
+    assert flagged.throttle_requests_capacity == 100
+    assert flagged.throttle_requests_refill_per_second == 10
+    assert flagged.throttle_app_capacity is None
+    assert flagged.vault_throttle_capacity == 50
+    assert flagged.vault_throttle_refill_per_second == 5
 
 
 async def test_reads_spend_the_graph_budget_and_writes_share_it(
