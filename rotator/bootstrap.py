@@ -103,6 +103,7 @@ async def engine_deps(
     from rotator.adapters.hooks import HookClient
     from rotator.adapters.usage_report import GraphUsageReport
 
+    overrides.setdefault("read_settle_seconds", loaded.policy.daemon.graph_read_settle_seconds)
     overrides.setdefault("hooks", HookClient(withheld=loaded.policy.secret_env_names()))
     overrides.setdefault(
         "usage", GraphUsageReport(credential, graph_url=s.graph_url, ca_bundle=ca_bundle)

@@ -29,6 +29,7 @@ from typing import Any
 
 import structlog
 
+from rotator import throttle_waits
 from rotator.adapters.counting import CountingDirectory, CountingSecretStore, CountingTokenProbe
 from rotator.adapters.rate_limited import AsyncRateLimiter, RateLimitedDirectory
 from rotator.domain.records import ScanStatus
@@ -91,6 +92,7 @@ def instrument(deps: EngineDeps, metrics: Metrics, *, graph_writes_per_minute: f
     """Wrap the ports in place: Graph writes through the rate limiter, every request counted."""
     limiter = AsyncRateLimiter(graph_writes_per_minute)
     record = metrics.record_request
+    throttle_waits.subscribe(metrics.record_throttle_wait)
     limited = RateLimitedDirectory(deps.directory, limiter)
     deps.directory = CountingDirectory(limited, record)
     deps.probe = CountingTokenProbe(deps.probe, record)

@@ -32,6 +32,7 @@ __all__ = [
 
 _DURATION_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 4 * 3600, 24 * 3600,
                      2 * 86400, 7 * 86400)
+_THROTTLE_BUCKETS = (1, 2, 5, 10, 30, 60, 120, 300)
 _SCAN_BUCKETS = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900)
 
 
@@ -191,6 +192,11 @@ class Metrics:
             "rotator_graph_write_wait_seconds_total",
             "Time Graph writes waited for the rate limiter.", registry=r,
         )
+        self.throttle_wait = Histogram(
+            "rotator_throttle_wait_seconds",
+            "Waits a service asked for with Retry-After (graph, keyvault, token), by service.",
+            ["service"], buckets=_THROTTLE_BUCKETS, registry=r,
+        )
         self.dependencies = DependencyHealth()
 
     # ------------------------------------------------------------------ recorders
@@ -200,6 +206,9 @@ class Metrics:
         if status == "429":
             self.throttled.labels(service).inc()
         self.dependencies.record(service, operation, status)
+
+    def record_throttle_wait(self, service: str, seconds: float) -> None:
+        self.throttle_wait.labels(service).observe(seconds)
 
     def record_inventory(
         self, rows: Iterable[InventoryRow], *, now: datetime, horizon_days: float

@@ -157,11 +157,13 @@ class SecretStoreError(Exception):
         *,
         code: str | None = None,
         status: int | None = None,
+        retry_after: float | None = None,
         transient: bool | None = None,
     ) -> None:
         super().__init__(message)
         self.code = code
         self.status = status
+        self.retry_after = retry_after
         self._transient = transient
 
     @property
@@ -206,6 +208,7 @@ class TokenOutcome:
     error_code: str | None = None  # e.g. "AADSTS7000215"
     message: str | None = None
     status: int | None = None  # HTTP status of a refusal, when the endpoint answered
+    retry_after: float | None = None  # seconds the endpoint asked to wait (429, 503)
 
 
 class TokenProbe(Protocol):

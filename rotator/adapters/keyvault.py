@@ -32,6 +32,7 @@ def translate_error(exc: BaseException, action: str) -> SecretStoreError:
             f"Key Vault refused to {action}: {code or status}: {message}{hint}",
             code=code,
             status=status,
+            retry_after=_retry_after(exc),
         )
     if isinstance(exc, ServiceRequestError | ServiceResponseError | OSError | asyncio.TimeoutError):
         return SecretStoreError(
@@ -39,6 +40,16 @@ def translate_error(exc: BaseException, action: str) -> SecretStoreError:
         )
     return SecretStoreError(f"Key Vault call to {action} failed: {type(exc).__name__}",
                             transient=True)
+
+
+def _retry_after(exc: Any) -> float | None:
+    """Key Vault's Retry-After (seconds) on the answer the SDK's retries ended with."""
+    headers = getattr(getattr(exc, "response", None), "headers", None)
+    value = headers.get("Retry-After") if headers is not None else None
+    try:
+        return float(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
 
 
 def _stored(props: Any, value: str | None = None) -> StoredSecret:

@@ -61,6 +61,11 @@ _VAULT_SUFFIXES = (
 )
 
 
+# The longest Retry-After an SDK call sleeps through before answering; longer ones make
+# the call fail as transient, carrying the Retry-After (kiota's own ceiling for Graph).
+SDK_RETRY_AFTER_CEILING = 180.0
+
+
 def _host(url: str) -> str:
     return (urlparse(url if "://" in url else f"https://{url}").hostname or "").lower()
 
@@ -127,10 +132,18 @@ def async_secret_credential(
     *,
     authority_host: str | None = None,
     ca_bundle: str | None = None,
+    **pipeline: Any,
 ) -> azure.identity.aio.ClientSecretCredential:
+    """``pipeline``: azure-core options such as ``retry_total``."""
     from azure.identity.aio import ClientSecretCredential
 
-    options: dict[str, Any] = identity_options(authority_host, ca_bundle)
+    options: dict[str, Any] = {
+        # Token requests answered 429/503 are retried by azure-core after the Retry-After;
+        # the waits are reported like Graph's and Key Vault's.
+        "retry_policy_class": _observed_retry_policy("token"),
+        **identity_options(authority_host, ca_bundle),
+        **pipeline,
+    }
     return ClientSecretCredential(tenant_id, client_id, client_secret, **options)
 
 
@@ -194,11 +207,105 @@ def make_graph_client(
         timeout=httpx.Timeout(60.0, connect=10.0),
         http2=False,
     )
-    # A custom client skips Graph's retry/redirect middleware unless wrapped like this.
-    http = graph_client_factory.create_with_default_middleware(client=http, options=graph_options)
+    # A custom client skips Graph's retry/redirect middleware unless wrapped like this:
+    # kiota's default chain, its retry handler swapped for one that reports its waits.
+    http = graph_client_factory.create_with_custom_middleware(
+        graph_middleware(graph_options), client=http
+    )
     adapter = GraphRequestAdapter(auth, client=http)
     adapter.base_url = base_url
     return GraphServiceClient(request_adapter=adapter)
+
+
+def graph_middleware(options: dict[str, Any]) -> list[Any]:
+    """Kiota's default middleware plus Graph's telemetry handler, as
+    ``GraphClientFactory.create_with_default_middleware`` builds it, except that the
+    retry handler reports each wait it makes for a ``Retry-After``."""
+    from kiota_http.kiota_client_factory import KiotaClientFactory
+    from kiota_http.middleware import RetryHandler
+    from msgraph_core.middleware import GraphTelemetryHandler
+    from msgraph_core.middleware.options import GraphTelemetryHandlerOption
+
+    observed = _observed_retry_handler()
+    middleware: list[Any] = [
+        observed(m.options) if type(m) is RetryHandler else m
+        for m in KiotaClientFactory.get_default_middleware(options)
+    ]
+    telemetry = options.get(GraphTelemetryHandlerOption().get_key())
+    middleware.append(
+        GraphTelemetryHandler(options=telemetry) if telemetry else GraphTelemetryHandler()
+    )
+    return middleware
+
+
+@functools.cache
+def _observed_retry_handler() -> type[Any]:
+    from kiota_http.middleware import RetryHandler
+    from kiota_http.middleware.options import RetryHandlerOption
+
+    from rotator import throttle_waits
+
+    class ObservedRetryHandler(RetryHandler):
+        """Kiota's RetryHandler (it honours Retry-After on 429/503/504, up to three
+        retries); each wait it makes for a Retry-After is reported, nothing else changes."""
+
+        _delay: float = 0.0
+
+        def get_delay_time(
+            self, retry_count: int, response: Any = None,
+            delay: float = RetryHandlerOption.DEFAULT_DELAY,
+        ) -> float:
+            self._delay = float(super().get_delay_time(retry_count, response, delay))
+            return self._delay
+
+        def should_retry(self, request: Any, options: Any, response: Any) -> bool:
+            # send() calls check_retry_valid, get_delay_time and should_retry one after
+            # the other with no await between them, so _delay belongs to this response.
+            verdict = bool(super().should_retry(request, options, response))
+            attempt = int(response.request.headers.get("Retry-Attempt", 0))
+            if (
+                verdict
+                and attempt < options.max_retry
+                and self._delay < RetryHandlerOption.MAX_DELAY
+                and response.headers.get("retry-after")
+            ):
+                throttle_waits.waited(
+                    "graph", self._delay, status=response.status_code, method=request.method
+                )
+            return verdict
+
+    return ObservedRetryHandler
+
+
+@functools.cache
+def _observed_retry_policy(service: str) -> type[Any]:
+    from azure.core.pipeline.policies import AsyncRetryPolicy
+
+    from rotator import throttle_waits
+
+    class ObservedAsyncRetryPolicy(AsyncRetryPolicy[Any, Any]):
+        """azure-core's retry policy (it honours Retry-After, up to ten retries by
+        default); each wait it makes for a Retry-After is reported, and one longer than
+        ``SDK_RETRY_AFTER_CEILING`` is not slept through here: the error goes back to
+        the engine, which schedules the step again after it (as kiota does for Graph)."""
+
+        def is_retry(self, settings: Any, response: Any) -> bool:
+            retry_after = self.get_retry_after(response)
+            if retry_after is not None and retry_after >= SDK_RETRY_AFTER_CEILING:
+                return False
+            return bool(super().is_retry(settings, response))
+
+        async def _sleep_for_retry(self, response: Any, transport: Any) -> bool:
+            retry_after = self.get_retry_after(response)
+            if retry_after:
+                throttle_waits.waited(
+                    service, float(retry_after),
+                    status=response.http_response.status_code,
+                    method=response.http_request.method,
+                )
+            return bool(await super()._sleep_for_retry(response, transport))
+
+    return ObservedAsyncRetryPolicy
 
 
 def _vault_options(vault_url: str, ca_bundle: str | None) -> dict[str, Any]:
@@ -217,7 +324,10 @@ def make_secret_client(
 ) -> SecretClient:
     from azure.keyvault.secrets.aio import SecretClient
 
-    return SecretClient(vault_url, credential, **_vault_options(vault_url, ca_bundle))
+    return SecretClient(
+        vault_url, credential, retry_policy=_observed_retry_policy("keyvault")(),
+        **_vault_options(vault_url, ca_bundle),
+    )
 
 
 def make_sync_secret_client(

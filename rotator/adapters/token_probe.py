@@ -17,6 +17,10 @@ from rotator.domain.secret_value import SecretValue
 from rotator.ports import TokenOutcome
 
 _AADSTS = re.compile(r"AADSTS\d+")
+# One attempt is one request: azure-core's retry policy would otherwise sleep through a
+# throttled token request (up to ten times its Retry-After), hidden from verification,
+# which honours the Retry-After itself within its deadline and says so.
+NO_RETRY: dict[str, Any] = {"retry_total": 0}
 
 
 def claims_of(access_token: str) -> Mapping[str, object]:
@@ -48,6 +52,7 @@ class AzureIdentityTokenProbe:
             secret.reveal(),
             authority_host=self._authority_host,
             ca_bundle=self._ca_bundle,
+            **NO_RETRY,
         )
         return await _request(credential, scope, secret)
 
@@ -59,7 +64,9 @@ class AzureIdentityTokenProbe:
 
         from rotator.adapters.sdk_clients import identity_options
 
-        options: dict[str, Any] = identity_options(self._authority_host, self._ca_bundle)
+        options: dict[str, Any] = {
+            **identity_options(self._authority_host, self._ca_bundle), **NO_RETRY
+        }
         try:
             credential = CertificateCredential(
                 tenant_id, client_id, certificate_data=pem_bundle.reveal().encode("ascii"),
@@ -92,6 +99,7 @@ async def _request(credential: Any, scope: str, material: SecretValue) -> TokenO
             return TokenOutcome(
                 ok=False, status=status,
                 message=f"token endpoint unavailable (HTTP {status}): {first_line}"[:300],
+                retry_after=_retry_after_of(exc),
             )
         return TokenOutcome(
             ok=False, error_code=match.group(0) if match else None, message=first_line[:300],
@@ -100,6 +108,17 @@ async def _request(credential: Any, scope: str, material: SecretValue) -> TokenO
     except Exception as exc:  # noqa: BLE001 - any failure is one failed attempt
         return TokenOutcome(ok=False, message=f"token request failed: {type(exc).__name__}")
     return TokenOutcome(ok=True, claims=claims_of(token.token))
+
+
+def _retry_after_of(exc: Exception) -> float | None:
+    """The response's Retry-After in seconds (a number; HTTP dates are not used by Entra)."""
+    headers = getattr(getattr(exc, "response", None), "headers", None)
+    value = headers.get("Retry-After") if headers is not None else None
+    try:
+        seconds = float(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+    return seconds if seconds is not None and seconds >= 0 else None
 
 
 def _status_of(exc: Exception) -> int | None:

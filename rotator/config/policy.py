@@ -170,6 +170,14 @@ class DaemonPolicy:
         "it below the tenant's budget (3,000 writes / 150 s per app, 18,000 / 5 min per "
         "tenant) divided by the number of replicas",
     )
+    graph_read_settle_seconds: float = key_field(
+        3.0,
+        checks.positive(unit="seconds", hi=600),
+        help="Graph serves reads from replicas that learn writes late: before rotator "
+        "believes a credential or an app is absent, or writes back a certificate list it "
+        "just read, it reads again this long after (longer than the lag the directory "
+        "usually shows)",
+    )
     lease_seconds: float = key_field(
         300.0,
         checks.positive(unit="seconds", hi=86_400),

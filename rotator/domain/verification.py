@@ -23,9 +23,18 @@ NOT_PROPAGATED_YET = frozenset(
     }
 )
 
-# Codes that time will not fix: the app, its service principal or the scope is wrong.
+# Codes that time will not fix: the app, its service principal, the scope or the way
+# the token is asked for is wrong. Any other code fails the step at once too; these
+# only get words that say what to check.
 HINTS: Mapping[str, str] = {
     "AADSTS700016": "the application was not found in the tenant",
+    "AADSTS700023": "the client assertion's audience is not this tenant's token endpoint; "
+    "check the authority host rotator is configured with (ROTATOR_AUTHORITY_HOST)",
+    "AADSTS700024": "the client assertion is outside its valid time range; check this "
+    "machine's clock",
+    "AADSTS700021": "the client assertion names another application than client_id",
+    "AADSTS90002": "the tenant was not found; check AZURE_TENANT_ID and the authority host",
+    "AADSTS50027": "the client assertion is malformed",
     "AADSTS7000229": "the application has no service principal in the tenant; create one",
     "AADSTS1002012": "the verify scope must end in /.default",
     "AADSTS500011": "the resource of the verify scope is not registered in the tenant; "
@@ -82,9 +91,21 @@ def judge_claims(
     return AttemptVerdict(AttemptKind.SUCCESS, "token issued with the expected claims")
 
 
-def judge_refusal(error_code: str | None, message: str | None) -> AttemptVerdict:
+def judge_refusal(
+    error_code: str | None, message: str | None, status: int | None = None
+) -> AttemptVerdict:
     if error_code in NOT_PROPAGATED_YET:
         return AttemptVerdict(AttemptKind.NOT_YET, f"{error_code}: not accepted yet")
+    if error_code is None and status is not None and 400 <= status < 500 and status not in (
+        408, 429
+    ):
+        # Entra words every refusal with an AADSTS code; a bare 4xx comes from something
+        # else answering at the authority host, and asking again will not change it.
+        return AttemptVerdict(
+            AttemptKind.FATAL,
+            f"the token endpoint refused with HTTP {status} and no AADSTS code "
+            f"({message or 'no message'}); check the authority host",
+        )
     if error_code is None:
         return AttemptVerdict(AttemptKind.TRANSIENT, message or "token request failed")
     if error_code in HINTS:

@@ -57,6 +57,28 @@ import click
     show_default=True,
     help="Grant the rotator's identity Policy.Read.All (reading app management policies).",
 )
+@click.option(
+    "--graph-request-budget",
+    type=click.FloatRange(0),
+    default=3500.0,
+    show_default=True,
+    help="Graph requests (reads and writes) per 10 s per calling app before 429 "
+    "with Retry-After (0: unlimited).",
+)
+@click.option(
+    "--graph-write-budget",
+    type=click.FloatRange(0),
+    default=3000.0,
+    show_default=True,
+    help="Graph writes per 150 s per calling app before 429 with Retry-After (0: unlimited).",
+)
+@click.option(
+    "--vault-request-budget",
+    type=click.FloatRange(0),
+    default=4000.0,
+    show_default=True,
+    help="Key Vault requests per 10 s before 429 with Retry-After (0: unlimited).",
+)
 def emulator_command(
     port: int,
     env_file: Path,
@@ -68,6 +90,9 @@ def emulator_command(
     graph_consistency_seconds: float,
     removal_propagation_seconds: float | None,
     policy_read: bool,
+    graph_request_budget: float,
+    graph_write_budget: float,
+    vault_request_budget: float,
 ) -> None:
     """Run the emulated Entra tenant (Graph, token endpoint, Key Vault) over HTTPS."""
     # Imported here so `rotator --help` does not pay for uvicorn and cryptography.
@@ -76,6 +101,7 @@ def emulator_command(
     import threading
     from types import FrameType
 
+    from rotator.emulator.faults import with_budgets
     from rotator.emulator.runner import ENV_KEYS, RunningEmulator
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
@@ -97,6 +123,11 @@ def emulator_command(
         policy_read=policy_read,
         removal_propagation_seconds=removal_propagation_seconds,
         graph_consistency_seconds=graph_consistency_seconds,
+        faults=with_budgets(
+            graph_requests_per_10s=graph_request_budget,
+            graph_writes_per_150s=graph_write_budget,
+            vault_requests_per_10s=vault_request_budget,
+        ),
     )
     try:
         for key in ENV_KEYS:

@@ -86,7 +86,7 @@ class AadError(Exception):
         self.description = description
 
 
-def aad_error_response(error: AadError) -> JSONResponse:
+def aad_error_response(error: AadError, headers: dict[str, str] | None = None) -> JSONResponse:
     now = datetime.now(UTC)
     trace_id = str(uuid.uuid4())
     correlation_id = str(uuid.uuid4())
@@ -103,4 +103,4 @@ def aad_error_response(error: AadError) -> JSONResponse:
         "correlation_id": correlation_id,
         "error_uri": "https://login.microsoftonline.com/error?code=" + str(error.code),
     }
-    return JSONResponse(body, status_code=error.status)
+    return JSONResponse(body, status_code=error.status, headers=headers)

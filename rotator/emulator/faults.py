@@ -29,6 +29,21 @@ from rotator.emulator.errors import (
     vault_error_response,
 )
 
+# Realistic budgets (Microsoft's published limits); a normal run never comes near them.
+GRAPH_REQUESTS_PER_10S = 3500.0
+GRAPH_APP_WRITES_PER_150S = 3000.0
+GRAPH_TENANT_WRITES_PER_300S = 18000.0
+VAULT_REQUESTS_PER_10S = 4000.0
+
+_CAPACITIES = frozenset(
+    {
+        "throttle_requests_capacity",
+        "throttle_app_capacity",
+        "throttle_tenant_capacity",
+        "vault_throttle_capacity",
+    }
+)
+
 Service = Literal["graph", "vault", "token", "admin"]
 Endpoint = Callable[[Request], Awaitable[Response]]
 
@@ -60,11 +75,22 @@ class Faults:
     error_rates: dict[str, dict[int, float]] = field(default_factory=dict)
     # route -> probability that a write is applied but its response is lost (500 returned).
     lost_response_rates: dict[str, float] = field(default_factory=dict)
-    # Graph write token buckets: per calling app, and per tenant. None disables a bucket.
-    throttle_app_capacity: float | None = None
-    throttle_app_refill_per_second: float = 1.0
-    throttle_tenant_capacity: float | None = None
-    throttle_tenant_refill_per_second: float = 10.0
+    # Graph's budgets as its throttling limits state them for identity and access; None
+    # disables a bucket. Every Graph request (read or write) of a calling app spends its
+    # request budget (3,500 per 10 s) ...
+    throttle_requests_capacity: float | None = GRAPH_REQUESTS_PER_10S
+    throttle_requests_refill_per_second: float = GRAPH_REQUESTS_PER_10S / 10
+    # ... and a write also its app's write budget (3,000 per 150 s) and the tenant's
+    # (18,000 per 5 min).
+    throttle_app_capacity: float | None = GRAPH_APP_WRITES_PER_150S
+    throttle_app_refill_per_second: float = GRAPH_APP_WRITES_PER_150S / 150
+    throttle_tenant_capacity: float | None = GRAPH_TENANT_WRITES_PER_300S
+    throttle_tenant_refill_per_second: float = GRAPH_TENANT_WRITES_PER_300S / 300
+    # Key Vault's own limit: 4,000 transactions per 10 s per vault.
+    vault_throttle_capacity: float | None = VAULT_REQUESTS_PER_10S
+    vault_throttle_refill_per_second: float = VAULT_REQUESTS_PER_10S / 10
+    # Retry-After (seconds) of injected 429 and 503 answers.
+    injected_retry_after_seconds: float = 1.0
     # How long a Graph write holds its target app; a second write inside the window gets 409.
     write_hold_ms: float = 0.0
     seed: int | None = None
@@ -75,6 +101,8 @@ class Faults:
         self._rng = random.Random(self.seed)  # noqa: S311
         self._app_buckets: dict[str, TokenBucket] = {}
         self._tenant_bucket: TokenBucket | None = None
+        self._request_buckets: dict[str, TokenBucket] = {}
+        self._vault_bucket: TokenBucket | None = None
         self._busy: dict[str, int] = defaultdict(int)
         self._counts: dict[str, dict[int, int]] = defaultdict(lambda: defaultdict(int))
 
@@ -90,13 +118,16 @@ class Faults:
                 }
             elif key == "lost_response_rates":
                 self.lost_response_rates = {str(k): float(v) for k, v in dict(value).items()}
-            elif key in ("throttle_app_capacity", "throttle_tenant_capacity"):
+            elif key in _CAPACITIES:
                 setattr(self, key, None if value is None else float(value))
                 self.reset_buckets()
             elif key in (
                 "latency_ms",
+                "throttle_requests_refill_per_second",
                 "throttle_app_refill_per_second",
                 "throttle_tenant_refill_per_second",
+                "vault_throttle_refill_per_second",
+                "injected_retry_after_seconds",
                 "write_hold_ms",
             ):
                 setattr(self, key, float(value))
@@ -111,10 +142,15 @@ class Faults:
                 r: {str(s): p for s, p in v.items()} for r, v in self.error_rates.items()
             },
             "lost_response_rates": dict(self.lost_response_rates),
+            "throttle_requests_capacity": self.throttle_requests_capacity,
+            "throttle_requests_refill_per_second": self.throttle_requests_refill_per_second,
             "throttle_app_capacity": self.throttle_app_capacity,
             "throttle_app_refill_per_second": self.throttle_app_refill_per_second,
             "throttle_tenant_capacity": self.throttle_tenant_capacity,
             "throttle_tenant_refill_per_second": self.throttle_tenant_refill_per_second,
+            "vault_throttle_capacity": self.vault_throttle_capacity,
+            "vault_throttle_refill_per_second": self.vault_throttle_refill_per_second,
+            "injected_retry_after_seconds": self.injected_retry_after_seconds,
             "write_hold_ms": self.write_hold_ms,
         }
 
@@ -122,6 +158,8 @@ class Faults:
         with self._lock:
             self._app_buckets.clear()
             self._tenant_bucket = None
+            self._request_buckets.clear()
+            self._vault_bucket = None
 
     # ------------------------------------------------------------------ decisions
 
@@ -151,11 +189,17 @@ class Faults:
         with self._lock:
             return self._rng.random() < probability
 
-    def admit_write(self, caller_app_id: str) -> None:
-        """Take a write token or raise Graph's 429 with the Retry-After the buckets imply."""
+    def admit_read(self, caller_app_id: str) -> None:
+        """Spend one unit of the caller's Graph request budget, or raise Graph's 429."""
         with self._lock:
-            wait = 0.0
-            if self.throttle_app_capacity is not None:
+            wait = self._take_request(caller_app_id)
+        _raise_graph_throttled(wait)
+
+    def admit_write(self, caller_app_id: str) -> None:
+        """A write spends the request budget and the write budgets; 429 when one is empty."""
+        with self._lock:
+            wait = self._take_request(caller_app_id)
+            if wait == 0 and self.throttle_app_capacity is not None:
                 bucket = self._app_buckets.get(caller_app_id)
                 if bucket is None:
                     bucket = TokenBucket(
@@ -169,15 +213,33 @@ class Faults:
                         self.throttle_tenant_capacity, self.throttle_tenant_refill_per_second
                     )
                 wait = self._tenant_bucket.take()
-        if wait > 0:
-            seconds = max(1, math.ceil(wait))
-            raise GraphError(
-                429,
-                "TooManyRequests",
-                "Too many requests. Your request is throttled temporarily. "
-                f"Please try after {seconds} seconds.",
-                headers={"Retry-After": str(seconds)},
+        _raise_graph_throttled(wait)
+
+    def _take_request(self, caller_app_id: str) -> float:
+        if self.throttle_requests_capacity is None:
+            return 0.0
+        bucket = self._request_buckets.get(caller_app_id)
+        if bucket is None:
+            bucket = TokenBucket(
+                self.throttle_requests_capacity, self.throttle_requests_refill_per_second
             )
+            self._request_buckets[caller_app_id] = bucket
+        return bucket.take()
+
+    def admit_vault(self) -> float:
+        """Take a Key Vault transaction; 0 when admitted, else the seconds to wait."""
+        if self.vault_throttle_capacity is None:
+            return 0.0
+        with self._lock:
+            if self._vault_bucket is None:
+                self._vault_bucket = TokenBucket(
+                    self.vault_throttle_capacity, self.vault_throttle_refill_per_second
+                )
+            return self._vault_bucket.take()
+
+    @property
+    def injected_retry_after(self) -> str:
+        return str(max(1, math.ceil(self.injected_retry_after_seconds)))
 
     @asynccontextmanager
     async def write_window(self, object_id: str) -> AsyncIterator[None]:
@@ -230,25 +292,98 @@ class Faults:
             self._counts.clear()
 
 
-def _injected(service: Service, status: int, request: Request) -> Response:
+def with_budgets(
+    *,
+    graph_requests_per_10s: float = GRAPH_REQUESTS_PER_10S,
+    graph_writes_per_150s: float = GRAPH_APP_WRITES_PER_150S,
+    vault_requests_per_10s: float = VAULT_REQUESTS_PER_10S,
+) -> Faults:
+    """Faults with the given throttling budgets (0 turns a budget off)."""
+    faults = Faults()
+    faults.update(
+        {
+            "throttle_requests_capacity": graph_requests_per_10s or None,
+            "throttle_requests_refill_per_second": (graph_requests_per_10s or 1) / 10,
+            "throttle_app_capacity": graph_writes_per_150s or None,
+            "throttle_app_refill_per_second": (graph_writes_per_150s or 1) / 150,
+            "vault_throttle_capacity": vault_requests_per_10s or None,
+            "vault_throttle_refill_per_second": (vault_requests_per_10s or 1) / 10,
+        }
+    )
+    return faults
+
+
+def retry_after_header(wait: float) -> str:
+    """Whole seconds, at least 1: what Graph, Key Vault and Entra send."""
+    return str(max(1, math.ceil(wait)))
+
+
+def graph_throttled(wait: float) -> GraphError:
+    seconds = retry_after_header(wait)
+    return GraphError(
+        429,
+        "TooManyRequests",
+        "Too many requests. Your request is throttled temporarily. "
+        f"Please try after {seconds} seconds.",
+        headers={"Retry-After": seconds},
+    )
+
+
+def _raise_graph_throttled(wait: float) -> None:
+    if wait > 0:
+        raise graph_throttled(wait)
+
+
+VAULT_THROTTLED_MESSAGE = (
+    "Request was not processed because too many requests were received. "
+    "Reason: VaultRequestTypeLimitReached"
+)
+
+
+def vault_throttled(wait: float) -> Response:
+    return vault_error_response(
+        429, "Throttled", VAULT_THROTTLED_MESSAGE, None,
+        headers={"Retry-After": retry_after_header(wait)},
+    )
+
+
+def _injected(service: Service, status: int, request: Request, retry_after: str) -> Response:
+    # Throttling and outages say when to come back, as the real services do.
+    headers = {"Retry-After": retry_after} if status in (429, 503) else {}
     if service == "graph":
+        if status == 429:
+            return graph_error_response(request, graph_throttled(float(retry_after)))
         code, message = (
             ("serviceNotAvailable", "The service is temporarily unavailable. Please retry.")
             if status == 503
             else ("generalException", "An internal server error occurred. Please retry.")
         )
-        headers = {"Retry-After": "1"} if status == 503 else {}
         return graph_error_response(request, GraphError(status, code, message, headers=headers))
     if service == "vault":
+        if status == 429:
+            return vault_throttled(float(retry_after))
         return vault_error_response(
             status,
             "ServiceUnavailable" if status == 503 else "InternalServerError",
             "The service is temporarily unavailable." if status == 503 else "Internal error.",
             None,
+            headers=headers,
+        )
+    if status == 429:
+        return aad_error_response(
+            AadError(
+                429,
+                "temporarily_unavailable",
+                90055,
+                "There are too many incoming requests. Retry after the time the Retry-After "
+                "header gives.",
+            ),
+            headers=headers,
         )
     if status == 503:
         return aad_error_response(
-            AadError(503, "temporarily_unavailable", 90033, "A transient error has occurred.")
+            AadError(503, "temporarily_unavailable", 90033, "A transient error has occurred."),
+            headers=headers,
         )
     return aad_error_response(
         AadError(
@@ -273,11 +408,13 @@ def guarded(route: str, service: Service) -> Callable[[Endpoint], Endpoint]:
                     await asyncio.sleep(faults.latency_ms / 1000)
                 injected = faults.pick_error(route)
                 if injected is not None:
-                    response = _injected(service, injected, request)
+                    response = _injected(
+                        service, injected, request, faults.injected_retry_after
+                    )
                     return response
                 response = await endpoint(request)
                 if response.status_code < 400 and faults.lose_response(route):
-                    response = _injected(service, 500, request)
+                    response = _injected(service, 500, request, faults.injected_retry_after)
                 return response
             finally:
                 faults.count(route, response.status_code if response is not None else 500)

@@ -38,6 +38,7 @@ log = logging.getLogger("rotator.emulator.graph")
 GRAPH_AUDIENCES = (GRAPH_RESOURCE, GRAPH_RESOURCE + "/", GRAPH_APP_ID)
 PROOF_AUDIENCE = "00000002-0000-0000-c000-000000000000"
 PROOF_MAX_LIFETIME = 600
+PROOF_REFUSED_MESSAGE = "Access Token missing or malformed."
 READ_ROLES = frozenset(
     {"Application.Read.All", "Application.ReadWrite.All", "Application.ReadWrite.OwnedBy"}
 )
@@ -144,7 +145,11 @@ def authenticate(request: Request) -> Caller:
             401, "InvalidAuthenticationToken", "Access token validation failure."
         ) from exc
     roles = frozenset(str(r) for r in claims.get("roles", []))
-    return Caller(str(claims.get("appid")), str(claims.get("oid")), roles)
+    caller = Caller(str(claims.get("appid")), str(claims.get("oid")), roles)
+    if request.method == "GET":
+        # Reads spend the caller's request budget too; writes spend it in admit_write.
+        state.faults.admit_read(caller.app_id)
+    return caller
 
 
 def require_read(caller: Caller) -> None:
@@ -465,11 +470,11 @@ def check_proof(app: Application, proof: object) -> KeyCredential:
             "add the first certificate with PATCH /applications/{id} (keyCredentials).",
         )
     if not isinstance(proof, str) or not proof:
-        raise GraphError(400, "Request_BadRequest", "Property 'proof' is required.")
+        raise _bad_proof("no proof was sent")
     try:
-        jws = parse_jws(proof)
+        jws = parse_jws(proof, strict=True)
     except BadJws as exc:
-        raise _bad_proof("the token is malformed") from exc
+        raise _bad_proof(f"the token is malformed ({exc})") from exc
     x5t = jws.x5t
     kid = jws.header.get("kid")
     signer = next(
@@ -500,11 +505,10 @@ def check_proof(app: Application, proof: object) -> KeyCredential:
 
 
 def _bad_proof(reason: str) -> GraphError:
-    return GraphError(
-        400,
-        "Request_BadRequest",
-        f"Proof of possession token validation failed: {reason}.",
-    )
+    # Graph answers every unusable proof alike, as an authentication failure; the reason
+    # goes to the emulator's log only, as Graph keeps it to itself.
+    log.info("proof of possession refused: %s", reason)
+    return GraphError(401, "Authentication_MissingOrMalformed", PROOF_REFUSED_MESSAGE)
 
 
 @graph_route("graph.addKey")
@@ -518,6 +522,13 @@ async def add_key(request: Request) -> Response:
     spec = body.get("keyCredential") or {}
     if not isinstance(spec, dict) or not spec.get("key"):
         raise GraphError(400, "KeyCredentialsInvalidValue", "Key credential value is invalid.")
+    for required in ("type", "usage"):
+        if not spec.get(required):
+            raise GraphError(
+                400,
+                "Request_BadRequest",
+                f"Property '{required}' of keyCredential is required.",
+            )
     try:
         der = base64.b64decode(str(spec["key"]), validate=True)
     except (binascii.Error, ValueError) as exc:
@@ -533,8 +544,8 @@ async def add_key(request: Request) -> Response:
         spec.get("displayName"),
         start=_dt(spec.get("startDateTime"), "startDateTime"),
         end=_dt(spec.get("endDateTime"), "endDateTime"),
-        usage=str(spec.get("usage") or "Verify"),
-        key_type=str(spec.get("type") or "AsymmetricX509Cert"),
+        usage=str(spec["usage"]),
+        key_type=str(spec["type"]),
     )
     async with state.faults.write_window(app.id):
         state.tenant.add_key(app.id, cred)

@@ -57,11 +57,17 @@ class Jws:
         return True
 
 
-def parse_jws(token: str) -> Jws:
-    """Split and decode without verifying; tolerates ``=`` padding in any segment."""
+def parse_jws(token: str, *, strict: bool = False) -> Jws:
+    """Split and decode without verifying.
+
+    Client assertions may carry ``=`` padding (async azure-identity keeps it and Entra
+    takes it); ``strict`` refuses it, as Graph does for proofs of possession.
+    """
     parts = token.strip().split(".")
     if len(parts) != 3:
         raise BadJws("not a JWS compact serialization")
+    if strict and any("=" in part for part in parts):
+        raise BadJws("a segment carries base64 padding")
     try:
         header = json.loads(b64url_decode(parts[0]))
         claims = json.loads(b64url_decode(parts[1]))

@@ -339,8 +339,10 @@ def _check_assertion(
         raise AadError(
             401,
             "invalid_client",
-            700027,
-            f"Client assertion audience claim does not match Realm issuer. Audience '{aud}'.",
+            700023,
+            f"Client assertion audience claim does not match Realm issuer. Review the "
+            f"documentation at https://learn.microsoft.com/entra/identity-platform/"
+            f"certificate-credentials . Audience '{aud}'.",
         )
     exp, nbf = claims.get("exp"), claims.get("nbf")
     stamp = time.time()

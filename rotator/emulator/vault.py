@@ -16,7 +16,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from rotator.emulator.errors import vault_error_response
-from rotator.emulator.faults import guarded
+from rotator.emulator.faults import guarded, vault_throttled
 from rotator.emulator.state import EmulatorState
 from rotator.emulator.tenant import VAULT_RESOURCE
 from rotator.emulator.timeparse import from_epoch, to_epoch
@@ -87,6 +87,9 @@ def vault_route(name: str) -> Callable[[Handler], Handler]:
                     raise VaultError(
                         400, "BadParameter", "The 'api-version' query parameter is missing."
                     )
+                wait = _state(request).faults.admit_vault()
+                if wait > 0:
+                    return vault_throttled(wait)
                 return await handler(request)
             except VaultError as exc:
                 return vault_error_response(exc.status, exc.code, exc.message, exc.inner)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from rotator import certificate_material as certs
+from rotator import throttle_waits
 from rotator.domain.backoff import jittered
 from rotator.domain.credentials import CredentialKind
 from rotator.domain.rotation import Rotation
@@ -79,7 +80,7 @@ async def verify(deps: EngineDeps, rotation: Rotation) -> Rotation:
                 credential_kind=rotation.kind,
             )
         else:
-            verdict = judge_refusal(outcome.error_code, outcome.message)
+            verdict = judge_refusal(outcome.error_code, outcome.message, outcome.status)
         unavailable = not outcome.ok and outcome.status is not None and (
             outcome.status >= 500 or outcome.status == 429)
         if unavailable and not outage_reported:
@@ -109,6 +110,14 @@ async def verify(deps: EngineDeps, rotation: Rotation) -> Rotation:
         else:
             raw = min(timing.refusal_cap, timing.refusal_base * 2 ** min(progress.refusals, 16))
             delay = jittered(raw, deps.rng)
+        if not outcome.ok and outcome.retry_after is not None:
+            # The token endpoint said when to come back: never sooner (the backoff cap
+            # does not apply), and never past the deadline, where the step ends anyway.
+            remaining = max(0.0, (deadline - deps.now()).total_seconds())
+            asked = min(outcome.retry_after, remaining)
+            if asked > delay:
+                delay = asked
+                throttle_waits.waited("token", delay, status=outcome.status)
         await deps.sleep(delay)
     waited = (deps.now() - started).total_seconds()
     return record(

@@ -111,3 +111,8 @@ def make_proof(
         algorithm="RS256",
         headers={"x5t": cert.x5t},
     )
+
+
+def padded(token: str) -> str:
+    """The same JWS with ``=`` padding put back on each base64url segment."""
+    return ".".join(part + "=" * (-len(part) % 4) for part in token.split("."))

@@ -33,7 +33,14 @@ from msgraph.generated.models.service_principal import ServicePrincipal
 
 from rotator.adapters import sdk_clients
 from rotator.emulator.runner import RunningEmulator
-from tests.emulator.helpers import claims_of, make_cert, make_proof, rotator_credential, token_for
+from tests.emulator.helpers import (
+    claims_of,
+    make_cert,
+    make_proof,
+    padded,
+    rotator_credential,
+    token_for,
+)
 
 GRAPH = "https://graph.microsoft.com/.default"
 
@@ -63,6 +70,27 @@ async def test_reads_lag_writes_until_every_replica_learns_them(
     read = await graph.applications.by_application_id(app.id).get()
     assert created.key_id in [p.key_id for p in read.password_credentials]
     assert len(read.password_credentials) == 2
+
+
+async def test_read_lag_covers_application_reads_only(
+    emu: RunningEmulator, graph: Any, http: httpx.Client
+) -> None:
+    """Tokens, owners and policies answer from the current state however far behind the
+    application read replicas are (as documented: the lag is the directory's reads)."""
+    emu.tenant.graph_consistency_seconds = 3600  # no read replica learns within the test
+    app = emu.tenant.create_app("lag-scope")
+    item = graph.applications.by_application_id(app.id)
+    body = AddPasswordPostRequestBody(password_credential=PasswordCredential(end_date_time=_in(30)))
+    created = await item.add_password.post(body)
+    assert (await item.get()).password_credentials == []  # the application read lags ...
+    # ... the token endpoint does not (propagation is its own, 0 in this suite) ...
+    response = token_for(http, emu, app.app_id, created.secret_text,
+                         "https://graph.microsoft.com/.default")
+    assert response.status_code == 200, response.text
+    # ... nor do the app's owners and policies.
+    owners = await item.owners.get()
+    assert [o.id for o in owners.value] == [emu.tenant.sp_by_app_id(emu.tenant.rotator_app_id).id]
+    assert (await item.app_management_policies.get()).value == []
 
 
 def _in(days: int) -> datetime:
@@ -202,17 +230,35 @@ async def test_patch_then_add_key_with_proof_then_remove(emu: RunningEmulator, g
     assert added.key_id and added.display_name == "second"
     assert len(emu.tenant.keys(app.app_id)) == 2
 
+    # Graph answers every unusable proof alike: 401 Authentication_MissingOrMalformed.
     for bad in (
         make_proof(make_cert("stranger"), app.id),
         make_proof(first, app.id, lifetime=3600),
         make_proof(first, "someone-else"),
         make_proof(first, app.id, aud="https://graph.microsoft.com"),
+        padded(make_proof(first, app.id)),
+        "",
     ):
         with pytest.raises(ODataError) as info:
             await item.remove_key.post(
                 RemoveKeyPostRequestBody(key_id=registered.key_id, proof=bad)
             )
+        assert info.value.response_status_code == 401
+        assert info.value.error.code == "Authentication_MissingOrMalformed"
+
+    # A keyCredential without its type or usage is refused before anything is added.
+    for missing in ("type", "usage"):
+        spec = {"type": "AsymmetricX509Cert", "usage": "Verify", "key": make_cert("x").der}
+        del spec[missing]
+        with pytest.raises(ODataError) as info:
+            await item.add_key.post(
+                AddKeyPostRequestBody(
+                    key_credential=KeyCredential(**spec), proof=make_proof(first, app.id)
+                )
+            )
         assert info.value.response_status_code == 400
+        assert missing in (info.value.error.message or "")
+    assert len(emu.tenant.keys(app.app_id)) == 2
     await item.remove_key.post(
         RemoveKeyPostRequestBody(key_id=registered.key_id, proof=make_proof(second, app.id))
     )

@@ -242,3 +242,21 @@ def test_a_removed_secret_lingers_on_replicas_for_the_removal_lag(
         assert refused.status_code == 401 and "AADSTS7000215" in refused.text
     finally:
         emu.tenant.removal_propagation_seconds = before
+
+
+async def test_assertion_for_another_audience_is_700023(emu: RunningEmulator) -> None:
+    """The SDK signs its assertion for the token endpoint it calls; reached under another
+    name (an alias, a proxy) the audience is not the tenant's endpoint, which Entra
+    refuses with AADSTS700023 — not 700027, which means "certificate not known (yet)"."""
+    app, cert = _cert_app(emu, "cert-wrong-audience")
+    alias = emu.base_url.replace("127.0.0.1", "localhost")
+    async with CertificateCredential(
+        emu.tenant.tenant_id,
+        app.app_id,
+        certificate_data=cert.pem,
+        **sdk_clients.identity_options(alias, str(emu.ca_file)),  # type: ignore[arg-type]
+    ) as cred:
+        with pytest.raises(ClientAuthenticationError) as info:
+            await cred.get_token(GRAPH)
+    assert "AADSTS700023" in str(info.value)
+    assert "AADSTS700027" not in str(info.value)

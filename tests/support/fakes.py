@@ -272,7 +272,7 @@ class FakeDirectory:
         der = next((d for d in valid.values() if x5t_of(d) == x5t), None)
         if der is None:
             raise DirectoryError("Graph refused: proof not signed by a valid certificate",
-                                 status=400, code="Request_BadRequest")
+                                 status=401, code="Authentication_MissingOrMalformed")
         claims = jwt.decode(proof, x509.load_der_x509_certificate(der).public_key(),  # type: ignore[arg-type]
                             algorithms=["RS256", "ES256"], audience=PROOF_AUDIENCE,
                             options={"verify_exp": False, "verify_nbf": False})
@@ -280,8 +280,8 @@ class FakeDirectory:
         if (claims["iss"] != app.object_id
                 or claims["exp"] - claims["nbf"] > PROOF_MAX_LIFETIME.total_seconds()
                 or claims["exp"] <= stamp or claims["nbf"] > stamp + 300):
-            raise DirectoryError("Graph refused: proof claims are wrong", status=400,
-                                 code="Request_BadRequest")
+            raise DirectoryError("Graph refused: proof claims are wrong", status=401,
+                                 code="Authentication_MissingOrMalformed")
         thumb = thumbprint_of(der)
         self.proof_signers.append(thumb)
         return thumb
@@ -396,6 +396,11 @@ class FakeProbe:
         self.refuse_first = 0
         # Answers of a token endpoint in trouble (HTTP 503), before any refusal.
         self.unavailable_first = 0
+        # Answers of a throttling token endpoint (HTTP 429 with this Retry-After), first.
+        self.throttled_first = 0
+        self.throttle_retry_after = 30.0
+        # Every answer a refusal with this code (a configuration error), when set.
+        self.refuse_with: str | None = None
         self.attempts = 0
         self.hook: Callable[[], None] | None = None
         self.pem_bundles: list[SecretValue] = []
@@ -418,6 +423,13 @@ class FakeProbe:
         return self._token(client_id, app, "1")
 
     def _outage(self) -> TokenOutcome | None:
+        if self.refuse_with is not None:
+            return TokenOutcome(False, error_code=self.refuse_with, status=401,
+                                message=f"{self.refuse_with}: refused")
+        if self.throttled_first > 0:
+            self.throttled_first -= 1
+            return TokenOutcome(False, status=429, retry_after=self.throttle_retry_after,
+                                message="token endpoint unavailable (HTTP 429): AADSTS90055")
         if self.unavailable_first <= 0:
             return None
         self.unavailable_first -= 1

@@ -50,3 +50,18 @@ def test_progress_needs_consecutive_successes() -> None:
     assert not s.proven and s.consecutive == 2 and s.refusals == 1
     s = s.record(success)  # type: ignore[arg-type]
     assert s.proven and s.attempts == 6
+
+
+def test_configuration_errors_are_fatal_with_words_that_say_what_to_check() -> None:
+    wrong_audience = judge_refusal("AADSTS700023", "Client assertion audience claim ...")
+    assert wrong_audience.kind is AttemptKind.FATAL
+    assert "authority host" in wrong_audience.message
+    assert judge_refusal("AADSTS700024", "x").kind is AttemptKind.FATAL
+    assert judge_refusal("AADSTS90002", "x").kind is AttemptKind.FATAL
+
+
+def test_a_4xx_without_an_aadsts_code_is_fatal_but_throttling_is_not() -> None:
+    assert judge_refusal(None, "Not Found", 404).kind is AttemptKind.FATAL
+    assert judge_refusal(None, "throttled", 429).kind is AttemptKind.TRANSIENT
+    assert judge_refusal(None, "unavailable", 503).kind is AttemptKind.TRANSIENT
+    assert judge_refusal(None, "timeout").kind is AttemptKind.TRANSIENT
