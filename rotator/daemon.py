@@ -189,6 +189,7 @@ class Daemon:
         self.metrics.record_inventory(
             self.deps.store.inventory(), now=self.deps.now(),
             horizon_days=self.policy.metrics_horizon_days,
+            expired_days=self.policy.daemon.metrics_expired_days,
         )
 
     async def reconcile_once(self) -> None:

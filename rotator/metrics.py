@@ -84,21 +84,25 @@ class _Families(Collector):
 
 
 def inventory_exposition(
-    rows: Iterable[InventoryRow], *, now: datetime, horizon_days: float
+    rows: Iterable[InventoryRow], *, now: datetime, horizon_days: float,
+    expired_days: float = 30.0,
 ) -> InventoryExposition:
     """Render the inventory's gauges in the Prometheus text format.
 
     One ``rotator_credential_expiry_timestamp_seconds`` series per credential someone
-    acts on: every managed one, and unmanaged ones already expired or expiring within
-    ``horizon_days``. Every credential, those included, is counted in
-    ``rotator_credentials`` by kind, managed and days left, whose series count is fixed.
-    Pure and thread-safe: the daemon runs it off the event loop when a scan ends.
+    acts on: every managed one, and unmanaged ones expiring within ``horizon_days`` or
+    expired at most ``expired_days`` ago (one expired long ago is an old leftover, and a
+    tenant can hold many: it is counted, not listed). Every credential, those included,
+    is counted in ``rotator_credentials`` by kind, managed and days left, whose series
+    count is fixed. Pure and thread-safe: the daemon runs it off the event loop when a
+    scan ends.
     """
     horizon = now + timedelta(days=horizon_days)
+    long_expired = now - timedelta(days=expired_days)
     expiry = GaugeMetricFamily(
         "rotator_credential_expiry_timestamp_seconds",
-        "End of validity of each managed credential, and of each unmanaged one expired or "
-        "within the alert horizon, as the last scan saw it (Unix time).",
+        "End of validity of each managed credential, and of each unmanaged one within the "
+        "alert horizon or recently expired, as the last scan saw it (Unix time).",
         labels=["app_id", "key_id", "kind", "managed"],
     )
     counts: dict[tuple[str, str, str], int] = {
@@ -111,7 +115,9 @@ def inventory_exposition(
         kind, managed = str(row.kind), "true" if row.managed else "false"
         key = (kind, managed, _days_left_bucket(row.end_at, now))
         counts[key] = counts.get(key, 0) + 1
-        if row.end_at is None or not (row.managed or row.end_at <= horizon):
+        if row.end_at is None:
+            continue
+        if not row.managed and not long_expired <= row.end_at <= horizon:
             continue
         series += 1
         expiry.add_metric([row.app_id, row.key_id, kind, managed], row.end_at.timestamp())
@@ -202,11 +208,14 @@ class Metrics:
         self.dependencies.record(service, operation, status)
 
     def record_inventory(
-        self, rows: Iterable[InventoryRow], *, now: datetime, horizon_days: float
+        self, rows: Iterable[InventoryRow], *, now: datetime, horizon_days: float,
+        expired_days: float = 30.0,
     ) -> InventoryExposition:
         """Replace the inventory's gauges with what the latest scan saw (gone credentials
         vanish). Safe to call from a worker thread: the page is swapped in one assignment."""
-        self.inventory = inventory_exposition(rows, now=now, horizon_days=horizon_days)
+        self.inventory = inventory_exposition(
+            rows, now=now, horizon_days=horizon_days, expired_days=expired_days
+        )
         return self.inventory
 
     def record_finished(self, rotation: Rotation) -> None:
