@@ -165,6 +165,11 @@ class Metrics:
             "show the consumers moved to the new one (retire_when = \"unused\").",
             registry=r,
         )
+        self.retirements_overdue = Gauge(
+            "rotator_retirements_held_overdue",
+            "Held retirements that have waited longer than retire_max_wait_hours.",
+            registry=r,
+        )
         self.rotations_in_flight = Gauge(
             "rotator_rotations_in_flight", "Rotations this process is driving now.", registry=r,
         )
@@ -175,6 +180,11 @@ class Metrics:
         self.scans = Counter(
             "rotator_scans_total", "Scans by status (succeeded, partial, failed).",
             ["status"], registry=r,
+        )
+        self.scan_interval = Gauge(
+            "rotator_scan_interval_seconds",
+            "How often the scan runs (scan_interval_minutes), for alerts on its freshness.",
+            registry=r,
         )
         self.last_successful_scan = Gauge(
             "rotator_last_successful_scan_timestamp_seconds",
@@ -198,6 +208,12 @@ class Metrics:
             "Time Graph writes waited for the rate limiter.", registry=r,
         )
         self.dependencies = DependencyHealth()
+        # Every result and status from the start, at 0: an alert on increase() then sees
+        # the first failure, which a series born at 1 would hide.
+        for result in ("completed", "failed"):
+            self.rotations.labels(result)
+        for status in ("succeeded", "partial", "failed"):
+            self.scans.labels(status)
 
     # ------------------------------------------------------------------ recorders
 

@@ -143,3 +143,12 @@ def test_gzipped_page_is_one_stream_of_the_same_page() -> None:
         assert decoder.eof and not decoder.unused_data
     assert b"rotator_rotations_started_total 2.0" in gzip.decompress(second)
     assert gzip.decompress(second) == metrics.render()
+
+
+def test_failure_counters_exist_at_zero_from_the_start() -> None:
+    # An alert on increase() sees the first failure only if the series existed before it.
+    text = Metrics().render()
+    assert b'rotator_rotations_total{result="failed"} 0.0' in text
+    assert b'rotator_scans_total{status="partial"} 0.0' in text
+    assert b"rotator_retirements_held_overdue 0.0" in text
+    assert b"rotator_scan_interval_seconds 0.0" in text
