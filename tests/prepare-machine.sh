@@ -18,6 +18,9 @@ tools=(
   "shellcheck:shellcheck"             # lints the deploy scripts (tests/deploy)
   "systemd-analyze:systemd"           # verifies the systemd unit (tests/deploy)
   "pg_isready:postgresql-client"      # waits for PostgreSQL below
+  "promtool:prometheus"               # checks and unit-tests the alert rules, and the
+                                      # server runs one test (tests/deploy, tests/service);
+                                      # its systemd service is not used
 )
 
 missing=()
