@@ -179,8 +179,9 @@ def measure_service(apps: int, managed: int) -> dict[str, object]:
             wait_for(lambda: served.get("/readyz").status_code == 200, 1800, "the first scan")
             ready_s = time.perf_counter() - started
             page = served.get("/metrics").content
-            sent = len(httpx.get(served.url("/metrics"),
-                                 headers={"Accept-Encoding": "gzip"}).read())
+            with httpx.stream("GET", served.url("/metrics"),
+                              headers={"Accept-Encoding": "gzip"}) as answer:
+                sent = sum(len(chunk) for chunk in answer.iter_raw())  # as sent, not decoded
             probed = scrape_while_probing(served.url(""), "gzip")
             rss, peak = rss_mb(served.proc.pid)
     return {"apps": apps, "managed_apps": managed, "ready_s": round(ready_s, 1),
