@@ -47,6 +47,12 @@ apt_install() {
 
 [ ${#missing[@]} -eq 0 ] || apt_install "${missing[@]}"
 
+# The suite starts its own Prometheus on a free loopback port with temporary storage;
+# the service the package sets up is not wanted (and would hold port 9090).
+if [[ " ${missing[*]-} " == *" prometheus "* ]] && [ -d /run/systemd/system ]; then
+  systemctl disable --now prometheus.service >/dev/null 2>&1 || true
+fi
+
 # PostgreSQL: the suite runs every store test on it as well as on SQLite.
 pg_host=127.0.0.1
 pg_port=5432
