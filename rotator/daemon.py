@@ -188,7 +188,7 @@ class Daemon:
 
     def _record_inventory(self) -> None:
         self.metrics.record_inventory(
-            self.deps.store.inventory(), now=self.deps.now(),
+            self.deps.store.each_credential(), now=self.deps.now(),
             horizon_days=self.policy.metrics_horizon_days,
             expired_days=self.policy.daemon.metrics_expired_days,
         )
