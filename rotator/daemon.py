@@ -138,6 +138,7 @@ class Daemon:
             on_started=lambda _r: self.metrics.rotations_started.inc(),
         )
         self.scan_interval = timedelta(minutes=daemon_policy.scan_interval_minutes)
+        self.metrics.scan_interval.set(self.scan_interval.total_seconds())
         self.jobs: list[Job] = [
             Job("scan", self.scan_interval.total_seconds(), self.scan_once, run_at_start=True,
                 stop_at_once=True),
@@ -189,8 +190,9 @@ class Daemon:
 
     def _record_inventory(self) -> None:
         self.metrics.record_inventory(
-            self.deps.store.inventory(), now=self.deps.now(),
+            self.deps.store.each_credential(), now=self.deps.now(),
             horizon_days=self.policy.metrics_horizon_days,
+            expired_days=self.policy.daemon.metrics_expired_days,
         )
 
     async def reconcile_once(self) -> None:
@@ -200,6 +202,7 @@ class Daemon:
             self.deps.store.list_rotations, states=[RotationState.PROMOTED]
         )
         self.metrics.retirements_held.set(sum(1 for r in promoted if r.held))
+        self.metrics.retirements_overdue.set(sum(1 for r in promoted if r.held_overdue))
         if report.started or report.spawned:
             log.info("reconcile pass", due=report.candidates, started=len(report.started),
                      driving=len(self.reconciler.in_flight))

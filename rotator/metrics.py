@@ -85,21 +85,25 @@ class _Families(Collector):
 
 
 def inventory_exposition(
-    rows: Iterable[InventoryRow], *, now: datetime, horizon_days: float
+    rows: Iterable[InventoryRow], *, now: datetime, horizon_days: float,
+    expired_days: float = 30.0,
 ) -> InventoryExposition:
     """Render the inventory's gauges in the Prometheus text format.
 
     One ``rotator_credential_expiry_timestamp_seconds`` series per credential someone
-    acts on: every managed one, and unmanaged ones already expired or expiring within
-    ``horizon_days``. Every credential, those included, is counted in
-    ``rotator_credentials`` by kind, managed and days left, whose series count is fixed.
-    Pure and thread-safe: the daemon runs it off the event loop when a scan ends.
+    acts on: every managed one, and unmanaged ones expiring within ``horizon_days`` or
+    expired at most ``expired_days`` ago (one expired long ago is an old leftover, and a
+    tenant can hold many: it is counted, not listed). Every credential, those included,
+    is counted in ``rotator_credentials`` by kind, managed and days left, whose series
+    count is fixed. Pure and thread-safe: the daemon runs it off the event loop when a
+    scan ends.
     """
     horizon = now + timedelta(days=horizon_days)
+    long_expired = now - timedelta(days=expired_days)
     expiry = GaugeMetricFamily(
         "rotator_credential_expiry_timestamp_seconds",
-        "End of validity of each managed credential, and of each unmanaged one expired or "
-        "within the alert horizon, as the last scan saw it (Unix time).",
+        "End of validity of each managed credential, and of each unmanaged one within the "
+        "alert horizon or recently expired, as the last scan saw it (Unix time).",
         labels=["app_id", "key_id", "kind", "managed"],
     )
     counts: dict[tuple[str, str, str], int] = {
@@ -112,7 +116,9 @@ def inventory_exposition(
         kind, managed = str(row.kind), "true" if row.managed else "false"
         key = (kind, managed, _days_left_bucket(row.end_at, now))
         counts[key] = counts.get(key, 0) + 1
-        if row.end_at is None or not (row.managed or row.end_at <= horizon):
+        if row.end_at is None:
+            continue
+        if not row.managed and not long_expired <= row.end_at <= horizon:
             continue
         series += 1
         expiry.add_metric([row.app_id, row.key_id, kind, managed], row.end_at.timestamp())
@@ -160,6 +166,11 @@ class Metrics:
             "show the consumers moved to the new one (retire_when = \"unused\").",
             registry=r,
         )
+        self.retirements_overdue = Gauge(
+            "rotator_retirements_held_overdue",
+            "Held retirements that have waited longer than retire_max_wait_hours.",
+            registry=r,
+        )
         self.rotations_in_flight = Gauge(
             "rotator_rotations_in_flight", "Rotations this process is driving now.", registry=r,
         )
@@ -170,6 +181,11 @@ class Metrics:
         self.scans = Counter(
             "rotator_scans_total", "Scans by status (succeeded, partial, failed).",
             ["status"], registry=r,
+        )
+        self.scan_interval = Gauge(
+            "rotator_scan_interval_seconds",
+            "How often the scan runs (scan_interval_minutes), for alerts on its freshness.",
+            registry=r,
         )
         self.last_successful_scan = Gauge(
             "rotator_last_successful_scan_timestamp_seconds",
@@ -198,6 +214,12 @@ class Metrics:
             ["service"], buckets=_THROTTLE_BUCKETS, registry=r,
         )
         self.dependencies = DependencyHealth()
+        # Every result and status from the start, at 0: an alert on increase() then sees
+        # the first failure, which a series born at 1 would hide.
+        for result in ("completed", "failed"):
+            self.rotations.labels(result)
+        for status in ("succeeded", "partial", "failed"):
+            self.scans.labels(status)
 
     # ------------------------------------------------------------------ recorders
 
@@ -211,11 +233,14 @@ class Metrics:
         self.throttle_wait.labels(service).observe(seconds)
 
     def record_inventory(
-        self, rows: Iterable[InventoryRow], *, now: datetime, horizon_days: float
+        self, rows: Iterable[InventoryRow], *, now: datetime, horizon_days: float,
+        expired_days: float = 30.0,
     ) -> InventoryExposition:
         """Replace the inventory's gauges with what the latest scan saw (gone credentials
         vanish). Safe to call from a worker thread: the page is swapped in one assignment."""
-        self.inventory = inventory_exposition(rows, now=now, horizon_days=horizon_days)
+        self.inventory = inventory_exposition(
+            rows, now=now, horizon_days=horizon_days, expired_days=expired_days
+        )
         return self.inventory
 
     def record_finished(self, rotation: Rotation) -> None:

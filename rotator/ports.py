@@ -7,7 +7,7 @@ or a database driver, and the values that cross these edges live in ``rotator.do
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
@@ -443,6 +443,12 @@ class Store(Protocol):
         app_ids: Iterable[str] | None = None,
     ) -> list[InventoryRow]:
         """Soonest expiry first; ``app_id`` or ``app_ids`` keep only those apps."""
+        ...
+
+    def each_credential(self) -> Iterator[InventoryRow]:
+        """Every credential of the inventory, in no order, read in batches: the caller
+        that only counts or renders never holds the whole inventory (240,000 rows at
+        100,000 apps). Close the iterator, or exhaust it, to end the read."""
         ...
 
     def app_names(self, app_ids: Iterable[str]) -> dict[str, str]:

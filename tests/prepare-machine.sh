@@ -18,6 +18,9 @@ tools=(
   "shellcheck:shellcheck"             # lints the deploy scripts (tests/deploy)
   "systemd-analyze:systemd"           # verifies the systemd unit (tests/deploy)
   "pg_isready:postgresql-client"      # waits for PostgreSQL below
+  "promtool:prometheus"               # checks and unit-tests the alert rules, and the
+                                      # server runs one test (tests/deploy, tests/service);
+                                      # its systemd service is not used
 )
 
 missing=()
@@ -43,6 +46,12 @@ apt_install() {
 }
 
 [ ${#missing[@]} -eq 0 ] || apt_install "${missing[@]}"
+
+# The suite starts its own Prometheus on a free loopback port with temporary storage;
+# the service the package sets up is not wanted (and would hold port 9090).
+if [[ " ${missing[*]-} " == *" prometheus "* ]] && [ -d /run/systemd/system ]; then
+  systemctl disable --now prometheus.service >/dev/null 2>&1 || true
+fi
 
 # PostgreSQL: the suite runs every store test on it as well as on SQLite.
 pg_host=127.0.0.1

@@ -190,6 +190,12 @@ class DaemonPolicy:
         "expired or expiring within this many days (the others are only counted); unset: "
         "the largest alert threshold",
     )
+    metrics_expired_days: float = key_field(
+        30.0,
+        checks.number(0, 3650, unit="days"),
+        help="an unmanaged credential that expired more than this many days ago gets no "
+        "expiry series of its own on /metrics (it stays counted as expired); 0: none does",
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,11 @@ by side on the same rows:
 
 For each, the page is served by the service's own Starlette app (``build_app``) under
 uvicorn on loopback; one client scrapes /metrics back to back while another asks
-/healthz every 20 ms, for a bounded number of scrapes. Run:
+/healthz every 20 ms, for a bounded number of scrapes.
+
+Then the real service: ``rotator serve`` on SQLite against the emulator serving that
+tenant, after its first scan: the page a gzip scrape gets (size, series, time), the
+/healthz latency while it is scraped, and the process's RSS (now and its peak). Run:
 
     .venv/bin/python -m tests.benchmarks.bench_metrics --apps 20000 100000
 """
@@ -24,42 +28,28 @@ import argparse
 import asyncio
 import json
 import statistics
+import tempfile
 import threading
 import time
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import httpx
 from prometheus_client import Gauge, generate_latest
 
-from rotator.domain.credentials import CredentialKind
+from rotator.adapters.db import migrate
 from rotator.domain.records import InventoryRow
-from rotator.emulator.seed import seed_tenant
+from rotator.emulator.runner import start_emulator
 from rotator.health import bind, build_app, make_server
 from rotator.metrics import Metrics
+from tests.support.inventory import seeded_inventory
+from tests.support.serve import serving, wait_for, write_policy
 
 HORIZON_DAYS = 30.0  # the default policy's largest alert threshold
+EXPIRED_DAYS = 30.0  # metrics_expired_days' default
 SCRAPES = 10
 HEALTH_EVERY = 0.02
-
-
-def inventory(apps: int, managed: int) -> list[InventoryRow]:
-    tenant = seed_tenant(apps=apps, seed=1)
-    rows: list[InventoryRow] = []
-    bulk = [a for a in tenant._apps_by_app_id.values() if a.display_name.startswith("app-")]
-    managed_ids = {a.app_id for a in bulk[:managed]}
-    for app in bulk:
-        creds = [(CredentialKind.SECRET, c.key_id, c.start, c.end)
-                 for c in app.password_credentials]
-        creds += [(CredentialKind.CERTIFICATE, c.key_id, c.start, c.end)
-                  for c in app.key_credentials]
-        for kind, key_id, start, end in creds:
-            rows.append(InventoryRow(
-                app_id=app.app_id, key_id=key_id, object_id=app.id,
-                app_display_name=app.display_name, kind=kind, display_name=None,
-                start_at=start, end_at=end, managed=app.app_id in managed_ids,
-            ))
-    return rows
 
 
 class Before(Metrics):
@@ -94,7 +84,15 @@ async def served(metrics: Metrics, encoding: str) -> dict[str, float]:
     task = asyncio.create_task(server.serve(sockets=[sock]))
     while not server.started:
         await asyncio.sleep(0.01)
-    base = f"http://127.0.0.1:{port}"
+    result = await asyncio.to_thread(scrape_while_probing, f"http://127.0.0.1:{port}", encoding)
+    server.should_exit = True
+    await task
+    sock.close()
+    return result
+
+
+def scrape_while_probing(base: str, encoding: str) -> dict[str, float]:
+    """Scrape /metrics SCRAPES times back to back while /healthz is asked every 20 ms."""
     scrapes: list[float] = []
     health: list[float] = []
     done = threading.Event()
@@ -119,11 +117,8 @@ async def served(metrics: Metrics, encoding: str) -> dict[str, float]:
     threads = [threading.Thread(target=scrape), threading.Thread(target=probe)]
     for t in threads:
         t.start()
-    while any(t.is_alive() for t in threads):
-        await asyncio.sleep(0.05)
-    server.should_exit = True
-    await task
-    sock.close()
+    for t in threads:
+        t.join()
     health.sort()
     return {"scrape_ms": statistics.median(scrapes) * 1000,
             "healthz_p50_ms": statistics.median(health) * 1000,
@@ -131,14 +126,14 @@ async def served(metrics: Metrics, encoding: str) -> dict[str, float]:
 
 
 def measure(apps: int, managed: int) -> dict[str, object]:
-    rows = inventory(apps, managed)
+    rows = seeded_inventory(apps, managed)
     now = datetime.now(UTC)
     before, after = Before(), Metrics()
     start = time.perf_counter()
     before.load(rows)
     load_before = time.perf_counter() - start
     start = time.perf_counter()
-    after.record_inventory(rows, now=now, horizon_days=HORIZON_DAYS)
+    after.record_inventory(rows, now=now, horizon_days=HORIZON_DAYS, expired_days=EXPIRED_DAYS)
     load_after = time.perf_counter() - start
     out: dict[str, object] = {"apps": apps, "credentials": len(rows), "managed_apps": managed}
     # The page before could only be sent as it was; the page after is sent gzipped when
@@ -161,10 +156,47 @@ def measure(apps: int, managed: int) -> dict[str, object]:
     return out
 
 
+def rss_mb(pid: int) -> tuple[float, float]:
+    """The process's resident memory now and at its peak, in MB."""
+    fields = dict(line.split(":", 1) for line in
+                  Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
+    return (int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024)
+
+
+def measure_service(apps: int, managed: int) -> dict[str, object]:
+    """The real service after its first scan of the emulated tenant of ``apps`` apps."""
+    with tempfile.TemporaryDirectory() as tmp, \
+            start_emulator(apps=apps, seed=1, workdir=Path(tmp) / "emu") as emu:
+        db_url = f"sqlite:///{tmp}/rotator.db"
+        migrate.upgrade(db_url)
+        bulk = [a.app_id for a in emu.tenant._apps_by_app_id.values()
+                if a.display_name.startswith("app-")]
+        # Scan once and drive no rotation: the figures are the page's and the process's.
+        policy = write_policy(Path(tmp) / "policy.toml", emu.base_url, bulk[:managed],
+                              scan_interval_minutes=600, reconcile_interval_seconds=86_400)
+        started = time.perf_counter()
+        with serving(emu, db_url, policy, Path(tmp) / "serve.log") as served:
+            wait_for(lambda: served.get("/readyz").status_code == 200, 1800, "the first scan")
+            ready_s = time.perf_counter() - started
+            page = served.get("/metrics").content
+            with httpx.stream("GET", served.url("/metrics"),
+                              headers={"Accept-Encoding": "gzip"}) as answer:
+                sent = sum(len(chunk) for chunk in answer.iter_raw())  # as sent, not decoded
+            probed = scrape_while_probing(served.url(""), "gzip")
+            rss, peak = rss_mb(served.proc.pid)
+    return {"apps": apps, "managed_apps": managed, "ready_s": round(ready_s, 1),
+            "bytes": len(page), "sent_bytes": sent, "series": series(page),
+            "expiry_series": page.count(b"rotator_credential_expiry_timestamp_seconds{"),
+            **{k: round(v, 1) for k, v in probed.items()},
+            "rss_mb": round(rss), "peak_rss_mb": round(peak)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--apps", type=int, nargs="+", default=[20_000, 100_000])
     parser.add_argument("--managed", type=int, default=1000, help="apps under the policy")
+    parser.add_argument("--no-service", action="store_true",
+                        help="skip the real service (its first scan of 100,000 apps takes minutes)")
     args = parser.parse_args()
     results = []
     for apps in args.apps:
@@ -187,6 +219,21 @@ def main() -> None:
         print(f"{'':>8} {'':>8} {'ratio':<7} {b['bytes'] / a['bytes']:>8.1f} "
               f"{b['sent_bytes'] / a['sent_bytes']:>8.1f} {b['series'] / a['series']:>8.1f} "
               f"{b['render_ms'] / a['render_ms']:>10.1f}")
+    if args.no_service:
+        return
+    print("\nrotator serve (SQLite), after its first scan, scraped with gzip:", flush=True)
+    services = []
+    for apps in args.apps:
+        services.append(measure_service(apps, args.managed))
+        print(json.dumps(services[-1]), flush=True)
+    print(f"{'apps':>8} {'ready s':>8} {'page MB':>8} {'sent MB':>8} {'series':>8} "
+          f"{'expiry':>8} {'scrape ms':>10} {'healthz p50':>12} {'healthz max':>12} "
+          f"{'RSS MB':>7} {'peak MB':>8}")
+    for m in services:
+        print(f"{m['apps']:>8} {m['ready_s']:>8} {m['bytes'] / 1e6:>8.2f} "  # type: ignore[operator]
+              f"{m['sent_bytes'] / 1e6:>8.2f} {m['series']:>8} {m['expiry_series']:>8} "  # type: ignore[operator]
+              f"{m['scrape_ms']:>10} {m['healthz_p50_ms']:>12} {m['healthz_max_ms']:>12} "
+              f"{m['rss_mb']:>7} {m['peak_rss_mb']:>8}")
 
 
 if __name__ == "__main__":

@@ -125,6 +125,8 @@ def test_inventory_upsert_refreshes_rows_and_sorts_by_expiry(store: SqlStore) ->
     store.record_inventory(scan, [inv(APP_A, "k1", end_in_days=10, hint="xyz")], T0)
 
     rows = store.inventory()
+    assert sorted(store.each_credential(), key=lambda r: (r.app_id, r.key_id)) == sorted(
+        rows, key=lambda r: (r.app_id, r.key_id))
     assert [(r.app_id, r.key_id) for r in rows] == [
         (APP_B, "k1"),
         (APP_A, "k1"),
@@ -241,6 +243,8 @@ def test_quarter_million_inventory_rows(store: SqlStore) -> None:
         assert conn.execute(sa.text("SELECT count(*) FROM credentials")).scalar_one() == n
     first = store.inventory(within_days=30.0001, now=T0)
     assert len(first) == 1 and first[0].end_at == end
+    # Read a batch at a time, every row once.
+    assert sum(1 for _ in store.each_credential()) == n
 
 
 # ----------------------------------------------------------------- timestamps

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -21,14 +22,14 @@ async def test_ready_only_once_the_inventory_and_gauges_are_in_place(world: Worl
     metrics = Metrics()
     daemon = Daemon(world.deps(), metrics=metrics, http_port=None, jobs=[])
     reading, release = threading.Event(), threading.Event()
-    read_inventory = world.store.inventory
+    read_inventory = world.store.each_credential
 
-    def slow_inventory(*args: Any, **kwargs: Any) -> list[InventoryRow]:
+    def slow_inventory(*args: Any, **kwargs: Any) -> Iterator[InventoryRow]:
         reading.set()
         assert release.wait(10)
-        return read_inventory(*args, **kwargs)
+        yield from read_inventory(*args, **kwargs)
 
-    world.store.inventory = slow_inventory  # type: ignore[method-assign]
+    world.store.each_credential = slow_inventory  # type: ignore[method-assign]
     asgi = build_app(metrics=metrics, ping=world.store.ping, last_scan=lambda: daemon.last_scan,
                      scan_interval=daemon.scan_interval, now=world.clock.now)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=asgi),

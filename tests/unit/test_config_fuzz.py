@@ -577,7 +577,9 @@ BAD: dict[str, st.SearchStrategy[Any]] = {
     "certificate_subject": st.one_of(not_str, st.sampled_from(["", "   "])),
     "expected_roles": st.one_of(st.integers(), st.text(max_size=4), st.just([""]), st.just([1])),
     "thresholds_days": st.one_of(
-        not_number, st.just([]), st.lists(out_of_range, min_size=1, max_size=3),
+        # not_number's lists of integers can be a valid list of thresholds ([1]).
+        st.text(max_size=5), st.booleans(), st.just([]), st.just(["7"]),
+        st.lists(out_of_range, min_size=1, max_size=3),
         st.just([7, 7]), st.just([0]),
     ),
     "digest": st.one_of(not_str, st.sampled_from(["weekly", ""])),

@@ -46,30 +46,43 @@ def test_series_only_for_credentials_people_act_on() -> None:
         row(5, 31),  # unmanaged, beyond the horizon: counted only
         row(6, 200, kind=CredentialKind.CERTIFICATE),  # counted only
         row(7, None),  # never expires: counted only, no timestamp to give
+        row(8, -30),  # unmanaged, expired exactly metrics_expired_days ago: still a series
+        row(9, -31),  # unmanaged, expired longer ago: an old leftover, counted only
+        row(10, -400, managed=True),  # managed: a series however long ago it expired
     ]
-    page = inventory_exposition(rows, now=NOW, horizon_days=30)
-    assert (page.credentials, page.expiry_series) == (7, 4)
+    page = inventory_exposition(rows, now=NOW, horizon_days=30, expired_days=30)
+    assert (page.credentials, page.expiry_series) == (10, 6)
     expiry = samples(page.text, "rotator_credential_expiry_timestamp_seconds")
-    assert sorted(dict(k)["app_id"][-1] for k in expiry) == ["1", "2", "3", "4"]
+    assert sorted(int(dict(k)["app_id"][-2:]) for k in expiry) == [1, 2, 3, 4, 8, 10]
     managed = [dict(k)["managed"] for k in expiry]
-    assert managed.count("true") == 1
+    assert managed.count("true") == 2
+    # Lean: the two ids someone needs to find the credential, and two short labels.
+    assert {tuple(k for k, _ in key) for key in expiry} == {("app_id", "key_id", "kind", "managed")}
 
     counts = samples(page.text, "rotator_credentials")
     # Fixed: 2 kinds x 2 managed x 8 buckets, zeros included, whatever the tenant's size.
     assert len(counts) == 32
-    assert sum(counts.values()) == 7
+    assert sum(counts.values()) == 10
 
     def count(kind: str, managed: str, bucket: str) -> float:
         key = (("days_left", bucket), ("kind", kind), ("managed", managed))
         return counts[key]
 
     assert count("secret", "true", "over_90") == 1
-    assert count("secret", "false", "expired") == 1
+    assert count("secret", "false", "expired") == 3  # recent or not, all counted
+    assert count("secret", "true", "expired") == 1
     assert count("secret", "false", "1") == 1
     assert count("secret", "false", "30") == 1
     assert count("secret", "false", "90") == 1
     assert count("certificate", "false", "over_90") == 1
     assert count("secret", "false", "never") == 1
+
+
+def test_no_series_for_expired_unmanaged_credentials_when_expired_days_is_zero() -> None:
+    rows = [row(1, -0.5), row(2, -0.5, managed=True), row(3, 0.5)]
+    page = inventory_exposition(rows, now=NOW, horizon_days=30, expired_days=0)
+    expiry = samples(page.text, "rotator_credential_expiry_timestamp_seconds")
+    assert sorted(int(dict(k)["app_id"][-1]) for k in expiry) == [2, 3]
 
 
 def test_series_count_does_not_grow_with_quiet_credentials() -> None:
@@ -107,6 +120,15 @@ def test_horizon_defaults_to_the_largest_alert_threshold(tmp_path: Path) -> None
     assert policy("metrics_horizon_days = 3\n").metrics_horizon_days == 3
 
 
+def test_expired_days_is_a_daemon_key_with_a_default_of_30(tmp_path: Path) -> None:
+    path = tmp_path / "policy.toml"
+    path.write_text('[defaults]\nvault_url = "https://v.vault.azure.net"\n')
+    assert load_policy(path, load_settings({})).daemon.metrics_expired_days == 30
+    path.write_text('[defaults]\nvault_url = "https://v.vault.azure.net"\n'
+                    "metrics_expired_days = 0\n")
+    assert load_policy(path, load_settings({})).daemon.metrics_expired_days == 0
+
+
 def test_gzipped_page_is_one_stream_of_the_same_page() -> None:
     metrics = Metrics()
     assert gzip.decompress(metrics.render_gzip()) == metrics.render()
@@ -121,3 +143,12 @@ def test_gzipped_page_is_one_stream_of_the_same_page() -> None:
         assert decoder.eof and not decoder.unused_data
     assert b"rotator_rotations_started_total 2.0" in gzip.decompress(second)
     assert gzip.decompress(second) == metrics.render()
+
+
+def test_failure_counters_exist_at_zero_from_the_start() -> None:
+    # An alert on increase() sees the first failure only if the series existed before it.
+    text = Metrics().render()
+    assert b'rotator_rotations_total{result="failed"} 0.0' in text
+    assert b'rotator_scans_total{status="partial"} 0.0' in text
+    assert b"rotator_retirements_held_overdue 0.0" in text
+    assert b"rotator_scan_interval_seconds 0.0" in text

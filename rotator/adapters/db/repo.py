@@ -67,6 +67,7 @@ _ROTATION_FIXED: Final = frozenset({"id", "app_id", "created_at"})
 
 # How many application ids one look-up of display names binds.
 _NAME_SLICE: Final = 500
+_EACH_BATCH: Final = 2000  # rows each_credential reads at a time
 
 
 def _norm_app_id(app_id: str) -> str:
@@ -580,6 +581,15 @@ class SqlStore:
         )
         with self._session() as s:
             return [_inventory_from_model(m) for m in s.scalars(query)]
+
+    def each_credential(self) -> Iterator[InventoryRow]:
+        """Every credential, in no order, a batch of rows at a time (see the port)."""
+        query = sa.select(CredentialModel).execution_options(yield_per=_EACH_BATCH)
+        with self._session() as s:
+            # The session's identity map holds its objects weakly: a batch read and
+            # turned into rows is freed before the next one is read.
+            for m in s.scalars(query):
+                yield _inventory_from_model(m)
 
     def app_names(self, app_ids: Iterable[str]) -> dict[str, str]:
         """Display names from the inventory, by lower-case application (client) id."""
