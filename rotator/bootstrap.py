@@ -52,6 +52,7 @@ async def engine_deps(
     from rotator.engine.context import EngineDeps
     from rotator.failpoints import (
         FailpointDirectory,
+        FailpointHookSender,
         Failpoints,
         FailpointSecretStore,
         FailpointTokenProbe,
@@ -96,7 +97,10 @@ async def engine_deps(
     from rotator.adapters.hooks import HookClient
     from rotator.adapters.usage_report import GraphUsageReport
 
-    overrides.setdefault("hooks", HookClient(withheld=loaded.policy.secret_env_names()))
+    hooks: Any = HookClient(withheld=loaded.policy.secret_env_names())
+    if failpoints.active:
+        hooks = FailpointHookSender(hooks, failpoints)
+    overrides.setdefault("hooks", hooks)
     overrides.setdefault(
         "usage", GraphUsageReport(credential, graph_url=s.graph_url, ca_bundle=ca_bundle)
     )
