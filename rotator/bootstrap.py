@@ -59,6 +59,7 @@ async def engine_deps(
     from rotator.engine.context import EngineDeps
     from rotator.failpoints import (
         FailpointDirectory,
+        FailpointHookSender,
         Failpoints,
         FailpointSecretStore,
         FailpointTokenProbe,
@@ -104,7 +105,10 @@ async def engine_deps(
     from rotator.adapters.usage_report import GraphUsageReport
 
     overrides.setdefault("read_settle_seconds", loaded.policy.daemon.graph_read_settle_seconds)
-    overrides.setdefault("hooks", HookClient(withheld=loaded.policy.secret_env_names()))
+    hooks: Any = HookClient(withheld=loaded.policy.secret_env_names())
+    if failpoints.active:
+        hooks = FailpointHookSender(hooks, failpoints)
+    overrides.setdefault("hooks", hooks)
     overrides.setdefault(
         "usage", GraphUsageReport(credential, graph_url=s.graph_url, ca_bundle=ca_bundle)
     )

@@ -10,8 +10,10 @@ which is how the crash matrix proves its lists of points are the ones a run meet
 
 Points sit before and after every external write (wrappers around the ports, see
 the classes below), before the first token request and after each success of a
-verify, and before and after every committed state change of a rotation
-(``db.<state>``, through the engine's ``checkpoint`` hook). :data:`POINTS` is the
+verify, before and after each send of a consumer hook event (``hook.send``: a
+crash after it is the event taken but its delivery not yet recorded), and before
+and after every committed state change of a rotation (``db.<state>``, through the
+engine's ``checkpoint`` hook). :data:`POINTS` is the
 whole catalogue; an unknown name is refused, so a typo cannot silently test nothing.
 """
 
@@ -24,13 +26,16 @@ from datetime import datetime
 from pathlib import Path
 from typing import Final
 
+from rotator.config import HookPolicy
 from rotator.domain.app_management import CredentialRestrictions
 from rotator.domain.certificates import KeyEntry
 from rotator.domain.credentials import AppRegistration, Credential
+from rotator.domain.hooks import HookEvent
 from rotator.domain.secret_value import SecretValue
 from rotator.domain.states import RotationState
 from rotator.ports import (
     Directory,
+    HookSender,
     NewPassword,
     ScanItem,
     SecretStore,
@@ -42,7 +47,7 @@ from rotator.ports import (
 WRITES: Final = (
     "graph.add_password", "graph.remove_password", "graph.add_key", "graph.remove_key",
     "graph.set_key_credentials", "vault.set_secret.staging", "vault.set_secret.consumer",
-    "vault.disable_version",
+    "vault.disable_version", "hook.send",
 )
 POINTS: Final = frozenset(
     [f"{when}:{name}" for when in ("before", "after")
@@ -95,6 +100,17 @@ class Failpoints:
             os.kill(os.getpid(), signal.SIGKILL)
         elif action == "raise":
             raise FailpointError(f"failpoint {name}")
+
+
+class FailpointHookSender:
+    def __init__(self, inner: HookSender, fp: Failpoints) -> None:
+        self._inner, self._fp = inner, fp
+
+    async def send(self, hook: HookPolicy, event: HookEvent) -> None:
+        self._fp.hit("before:hook.send")
+        await self._inner.send(hook, event)
+        # The receiver has the event; its delivery is not recorded yet.
+        self._fp.hit("after:hook.send")
 
 
 class FailpointDirectory:

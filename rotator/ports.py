@@ -279,6 +279,10 @@ class HookStore(Protocol):
         """Pending deliveries whose next attempt is due, oldest first."""
         ...
 
+    def pending(self, limit: int) -> list[HookDelivery]:
+        """Every delivery not yet taken, due or not, oldest first."""
+        ...
+
 
 # ----------------------------------------------------------------- the record (SQL)
 

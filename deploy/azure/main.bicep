@@ -8,9 +8,12 @@
 // container app itself: two replicas, probes on /healthz and /readyz, the
 // policy file mounted from a Container Apps secret.
 //
-// The Microsoft Graph permission and the app ownerships are granted
+// The Microsoft Graph permissions and the app ownerships are granted
 // separately by grant-graph-permissions.sh (they live in Entra ID, not in
-// Azure Resource Manager). See docs/operations.md.
+// Azure Resource Manager): the grantGraphPermissions output is the command to
+// run. Least privilege is the default (Application.ReadWrite.OwnedBy); set
+// usageReport=true only when an app in the policy uses retire_when = "unused",
+// and the command then also grants AuditLog.Read.All. See docs/operations.md.
 //
 //   az deployment group create -g <resource group> -f deploy/azure/main.bicep \
 //     -p keyVaultName=<vault> image=<registry>/rotator:0.1.0 \
@@ -49,6 +52,9 @@ param registryServer string = ''
 @minValue(1)
 @maxValue(10)
 param replicas int = 2
+
+@description('True only when an app in the policy uses retire_when = "unused": rotator then reads the credential usage report, which needs the Graph permission AuditLog.Read.All, and the grantGraphPermissions output grants it. False (the default) keeps the identity at Application.ReadWrite.OwnedBy.')
+param usageReport bool = false
 
 var metricsPort = 9464
 var databaseName = 'rotator'
@@ -305,6 +311,8 @@ resource app 'Microsoft.App/containerApps@2024-03-01' = {
 
 @description('Object (principal) id of the managed identity: pass it to grant-graph-permissions.sh.')
 output identityPrincipalId string = identity.properties.principalId
+@description('The Graph grant to run as an administrator; add --app <client id> for each managed app.')
+output grantGraphPermissions string = 'deploy/azure/grant-graph-permissions.sh --principal-id ${identity.properties.principalId}${usageReport ? ' --audit-log' : ''}'
 output identityClientId string = identity.properties.clientId
 output postgresServer string = postgres.properties.fullyQualifiedDomainName
 output workspaceId string = workspace.id

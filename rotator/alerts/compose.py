@@ -6,6 +6,7 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 
 from rotator.domain.alerts import SEVERITY_ORDER, Alert, AlertKind, Message, Severity
+from rotator.domain.hooks import HOOK_WAIT, EventType, HookDelivery
 from rotator.domain.records import ScanRun, ScanStatus
 from rotator.domain.rotation import Rotation
 from rotator.domain.states import RotationState
@@ -73,7 +74,11 @@ def rotation_alerts(
                 details={"rotation_id": r.id, "state": str(r.state), "attempts": r.attempts,
                          "error": _short(r.last_error)},
             ))
-        elif r.active and (r.attempts >= retrying_attempts or r.last_error):
+        elif r.active and (r.attempts >= retrying_attempts or r.last_error) and not (
+            r.state is RotationState.PROMOTED and (r.last_error or "").startswith(HOOK_WAIT)
+        ):
+            # A promoted rotation whose consumer hook is being retried is waiting, not
+            # failing: the hook itself is alerted once it keeps failing (hook_alerts).
             nxt = (
                 f"; next attempt {r.next_attempt_at.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
                 if r.next_attempt_at else ""
@@ -90,6 +95,41 @@ def rotation_alerts(
                 details={"rotation_id": r.id, "state": str(r.state), "attempts": r.attempts,
                          "error": _short(r.last_error)},
             ))
+    return out
+
+
+def hook_alerts(
+    deliveries: Iterable[HookDelivery], now: datetime, *, retrying_attempts: int
+) -> list[Alert]:
+    """A consumer hook that keeps failing: once per hook and event, and only after it has
+    failed ``retrying_attempts`` times over at least ``HOOK_FAILING_AFTER`` (a receiver
+    that restarts in between is what the retries are for)."""
+    out: list[Alert] = []
+    for d in deliveries:
+        if not d.failing(now, retrying_attempts):
+            continue
+        since = (d.created_at or d.event.time).astimezone(UTC)
+        stake = (
+            "the old credential is not retired until it does"
+            if d.event.type is EventType.PROMOTED
+            else "it is retried until it does"
+        )
+        rotation_id = d.event.data.get("rotation_id") or d.rotation_id
+        out.append(Alert(
+            key=f"hook-failing:{d.rotation_id}:{d.hook}:{d.event.type.short}",
+            kind=AlertKind.ROTATION,
+            severity=Severity.WARNING,
+            subject=(
+                f"Consumer hook {d.hook} of app {d.app_id} has not taken the "
+                f"{d.event.type.short} event of rotation {rotation_id} after {d.attempts} "
+                f"attempt(s) since {since:%Y-%m-%d %H:%M} UTC ({_short(d.last_error)}); "
+                f"{stake}"
+            ),
+            app_id=d.app_id,
+            details={"rotation_id": d.rotation_id, "hook": d.hook,
+                     "event_type": d.event.type.value, "event_id": d.event.id,
+                     "attempts": d.attempts, "error": _short(d.last_error)},
+        ))
     return out
 
 

@@ -20,6 +20,7 @@ import structlog
 from rotator.alerts.compose import (
     channel_test_message,
     digest_message,
+    hook_alerts,
     rotation_alerts,
     scan_alerts,
     scan_notes,
@@ -37,6 +38,7 @@ from rotator.alerts.notifiers import Notifier, NotifierError, build_notifiers
 from rotator.alerts.thresholds import expiry_alerts
 from rotator.config import DigestMode, Policy
 from rotator.domain.alerts import Alert, DeliveryStatus, Message
+from rotator.domain.hooks import HookDelivery
 from rotator.domain.records import InventoryRow, ScanRun
 from rotator.domain.rotation import Rotation
 from rotator.domain.states import ACTIVE_STATES, RotationState
@@ -50,6 +52,7 @@ MAX_MESSAGES_PER_PASS: Final = 50
 CLAIM_LEASE: Final = timedelta(minutes=5)
 RECENT_ROTATIONS: Final = 2000
 RECENT_SCANS: Final = 50
+PENDING_HOOK_DELIVERIES: Final = 2000
 
 
 def send_backoff(attempts: int) -> timedelta:
@@ -74,6 +77,8 @@ class Snapshot:
     scans: tuple[ScanRun, ...]
     last_scan: ScanRun | None
     findings: tuple[Finding, ...]
+    # Consumer hook deliveries not yet taken, of hooks still in the policy.
+    hook_deliveries: tuple[HookDelivery, ...] = ()
 
 
 def take_snapshot(store: Store, policy: Policy, now: datetime) -> Snapshot:
@@ -94,7 +99,13 @@ def take_snapshot(store: Store, policy: Policy, now: datetime) -> Snapshot:
     findings = credential_findings(inventory, rules, now) + role_findings(
         problems, rotations, policy.apps, names
     )
-    return Snapshot(now, inventory, rotations, scans, store.last_scan(), tuple(findings))
+    hook_names = {(app_id, h.name) for app_id, app in policy.apps.items() for h in app.hooks}
+    pending = tuple(
+        d for d in store.hooks.pending(PENDING_HOOK_DELIVERIES)
+        if (d.app_id.lower(), d.hook) in hook_names  # a hook that left the policy is not retried
+    ) if hook_names else ()
+    return Snapshot(now, inventory, rotations, scans, store.last_scan(), tuple(findings),
+                    pending)
 
 
 def shared_alerts(snapshot: Snapshot, policy: Policy) -> list[Alert]:
@@ -108,6 +119,8 @@ def shared_alerts(snapshot: Snapshot, policy: Policy) -> list[Alert]:
                 or (r.rule_fallback and (r.finished_at or r.updated_at) >= snapshot.now - lookback)]
     out += rotation_alerts(relevant, snapshot.now, retrying_attempts=ap.retrying_attempts,
                            lookback=lookback)
+    out += hook_alerts(snapshot.hook_deliveries, snapshot.now,
+                       retrying_attempts=ap.retrying_attempts)
     if ap.include_findings:
         out += [f.to_alert() for f in snapshot.findings]
     return out

@@ -28,6 +28,7 @@ from rotator.config.policy import (
 )
 from rotator.config.problems import Problems, suggest
 from rotator.config.settings import Settings
+from rotator.domain.retirement import RetireRule
 
 _TOP_KEYS: Final = ("defaults", "app", "alerts")
 
@@ -135,6 +136,10 @@ def _parse(file: Path, text: str, data: Mapping[str, Any], settings: Settings) -
             f"must be less than lifetime_days ({resolved['lifetime_days']}), or every new "
             "credential would be due at once; lower it or raise lifetime_days",
         )
+    wait_keys_known = not set(_WAIT_KEYS) & broken
+    if wait_keys_known and (why := _max_wait_problem(resolved)) is not None:
+        where = next((k for k in _WAIT_KEYS if k in raw_defaults), "retire_max_wait_hours")
+        problems.add(lines.key("defaults", where), f"[defaults] key {where!r}", why)
     defaults = AppDefaults(**{KEYS[k].attr: resolved[k] for k in DEFAULTS_KEYS if KEYS[k].in_app})
     daemon = DaemonPolicy(
         **{KEYS[k].attr: resolved[k] for k in DEFAULTS_KEYS if not KEYS[k].in_app}
@@ -269,5 +274,35 @@ def _parse_app(
             f"lifetime_days ({values['lifetime_days']}); lower one or raise the other",
         )
         return None
+    own = [k for k in _WAIT_KEYS if k in raw]
+    # A policy that takes all three from [defaults] was reported there, once.
+    if own and (why := _max_wait_problem(values)) is not None:
+        problems.add(lines.key("app", own[0], index), f"{label} key {own[0]!r}", why)
+        return None
     values.setdefault("secret_name", default_secret_name(app_id))
     return AppPolicy(**{KEYS[k].attr: v for k, v in values.items()}, hooks=hooks)
+
+
+# The keys whose values must agree in "unused" mode; the first one a table sets is
+# where a disagreement is reported.
+_WAIT_KEYS: Final = ("retire_max_wait_hours", "grace_hours", "retire_when")
+
+
+def _max_wait_problem(values: Mapping[str, Any]) -> str | None:
+    """Why retire_max_wait_hours cannot work with grace_hours, or ``None``.
+
+    In "unused" mode the usage report is first read once grace_hours have passed, so a
+    maximum wait at or under the grace period would call every retirement overdue
+    before its evidence was ever looked at. The grace rule does not use the key.
+    """
+    if values["retire_when"] is not RetireRule.UNUSED:
+        return None
+    wait, grace = values["retire_max_wait_hours"], values["grace_hours"]
+    if wait > grace:
+        return None
+    return (
+        f"retire_max_wait_hours ({wait:g}) must be more than grace_hours ({grace:g}) with "
+        'retire_when = "unused": the usage report is first read after grace_hours, so a '
+        "held retirement would be overdue before its evidence was ever looked at; raise "
+        "retire_max_wait_hours or lower grace_hours"
+    )

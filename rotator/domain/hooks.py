@@ -169,11 +169,32 @@ class HookDelivery:
     next_attempt_at: datetime | None = None
     last_error: str | None = None
     delivered_at: datetime | None = None
+    # When the delivery was first recorded (before its first attempt).
+    created_at: datetime | None = None
 
     @property
     def delivered(self) -> bool:
         return self.status is DeliveryStatus.DELIVERED
 
+    def failing(self, now: datetime, min_attempts: int) -> bool:
+        """Worth a person's attention: not delivered, failed at least ``min_attempts``
+        times and for at least :data:`HOOK_FAILING_AFTER` since it was recorded.
+
+        A receiver that is restarting, or a rollout that is slow for a few minutes, is
+        what the retries are for; only one that stays down that long is a problem.
+        """
+        if self.delivered or self.last_error is None or self.attempts < min_attempts:
+            return False
+        since = self.created_at or self.event.time
+        return now - since >= HOOK_FAILING_AFTER
+
+
+# A promoted rotation whose hooks have not all taken the event says so in its
+# ``last_error``, starting with this; it is waiting, not failing.
+HOOK_WAIT: Final = "retirement waits for consumer hooks"
+# A delivery still failing after this long (and ``[alerts] retrying_attempts``
+# attempts) is alerted; before that the backoff's retries are expected to get through.
+HOOK_FAILING_AFTER: Final = timedelta(minutes=15)
 
 HOOK_RETRY_BASE: Final = timedelta(seconds=5)
 HOOK_RETRY_CAP: Final = timedelta(hours=1)

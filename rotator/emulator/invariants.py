@@ -11,6 +11,11 @@ For every managed app:
    of a rotation that promoted it — or, when a rotation may be in flight, belongs to
    one still in flight — and a completed rotation's superseded credential is gone;
 4. at most one rotation is in flight;
+6. no superseded credential is removed before every consumer hook that wants the
+   promoted event has taken it (its delivery recorded as delivered);
+7. with ``retire_when = "unused"``, every removal records the rule that allowed it, and
+   it is never the grace rule alone: evidence from the usage report, an admin decision,
+   or the grace rule as a fallback that the rotation recorded (the report unreadable);
 
 and 5. no secret value, slice of a private key or PEM private-key header appears in
 any of the places given (database files or dumps, logs, command output).
@@ -32,6 +37,8 @@ from typing import TYPE_CHECKING, Protocol
 from rotator import certificate_material as certs
 from rotator.domain.certificates import CERTIFICATE_CONTENT_TYPES
 from rotator.domain.credentials import CredentialKind
+from rotator.domain.hooks import EventType, HookDelivery
+from rotator.domain.records import AuditEvent
 from rotator.domain.rotation import Rotation, rotation_id_from_display_name, staging_name
 from rotator.domain.secret_value import SecretValue
 from rotator.domain.states import RotationState
@@ -60,11 +67,20 @@ class Managed:
     secret_name: str  # the consumer secret; the staging one is ``<secret_name>-next``
     # None: the kind the consumer secret holds (either kind while there is none).
     kind: CredentialKind | None = None
+    # The hooks that must have the promoted event before the old credential goes.
+    promoted_hooks: tuple[str, ...] = ()
+    # retire_when = "unused": a removal must be on evidence, a decision or a fallback.
+    retire_unused: bool = False
 
 
 def managed_apps(policy: Policy) -> list[Managed]:
     """Every app ``policy`` manages."""
-    return [Managed(app_id, p.secret_name, p.credential) for app_id, p in policy.apps.items()]
+    from rotator.domain.retirement import RetireRule
+
+    return [Managed(app_id, p.secret_name, p.credential,
+                    tuple(h.name for h in p.hooks if h.wants(EventType.PROMOTED)),
+                    p.retire_when is RetireRule.UNUSED)
+            for app_id, p in policy.apps.items()]
 
 
 # ------------------------------------------------------------------ the read-only view
@@ -116,10 +132,20 @@ class TenantView(Protocol):
         ...
 
 
+class HookRecords(Protocol):
+    def for_rotation(self, rotation_id: str) -> Sequence[HookDelivery]: ...
+
+
 class RotationRecords(Protocol):
-    """Where rotations are recorded (the store)."""
+    """Where rotations, their hook deliveries and their audit trail are recorded
+    (the store)."""
+
+    @property
+    def hooks(self) -> HookRecords: ...
 
     def list_rotations(self, *, app_id: str | None = None) -> Sequence[Rotation]: ...
+
+    def history(self, *, rotation_id: str | None = None) -> Sequence[AuditEvent]: ...
 
 
 class EmulatedTenant:
@@ -211,6 +237,7 @@ def violations(
                                        allow_no_consumer=allow_no_consumer)
         records = list(rotations.list_rotations(app_id=managed.app_id))
         problems += _record_problems(app, records, allow_in_flight=allow_in_flight)
+        problems += _retirement_problems(app, managed, records, rotations)
     for place, content in (places or {}).items():
         problems += _leak_problems(place, content, material)
     return problems
@@ -289,6 +316,43 @@ def _record_problems(app: SeenApp, records: Sequence[Rotation], *,
     active = [r.id for r in records if r.active]
     if len(active) > 1:
         problems.append(f"{name}: {len(active)} rotations in flight ({', '.join(active)})")
+    return problems
+
+
+def _retirement_problems(app: SeenApp, managed: Managed, records: Sequence[Rotation],
+                         store: RotationRecords) -> list[str]:
+    """6. hooks before removal; 7. the rule of each removal in "unused" mode."""
+    if not managed.promoted_hooks and not managed.retire_unused:
+        return []
+    name = app.display_name
+    present = {c.key_id for c in app.credentials}
+    problems: list[str] = []
+    for r in records:
+        if r.old_key_id is None or r.old_key_id in present or r.state not in (
+            RotationState.RETIRING, RotationState.COMPLETED
+        ):
+            continue  # nothing removed (yet) by this rotation
+        delivered = {d.hook for d in store.hooks.for_rotation(r.id)
+                     if d.event.type is EventType.PROMOTED and d.delivered}
+        for hook in managed.promoted_hooks:
+            if hook not in delivered:
+                problems.append(f"{name}: superseded {r.kind} {r.old_key_id} was removed "
+                                f"before hook {hook} took the promoted event (rotation {r.id})")
+        if not managed.retire_unused:
+            continue
+        rules = [e.details["retired_by"] for e in store.history(rotation_id=r.id)
+                 if isinstance(e.details.get("retired_by"), str)]
+        if not rules:
+            problems.append(f"{name}: {r.old_key_id} was removed with no rule recorded "
+                            f"(rotation {r.id})")
+        for rule in rules:
+            fallback = rule.startswith("grace (fallback")
+            if rule.startswith(("unused: ", "admin decision")) or (
+                fallback and r.rule_fallback
+            ):
+                continue
+            problems.append(f"{name}: {r.old_key_id} was removed by {rule!r} in unused mode "
+                            f"without evidence or a recorded fallback (rotation {r.id})")
     return problems
 
 

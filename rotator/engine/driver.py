@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from rotator.domain.backoff import step_retry_delay
-from rotator.domain.hooks import EventType
+from rotator.domain.hooks import HOOK_WAIT, EventType
 from rotator.domain.records import AuditOutcome
 from rotator.domain.rotation import Rotation
 from rotator.domain.states import BEFORE_PROMOTE, RotationState
@@ -69,9 +69,6 @@ async def advance_once(deps: EngineDeps, rotation: Rotation, *, retire_now: bool
         return _after_retryable(deps, rotation.id, str(exc), exc.retry_after)
     except StepFailed as exc:
         return await _after_failure(deps, rotation.id, str(exc))
-
-
-HOOK_WAIT = "retirement waits for consumer hooks"
 
 
 async def _promoted_event(deps: EngineDeps, rotation: Rotation) -> Rotation | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -244,3 +245,31 @@ def test_alert_kinds_are_the_models() -> None:
 
     assert {k.value for k in AlertKind} | {"digest"} == set(ALERT_KINDS)
     assert {s.value for s in Severity} == set(ALERT_SEVERITIES)
+
+
+def test_a_hook_is_alerted_only_once_it_keeps_failing() -> None:
+    from rotator.alerts.compose import hook_alerts
+    from rotator.domain.hooks import (
+        HOOK_FAILING_AFTER,
+        HOOK_WAIT,
+        DeliveryStatus,
+        EventType,
+        HookDelivery,
+        make_event,
+    )
+
+    event = make_event(EventType.PROMOTED, rotation_id="r1", app_id=APP_A, at=T0)
+    failing = HookDelivery("r1", APP_A, "restart", event, DeliveryStatus.PENDING, attempts=3,
+                           last_error="exit status 1", created_at=T0)
+    later = T0 + HOOK_FAILING_AFTER
+    assert hook_alerts([failing], later - timedelta(seconds=1), retrying_attempts=3) == []
+    assert hook_alerts([replace(failing, attempts=2)], later, retrying_attempts=3) == []
+    [alert] = hook_alerts([failing], later, retrying_attempts=3)
+    assert alert.key == "hook-failing:r1:restart:promoted" and "exit status 1" in alert.subject
+    done = replace(failing, status=DeliveryStatus.DELIVERED)
+    assert hook_alerts([done], later, retrying_attempts=3) == []
+    # The promoted rotation that waits for that hook is not itself "retrying".
+    waiting = make_rotation(APP_A, state=RotationState.PROMOTED,
+                            last_error=f"{HOOK_WAIT}: restart not yet notified")
+    assert rotation_alerts([waiting], later, retrying_attempts=3,
+                           lookback=timedelta(days=7)) == []

@@ -2,7 +2,8 @@
 
 A *path* is one way a rotation runs: a secret or a certificate, the certificate's
 first rotation (registered by PATCH) or a later one (addKey signed by the key rotator
-holds), and the rollback after a verification that cannot succeed. Each path lists,
+holds), the rollback after a verification that cannot succeed, and a secret whose
+consumer hook (a real command) is told of the promotion before anything is retired. Each path lists,
 in order, the failpoints a clean run of it passes; ``test_crash_matrix.py`` proves the
 lists against a traced real run and proves that together they cover every point of
 ``rotator.failpoints.POINTS``.
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import json
 import signal
+import sys
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -28,6 +30,7 @@ from pathlib import Path
 from rotator import certificate_material as certs
 from rotator.adapters.db import SqlStore, make_engine
 from rotator.domain.credentials import CredentialKind
+from rotator.domain.hooks import EventType, event_id
 from rotator.domain.rotation import Rotation
 from rotator.domain.secret_value import SecretValue
 from rotator.domain.states import ACTIVE_STATES
@@ -60,6 +63,12 @@ def _happy(register: str, unregister: str) -> tuple[str, ...]:
                    "db.promoted", "db.retiring", unregister, "db.completed"))
 
 
+def _with_hook(points: tuple[str, ...]) -> tuple[str, ...]:
+    """The promoted event goes to the hook between promote and retire."""
+    at = points.index("after:db.promoted") + 1
+    return (*points[:at], *_both("hook.send"), *points[at:])
+
+
 def _rollback(unregister: str) -> tuple[str, ...]:
     return ("before:token.request",
             *_both("db.rolling_back", unregister, "vault.disable_version", "db.failed"))
@@ -72,6 +81,7 @@ class CrashPath:
     points: tuple[str, ...]
     held: bool = False  # a certificate rotator already rotated once (addKey, not PATCH)
     rollback: bool = False
+    hook: bool = False  # a command hook takes the promoted event
 
 
 PATHS: tuple[CrashPath, ...] = (
@@ -83,6 +93,8 @@ PATHS: tuple[CrashPath, ...] = (
               held=True),
     CrashPath("certificate-rollback", "certificate", _rollback("graph.remove_key"),
               rollback=True),
+    CrashPath("secret-hook", "secret",
+              _with_hook(_happy("graph.add_password", "graph.remove_password")), hook=True),
 )
 PATH_BY_NAME = {p.name: p for p in PATHS}
 
@@ -106,11 +118,15 @@ FAST_POINTS = frozenset(
     {p for p in (pt for path in PATHS for pt in path.points)
      if p.startswith(("after:graph.", "after:vault."))}
     | {"after:db.creating", "before:db.promoted"}
+    # the hook has the event, its delivery is not recorded: the same id goes again
+    | {"after:hook.send"}
 )
 
 
 def fast_cases() -> list[Case]:
-    return [c for c in all_cases() if c.point in FAST_POINTS]
+    # The hook path repeats the secret path's writes: only its own point is in the subset.
+    return [c for c in all_cases() if c.point in FAST_POINTS
+            and (not c.path.hook or c.point.endswith(":hook.send"))]
 
 
 # ------------------------------------------------------------------ the managed app
@@ -127,6 +143,20 @@ class Subject:
     kind: str
     original_key_ids: set[str]
     canaries: list[str] = field(default_factory=list)
+    # Where the consumer hook command writes "<event id> <event type>" per event it gets.
+    hook_log: Path | None = None
+
+
+# A consumer hook: appends the event it was given to the file named by its argument.
+_RECORD_EVENT = ("import os, sys; open(sys.argv[1], 'a').write("
+                 "os.environ['ROTATOR_EVENT_ID'] + ' ' + os.environ['ROTATOR_EVENT_TYPE'] + "
+                 "chr(10))")
+
+
+def _hook_lines(log: Path) -> list[str]:
+    argv = [sys.executable, "-c", _RECORD_EVENT, str(log)]
+    return ["[[app.hook]]", 'type = "command"', 'name = "record"',
+            f"argv = {json.dumps(argv)}", 'events = ["promoted"]', "timeout_seconds = 30"]
 
 
 def _policy_lines(app_id: str, secret_name: str, kind: str, *, rollback: bool) -> list[str]:
@@ -157,9 +187,21 @@ def make_subject(emu: RunningEmulator, workdir: Path, path: CrashPath) -> Subjec
         canaries = []
         original = {k.key_id for k in emu.tenant.keys(app_id)}
     policy = workdir / f"policy-{app_id}.toml"
-    policy.write_text("\n".join(_policy_lines(app_id, secret_name, path.kind,
-                                              rollback=path.rollback)) + "\n")
-    return Subject(app_id, object_id, secret_name, policy, path.kind, original, canaries)
+    lines = _policy_lines(app_id, secret_name, path.kind, rollback=path.rollback)
+    hook_log = workdir / f"hook-{app_id}.log" if path.hook else None
+    if hook_log is not None:
+        lines += _hook_lines(hook_log)
+    policy.write_text("\n".join(lines) + "\n")
+    return Subject(app_id, object_id, secret_name, policy, path.kind, original, canaries,
+                   hook_log)
+
+
+def _hook_events(subject: Subject) -> list[tuple[str, str]]:
+    """(event id, event type) of each event the hook command was given, in order."""
+    if subject.hook_log is None or not subject.hook_log.exists():
+        return []
+    lines = subject.hook_log.read_text(encoding="utf-8").splitlines()
+    return [(i, t) for i, _, t in (line.partition(" ") for line in lines if line)]
 
 
 def _key_ids(emu: RunningEmulator, subject: Subject) -> set[str]:
@@ -204,7 +246,8 @@ def assert_invariants(emu: RunningEmulator, subject: Subject, database_url: str,
     possibly in flight; and no secret value, private key or canary in any output."""
     assert_tenant_invariants(
         emu, database_url,
-        [Managed(subject.app_id, subject.secret_name, CredentialKind(subject.kind))],
+        [Managed(subject.app_id, subject.secret_name, CredentialKind(subject.kind),
+                 promoted_hooks=("record",) if subject.hook_log is not None else ())],
         outputs=outputs, known_secrets=[*subject.canaries, CANARY],
         allow_in_flight=True, allow_no_consumer=True)
 
@@ -233,6 +276,10 @@ def run_case(emu: RunningEmulator, database_url: str, workdir: Path, case: Case)
         f"{case}: not killed (exit {killed.returncode}): {killed.stderr[-1500:]}")
     outputs = [killed.stdout, killed.stderr]
     assert_invariants(emu, subject, database_url, outputs)
+    if case.path.hook and not _hook_events(subject):
+        # Nobody was told of the promotion: the old credential must still be there.
+        assert subject.original_key_ids <= _key_ids(emu, subject), (
+            f"{case}: the old credential was retired before the hook took the event")
 
     again = _rotate(subject, emu, database_url)
     outputs += [again.stdout, again.stderr]
@@ -253,6 +300,13 @@ def run_case(emu: RunningEmulator, database_url: str, workdir: Path, case: Case)
         assert _consumer_works(emu, subject), "the promoted credential gets no token"
     assert not _active_ids(database_url, subject.app_id)
     assert_invariants(emu, subject, database_url, outputs)
+    if case.path.hook:
+        expected = event_id(out["rotation_id"], EventType.PROMOTED)
+        got = _hook_events(subject)
+        # At least once, and every (re-)send after the crash is the very same event.
+        assert got and set(got) == {(expected, EventType.PROMOTED.value)}, got
+        if case.point == "after:hook.send":
+            assert len(got) == 2, f"{case}: the event taken before the crash was not re-sent"
 
 
 def trace(emu: RunningEmulator, database_url: str, workdir: Path, path: CrashPath) -> list[str]:

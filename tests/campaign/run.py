@@ -8,10 +8,11 @@ Two parts:
   database (SQLite, and a shared PostgreSQL database) against in-memory Graph, Key
   Vault and token fakes, through crashes, 5xx/429/409 answers, lost responses,
   database outages, token refusals and token-endpoint 503s up to past the verify
-  deadline, and clock jumps.
+  deadline, clock jumps, failing consumer hooks and usage-report outages.
 * The crash matrix (crash_matrix.py): real `rotator rotate` processes against the
   emulated tenant over HTTPS, killed by SIGKILL at every failpoint of every path
-  (secret, certificate first/held, both rollbacks), on SQLite and PostgreSQL.
+  (secret, certificate first/held, both rollbacks, a secret with a consumer hook), on
+  SQLite and PostgreSQL.
 
 Broken invariants are counted (not raised) and the failing cases printed, so one
 bad case does not hide the rest; keep any failing scenario as an @example in

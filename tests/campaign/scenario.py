@@ -7,9 +7,12 @@ budget). Faults: process crashes after any external write; writes whose answer i
 lost (a timeout after the write was applied); Graph 5xx / 429 / 409 and Key Vault
 500 / 429 answers before any call; a database outage over a run of store calls;
 token refusals (propagation) and token endpoint 503s up to past the verify deadline;
-clock jumps. After every crash or aborted run and at the end the invariants are
-checked, and every log line, metric and alert the scenario produced is grepped for
-secret values and private keys.
+clock jumps; a consumer hook that fails (receiver down, HTTP 500, no answer, another
+status, a command exiting non-zero) or dies right after a send; a credential usage
+report (``retire_when = "unused"``) that answers 403, 404, 5xx or a changed shape.
+After every crash or aborted run and at the end the invariants are checked, and
+every log line, metric and alert the scenario produced is grepped for secret values
+and private keys.
 """
 
 from __future__ import annotations
@@ -19,10 +22,10 @@ import json
 import shutil
 import tempfile
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -30,16 +33,18 @@ from hypothesis import strategies as st
 from sqlalchemy.exc import OperationalError
 
 from rotator.adapters.db import SqlStore, make_engine, migrate
-from rotator.alerts.compose import message_text, rotation_alerts, single_message
+from rotator.alerts.compose import hook_alerts, message_text, rotation_alerts, single_message
 from rotator.alerts.formats import slack_payload, teams_payload, webhook_payload
+from rotator.config import HookPolicy
 from rotator.daemon import instrument
 from rotator.domain.credentials import CredentialKind
+from rotator.domain.hooks import EventType, HookEvent, event_id
 from rotator.domain.rotation import Rotation, RotationReason
 from rotator.domain.states import RotationState
 from rotator.engine.driver import drive
 from rotator.engine.start import RotationRefused, plan_rotation, start_rotation
 from rotator.metrics import Metrics
-from rotator.ports import DirectoryError, SecretStoreError
+from rotator.ports import DirectoryError, HookError, SecretStoreError, UsageReportUnavailable
 from tests.support.databases import database_text
 from tests.support.fakes import (
     CANARY,
@@ -69,6 +74,24 @@ ERRORS = {
     "vault_429": lambda: SecretStoreError("Throttled", status=429, code="Throttled"),
 }
 GRAPH_OPS = {"get", "add_password", "remove_password", "add_key", "remove_key", "patch"}
+# What a consumer hook's failed send says (the words of rotator.adapters.hooks).
+HOOK_FAULTS = {
+    "hook_down": "ConnectError: [Errno 111] Connection refused",
+    "hook_500": "the receiver answered HTTP 500",
+    "hook_timeout": "no answer within 30 s",
+    "hook_bad_status": "the receiver answered HTTP 302",
+    "hook_exit_1": "kubectl exited with status 1",
+}
+# The usage report: "ok" shows the consumers moved; the others are outages. 5xx is
+# transient (the step retries); the rest make rotator fall back to the grace rule.
+REPORTS = ("ok", "report_403", "report_404", "report_5xx", "report_shape")
+REPORT_FALLBACKS = {
+    "report_403": ("the credential usage report answered HTTP 403 Authorization_RequestDenied"
+                   " (the permission AuditLog.Read.All is missing?)", 403),
+    "report_404": ("the credential usage report answered HTTP 404 ResourceNotFound", 404),
+    "report_shape": ("the credential usage report has no 'value' list", 200),
+}
+HOOK_NAME = "restart"
 
 
 @dataclass(frozen=True)
@@ -82,6 +105,9 @@ class Scenario:
     # (first failing store call, number of failing calls); 0 calls = no outage
     db_outage: tuple[int, int] = (0, 0)
     token_outage: int = 0  # token requests answered 503 before any other answer
+    hook: bool = False  # the app has a consumer hook that must take the promoted event
+    hook_faults: tuple[str, ...] = ()  # the outcome of its first sends (HOOK_FAULTS)
+    report: str | None = None  # retire_when = "unused" with this report (REPORTS)
 
 
 @st.composite
@@ -100,7 +126,57 @@ def scenarios(draw: st.DrawFn) -> Scenario:
     jump = draw(st.sampled_from([0.0, 0.0, 1.0, 30.0]))
     outage = draw(st.one_of(st.just((0, 0)), st.tuples(st.integers(1, 40), st.integers(1, 6))))
     token_outage = draw(st.sampled_from([0, 0, 0, 3, 20]))
-    return Scenario(kind, crashes, tuple(errors), refusals, jump, lost, outage, token_outage)
+    hook = draw(st.booleans())
+    hook_faults: tuple[str, ...] = ()
+    if hook:
+        # up to 6: past the first minute of backoff the command stops waiting for it
+        hook_faults = tuple(draw(st.lists(st.sampled_from(sorted(HOOK_FAULTS)), max_size=6)))
+        if draw(st.booleans()):
+            crashes += ("hook_send",)
+    report = draw(st.sampled_from([None, None, *REPORTS]))
+    return Scenario(kind, crashes, tuple(errors), refusals, jump, lost, outage, token_outage,
+                    hook, hook_faults, report)
+
+
+class ScenarioHooks:
+    """The consumer hook: fails its first sends as scheduled, may die right after one
+    that got through (the event taken, its delivery not recorded)."""
+
+    def __init__(self, faults: Faults, schedule: tuple[str, ...]) -> None:
+        self._faults = faults
+        self.schedule = list(schedule)
+        self.taken: list[HookEvent] = []
+
+    async def send(self, hook: HookPolicy, event: HookEvent) -> None:
+        if self.schedule:
+            fault = self.schedule.pop(0)
+            self._faults.fired[fault] += 1
+            raise HookError(HOOK_FAULTS[fault])
+        self.taken.append(event)
+        self._faults.check_after("hook_send")
+
+
+class ScenarioUsage:
+    """The credential usage report as the port returns it: rotator's new credential in
+    use since promote and the old one silent; or the scheduled outage."""
+
+    def __init__(self, world: World, app: FakeApp, report: str) -> None:
+        self._world, self._app, self._report = world, app, report
+        self.transient_left = 2 if report == "report_5xx" else 0
+        self.reads = 0
+
+    async def last_sign_ins(self, app_id: str) -> Mapping[str, datetime | None]:
+        self.reads += 1
+        if self._report in REPORT_FALLBACKS:
+            message, status = REPORT_FALLBACKS[self._report]
+            raise UsageReportUnavailable(message, status=status)
+        if self.transient_left:
+            self.transient_left -= 1
+            raise DirectoryError("usage report: HTTP 503", status=503)
+        self._world.clock.advance(1)  # the report is read after the consumers moved
+        now = self._world.clock.now()
+        return {c.key_id: (now if (c.display_name or "").startswith("rotator:") else None)
+                for c in self._app.credentials}
 
 
 class FlakyStore:
@@ -198,20 +274,64 @@ def observed_texts(world: World, metrics: Metrics) -> list[str]:
         for payload in (webhook_payload(message), slack_payload(message),
                         teams_payload(message)):
             texts.append(json.dumps(payload))
+    later = now + timedelta(days=1)
+    for alert in hook_alerts(world.store.hooks.pending(1000), later, retrying_attempts=1):
+        texts.append(message_text(single_message(alert, later)))
     texts += [r.last_error or "" for r in rotations]
     return texts
 
 
 async def _rotate(world: World, app: FakeApp, store: SqlStore | FlakyStore,
-                  metrics: Metrics) -> Rotation:
+                  metrics: Metrics, *, retire_now: bool = True, **ports: object) -> Rotation:
     """One process lifetime, instrumented as the service instruments its ports."""
-    deps = world.deps(store=store)
+    deps = world.deps(store=store, **ports)
     instrument(deps, metrics, graph_writes_per_minute=600_000)
     plan = await plan_rotation(deps, app.app_id)
-    rotation = start_rotation(deps, plan, reason=RotationReason.MANUAL, retire_now=True)
-    result = await drive(deps, rotation.id, retire_now=True)
+    rotation = start_rotation(deps, plan, reason=RotationReason.MANUAL, retire_now=retire_now)
+    result = await drive(deps, rotation.id, retire_now=retire_now)
     metrics.record_finished(result)
     return result
+
+
+def _manage(world: World, app: FakeApp, scenario: Scenario) -> None:
+    """The app's policy: its kind, and the hook and retirement rule the scenario names."""
+    policy: dict[str, object] = {}
+    if scenario.kind is CredentialKind.CERTIFICATE:
+        policy["credential"] = "certificate"
+    if scenario.report is not None:
+        # no grace to wait out: the report is read as soon as the rotation promotes
+        policy.update(retire_when="unused", grace_hours=0, quiet_hours=1,
+                      retire_max_wait_hours=24)
+    hook = (f'[[app.hook]]\ntype = "command"\nname = "{HOOK_NAME}"\n'
+            'argv = ["kubectl", "rollout", "restart", "deployment/orders"]\n'
+            'events = ["promoted"]\n') if scenario.hook else ""
+    world.manage(app, app_toml=hook, **policy)
+
+
+def _check_evidence(world: World, scenario: Scenario, result: Rotation,
+                    hooks: ScenarioHooks) -> None:
+    """What the hook and the report scenarios must show once the rotation completed."""
+    if scenario.hook:
+        promoted = [e.id for e in hooks.taken if e.type is EventType.PROMOTED]
+        # at least once, and every (re-)send is the same event
+        assert promoted and set(promoted) == {event_id(result.id, EventType.PROMOTED)}, promoted
+        [delivery] = [d for d in world.store.hooks.for_rotation(result.id)
+                      if d.event.type is EventType.PROMOTED]
+        assert delivery.delivered and delivery.delivered_at is not None
+        assert result.finished_at is not None and delivery.delivered_at <= result.finished_at
+    if scenario.report is None:
+        return
+    rules = [e.details["retired_by"] for e in world.store.history(rotation_id=result.id)
+             if isinstance(e.details.get("retired_by"), str)]
+    assert rules, "no rule recorded for the removal"
+    if scenario.report in REPORT_FALLBACKS:
+        # the report could not be read: the grace rule, said and recorded
+        assert result.rule_fallback, "the fallback to the grace rule was not recorded"
+        assert all(r.startswith("grace (fallback: ") for r in rules), rules
+        assert any("falling back to the grace rule" in e.message
+                   for e in world.store.history(rotation_id=result.id))
+    else:
+        assert result.rule_fallback is None and all(r.startswith("unused: ") for r in rules)
 
 
 async def run_scenario(world: World, scenario: Scenario, stats: CampaignStats,
@@ -220,6 +340,15 @@ async def run_scenario(world: World, scenario: Scenario, stats: CampaignStats,
     invariant or a leak (AssertionError)."""
     log_start = log.tell() if log is not None else 0
     app = make_app(world, scenario.kind)
+    _manage(world, app, scenario)
+    hooks = ScenarioHooks(world.faults, scenario.hook_faults)
+    ports: dict[str, object] = {"hooks": hooks}
+    if scenario.report is not None:
+        usage = ScenarioUsage(world, app, scenario.report)
+        ports["usage"] = usage
+        if scenario.report != "ok":
+            stats.faults[scenario.report] += 1
+        stats.faults["report_5xx_answers"] += usage.transient_left
     for op, kind in scenario.errors:
         world.faults.before[op].append(ERRORS[kind]())
         stats.faults[kind] += 1
@@ -238,7 +367,8 @@ async def run_scenario(world: World, scenario: Scenario, stats: CampaignStats,
     try:
         for _ in range(16):  # process lifetimes (or runs aborted by the database)
             try:
-                result = await _rotate(world, app, store, metrics)
+                result = await _rotate(world, app, store, metrics,
+                                       retire_now=scenario.report is None, **ports)
             except (Crash, OperationalError):
                 # Dead, or alive but unable to record: either way the lease stays behind.
                 assert_invariants(world, app)
@@ -251,7 +381,13 @@ async def run_scenario(world: World, scenario: Scenario, stats: CampaignStats,
                 world.clock.advance(60)
                 continue
             assert_invariants(world, app)
+            if result.state is RotationState.PROMOTED and result.next_attempt_at is not None:
+                # waiting (a hook that is still down): the daemon's next pass drives it on
+                world.clock.advance(
+                    max((result.next_attempt_at - world.clock.now()).total_seconds(), 0) + 1)
+                continue
             if result.state is RotationState.COMPLETED:
+                _check_evidence(world, scenario, result, hooks)
                 stats.completed += 1
                 stats.rolled_back_then_completed += failed_once
                 return

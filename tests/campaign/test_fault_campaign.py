@@ -39,6 +39,15 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
                   lost=("set_secret:orders-secret", "disable_version"), db_outage=(12, 2)))
 @example(Scenario(CredentialKind.CERTIFICATE, (), (), 0, 1.0,
                   lost=("patch", "remove_key"), db_outage=(9, 5)))
+# A hook that fails every way and dies right after the send that got through, with the
+# report refused (403); a command hook exiting non-zero with the report answering 503s.
+@example(Scenario(CredentialKind.SECRET, ("hook_send",), (), 0, 0.0, hook=True,
+                  hook_faults=("hook_down", "hook_500", "hook_timeout", "hook_bad_status",
+                               "hook_exit_1", "hook_down"), report="report_403"))
+@example(Scenario(CredentialKind.CERTIFICATE, (), (), 0, 0.0, hook=True,
+                  hook_faults=("hook_exit_1",), report="report_5xx"))
+@example(Scenario(CredentialKind.SECRET, (), (), 0, 0.0, report="report_404"))
+@example(Scenario(CredentialKind.SECRET, (), (), 0, 0.0, hook=True, report="report_shape"))
 @settings(max_examples=20, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(scenario=scenarios())
@@ -55,11 +64,14 @@ KEPT_ON_POSTGRES = [
              lost=("remove_password",), db_outage=(7, 4)),
     Scenario(CredentialKind.CERTIFICATE, ("set_secret:orders-secret",), (), 0, 30.0,
              lost=("add_key", "patch"), db_outage=(15, 3)),
+    Scenario(CredentialKind.SECRET, ("hook_send",), (), 0, 0.0, db_outage=(20, 3), hook=True,
+             hook_faults=("hook_500", "hook_exit_1"), report="report_403"),
 ]
 
 
 @pytest.mark.postgres
-@pytest.mark.parametrize("scenario", KEPT_ON_POSTGRES, ids=["secret", "certificate"])
+@pytest.mark.parametrize("scenario", KEPT_ON_POSTGRES,
+                         ids=["secret", "certificate", "hook-and-report"])
 def test_kept_scenarios_on_postgresql(template: Path, pg_database: str,
                                       scenario: Scenario) -> None:
     stats = CampaignStats()

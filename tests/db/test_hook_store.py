@@ -33,3 +33,7 @@ def test_a_delivery_is_recorded_once_and_keeps_its_event(store: SqlStore) -> Non
     other = store.hooks.ensure("command-1", event, "r1", T0)
     assert [d.hook for d in store.hooks.for_rotation("r1")] == ["webhook-1", "command-1"]
     assert not other.delivered
+    # Not yet taken, due or not, oldest first, with when each was first recorded.
+    pending = store.hooks.pending(10)
+    assert [(d.hook, d.created_at) for d in pending] == [("command-1", T0)]
+    assert first.created_at == T0

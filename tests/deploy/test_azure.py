@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
+from pathlib import Path
 
 from rotator.config import SETTINGS_ENV
 from tests.support.deploy import DEPLOY, METRICS_PORT
@@ -108,3 +110,53 @@ def test_shellcheck() -> None:
         check=True,
         timeout=30,
     )
+
+
+AUDIT_LOG = "b0afded3-3588-46d8-8b3d-9842eff778da"  # AuditLog.Read.All
+
+FAKE_AZ = """#!/bin/sh
+# Stands in for the Azure CLI: logs each call, answers "nothing granted yet".
+echo "$*" >> "$AZ_LOG"
+case "$*" in
+    "ad sp show"*) echo 99999999-9999-9999-9999-999999999999 ;;
+    *"--method GET"*|"ad app owner list"*) echo 0 ;;
+esac
+"""
+
+
+def _grants(tmp_path: Path, *args: str) -> list[str]:
+    """The app role ids the script assigns, run against a fake ``az``."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    az = bin_dir / "az"
+    az.write_text(FAKE_AZ, encoding="utf-8")
+    az.chmod(0o755)
+    log = tmp_path / "az.log"
+    log.unlink(missing_ok=True)
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "AZ_LOG": str(log)}
+    subprocess.run(["bash", str(SCRIPT), "--principal-id", "p-1", *args], check=True,
+                   env=env, capture_output=True, timeout=30)
+    posts = [line for line in log.read_text(encoding="utf-8").splitlines()
+             if "--method POST" in line]
+    return [m for line in posts for m in re.findall(r'appRoleId\\?":\\?"([0-9a-f-]+)', line)]
+
+
+def test_script_grants_audit_log_only_when_asked(tmp_path: Path) -> None:
+    # Least privilege by default: OwnedBy and nothing else.
+    assert _grants(tmp_path) == [OWNED_BY]
+    # retire_when = "unused" needs the usage report: --audit-log adds AuditLog.Read.All.
+    assert _grants(tmp_path, "--audit-log") == [OWNED_BY, AUDIT_LOG]
+    assert READWRITE_ALL not in _grants(tmp_path, "--audit-log", "--read-all")
+    header = SCRIPT.read_text(encoding="utf-8").split("set -euo pipefail")[0]
+    assert 'retire_when = "unused"' in header and "AuditLog.Read.All" in header
+
+
+def test_bicep_grants_audit_log_only_on_opt_in() -> None:
+    text = _bicep()
+    # An opt-in parameter, off by default; the grant command adds --audit-log only with it.
+    assert re.search(r"^param usageReport bool = false$", text, re.MULTILINE)
+    [output] = [line for line in text.splitlines()
+                if line.startswith("output grantGraphPermissions string")]
+    assert "grant-graph-permissions.sh --principal-id ${identity.properties.principalId}" in output
+    assert "${usageReport ? ' --audit-log' : ''}" in output
+    assert AUDIT_LOG not in text and READWRITE_ALL not in text  # Entra grants are the script's

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from rotator.adapters.hooks import HookClient
+from rotator.alerts.runner import shared_alerts, take_snapshot
 from rotator.config import HookPolicy
 from rotator.domain.hooks import (
     CONTENT_TYPE,
@@ -367,3 +368,42 @@ async def test_a_hook_removed_from_the_policy_is_not_retried(world: World) -> No
     assert sender.sent == []
     [still] = world.store.hooks.for_rotation(result.id)
     assert still.attempts == 1
+
+
+def _alert_keys(world: World) -> list[str]:
+    snapshot = take_snapshot(world.store, world.policy, world.clock.now())
+    return [a.key for a in shared_alerts(snapshot, world.policy)]
+
+
+async def test_a_hook_being_retried_is_not_a_failing_rotation_until_it_keeps_failing(
+    world: World
+) -> None:
+    app = world.directory.add_app("orders")
+    old_key = app.credentials[0].key_id
+    world.manage(app, app_toml='[[app.hook]]\ntype = "command"\nname = "restart"\n'
+                               'argv = ["true"]\n')
+    sender = RecordingSender(fail_first=1_000)
+    result = await rotate(world, app, hooks=sender)
+    [delivery] = world.store.hooks.for_rotation(result.id)
+    assert result.state is RotationState.PROMOTED and delivery.attempts == 5
+    # A minute and a half of retries: the rotation did its part; nobody is woken up.
+    assert _alert_keys(world) == []
+    world.clock.advance(15 * 60)
+    reconciler = Reconciler(world.deps(hooks=sender), max_concurrent=1)
+    await reconciler.run_pass()
+    await asyncio.gather(*reconciler.in_flight.values())
+    # Still failing after 15 minutes: the hook is alerted, not the rotation.
+    keys = _alert_keys(world)
+    assert keys == [f"hook-failing:{result.id}:restart:promoted"]
+    snapshot = take_snapshot(world.store, world.policy, world.clock.now())
+    [alert] = [a for a in shared_alerts(snapshot, world.policy) if a.key == keys[0]]
+    assert "restart" in alert.subject and "not retired until it does" in alert.subject
+    # The receiver is back: delivered, retired, nothing left to say.
+    sender.fail_first = 0
+    world.clock.advance(3600)
+    again = Reconciler(world.deps(hooks=sender), max_concurrent=1)
+    await again.run_pass()
+    await asyncio.gather(*again.in_flight.values())
+    done = world.store.get_rotation(result.id)
+    assert done is not None and done.state is RotationState.COMPLETED
+    assert old_key not in app.values and _alert_keys(world) == []

@@ -63,3 +63,37 @@ async def test_a_secret_consumer_holding_another_value_is_caught(world: World) -
     versions.append(replace(versions[-1], value=SecretValue(f"{CANARY}{uuid.uuid4().hex}")))
     with pytest.raises(AssertionError, match="holds another value"):
         assert_invariants(world, app)
+
+
+async def test_a_removal_before_the_hook_or_without_evidence_is_caught(world: World) -> None:
+    app = make_app(world, CredentialKind.SECRET)
+    world.manage(app, retire_when="unused", grace_hours=0, retire_max_wait_hours=1,
+                 app_toml='[[app.hook]]\ntype = "command"\nname = "restart"\nargv = ["true"]\n'
+                          'events = ["promoted"]\n')
+
+    class Usage:  # the report: the new credential in use since promote, the old one silent
+        async def last_sign_ins(self, app_id: str) -> dict[str, object]:
+            world.clock.advance(1)
+            return {k.key_id: world.clock.now() for k in app.credentials
+                    if k.display_name and k.display_name.startswith("rotator:")}
+
+    class Hooks:
+        async def send(self, hook: object, event: object) -> None:
+            return None
+
+    result = await rotate(world, app, retire_now=False, usage=Usage(), hooks=Hooks())
+    assert result.state is RotationState.COMPLETED, result.last_error
+    assert_invariants(world, app)
+    with world.store.engine.begin() as conn:
+        # 7. a removal in unused mode by the grace rule alone, no fallback recorded
+        conn.execute(sa.text("UPDATE audit_events SET details = :d WHERE rotation_id = :r "
+                             "AND details LIKE '%retired_by%'"),
+                     {"d": '{"retired_by": "grace"}', "r": result.id})
+    with pytest.raises(AssertionError, match="without evidence or a recorded fallback"):
+        assert_invariants(world, app)
+    with world.store.engine.begin() as conn:
+        # 6. the old credential gone although the hook never took the promoted event
+        conn.execute(sa.text("UPDATE hook_deliveries SET status = 'pending' "
+                             "WHERE rotation_id = :r"), {"r": result.id})
+    with pytest.raises(AssertionError, match="before hook restart took the promoted event"):
+        assert_invariants(world, app)

@@ -22,6 +22,7 @@ from rotator.emulator.invariants import (
     SeenVersion,
     check_tenant,
     database_files,
+    managed_apps,
     private_key_slices,
     violations,
 )
@@ -101,8 +102,7 @@ def assert_invariants(world: World, app: FakeApp) -> None:
     """The invariants hold for ``app`` at any moment of a rotation (one may be in flight,
     nothing may have been promoted yet), and no secret is in the database files."""
     assert world.policy is not None
-    managed = Managed(app.app_id, world.policy.apps[app.app_id].secret_name,
-                      world.policy.apps[app.app_id].credential)
+    [managed] = [m for m in managed_apps(world.policy) if m.app_id == app.app_id]
     problems = violations(FakeTenant(world), world.store, [managed],
                           allow_in_flight=True, allow_no_consumer=True,
                           places=database_files(world.tmp / "rotator.db"),

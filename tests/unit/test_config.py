@@ -490,3 +490,41 @@ def test_a_hook_without_a_type_and_a_duplicate_name_are_refused(tmp_path: Path) 
     text = str(caught.value)
     assert "hooks.toml:7: [[app]] #1 [[app.hook]] #1: type is missing" in text
     assert "hooks.toml:17: [[app]] #1 [[app.hook]] #3 key 'name': 'restart' is already" in text
+
+
+@pytest.mark.parametrize(
+    ("lines", "line_no", "key"),
+    [
+        # the app's own retire_max_wait_hours is at or under the inherited grace_hours
+        ('retire_when = "unused"\nretire_max_wait_hours = 24', 7, "retire_max_wait_hours"),
+        # the app's own grace_hours reaches the default retire_max_wait_hours (168)
+        ('retire_when = "unused"\ngrace_hours = 200', 7, "grace_hours"),
+        ('retire_when = "unused"', 6, "retire_when"),
+    ],
+)
+def test_retire_max_wait_must_exceed_grace_in_unused_mode(
+    tmp_path: Path, lines: str, line_no: int, key: str
+) -> None:
+    defaults = "grace_hours = 170\n" if key == "retire_when" else ""
+    text = (f'[defaults]\nvault_url = "{VAULT}"\n{defaults}\n[[app]]\napp_id = "{APP1}"\n'
+            f"{lines}\n")
+    if defaults:
+        line_no += 1
+    message = policy_error(tmp_path, text)
+    assert f":{line_no}:" in message and f"key '{key}'" in message, message
+    assert "retire_max_wait_hours" in message and "must be more than grace_hours" in message
+
+
+def test_retire_max_wait_must_exceed_grace_in_defaults(tmp_path: Path) -> None:
+    text = (f'[defaults]\nvault_url = "{VAULT}"\nretire_when = "unused"\ngrace_hours = 48\n'
+            f'retire_max_wait_hours = 48\n\n[[app]]\napp_id = "{APP1}"\n')
+    message = policy_error(tmp_path, text)
+    assert ":5: [defaults] key 'retire_max_wait_hours'" in message, message
+    assert message.count("must be more than grace_hours") == 1  # not again for each app
+
+
+def test_retire_max_wait_is_not_checked_on_the_grace_rule(tmp_path: Path) -> None:
+    text = (f'[defaults]\nvault_url = "{VAULT}"\ngrace_hours = 200\n\n'
+            f'[[app]]\napp_id = "{APP1}"\n')
+    app = load_policy(write(tmp_path, text), settings()).for_app(APP1)
+    assert app is not None and app.grace_hours == 200

@@ -35,6 +35,7 @@ def _delivery_from(m: HookDeliveryModel) -> HookDelivery:
         next_attempt_at=m.next_attempt_at,
         last_error=m.last_error,
         delivered_at=m.delivered_at,
+        created_at=m.created_at,
     )
 
 
@@ -126,4 +127,11 @@ class SqlHookStore:
                 HookDeliveryModel.next_attempt_at <= now,
             ).order_by(HookDeliveryModel.next_attempt_at, HookDeliveryModel.id).limit(limit)
             ).all()
+            return [_delivery_from(m) for m in rows]
+
+    def pending(self, limit: int) -> list[HookDelivery]:
+        with self._make_session() as s:
+            rows = s.scalars(sa.select(HookDeliveryModel).where(
+                HookDeliveryModel.status == DeliveryStatus.PENDING.value,
+            ).order_by(HookDeliveryModel.created_at, HookDeliveryModel.id).limit(limit)).all()
             return [_delivery_from(m) for m in rows]
