@@ -30,3 +30,9 @@ def test_demo_rotates_and_summarises() -> None:
     # The walkthrough client's consumer moved before its old credential went, never refused.
     assert "Consumer of myclient" in out and ", 0 refused;" in out
     assert "by the rule: unused: the new credential signed in at" in out
+    # The consumer nothing restarts keeps using its old credential: held, not removed.
+    assert "never reloaded: nothing restarts it" in out
+    assert "retirement held, the old credential kept" in out
+    assert out.count(", 0 refused;") == 2
+    # Nothing but the demo's own lines: the scheduler's warnings are not for this screen.
+    assert "Execution of job" not in done.stdout + done.stderr

@@ -50,7 +50,10 @@ def demo_command(propagation_seconds: float) -> None:
     db_path = workdir / "rotator.db"
     db_url = f"sqlite:///{db_path}"
     click.echo("rotator demo: an emulated Entra tenant and Key Vault, a throwaway SQLite database")
-    for name in ("uvicorn", "uvicorn.error", "rotator.emulator"):
+    # The scheduler's "skipped: maximum number of running instances" is the reconcile
+    # pass running longer than its one-second interval, which the demo expects.
+    for name in ("uvicorn", "uvicorn.error", "rotator.emulator", "apscheduler.scheduler",
+                 "apscheduler.executors.default"):
         # A filter, not a level: uvicorn resets levels when a server is configured.
         logging.getLogger(name).addFilter(lambda _record: False)
     with start_emulator(apps=TENANT_APPS, seed=TENANT_SEED, propagation_seconds=propagation_seconds,
@@ -64,9 +67,10 @@ def demo_command(propagation_seconds: float) -> None:
                 home.mkdir()
                 consumers[app.app_id] = Consumer(emu.env, emu.base_url, app.secret_name,
                                                  app.app_id, home)
-                app.hooks.append({"type": "command", "name": "restart-consumer",
-                                  "argv": restart_argv(consumers[app.app_id].pid_file),
-                                  "events": ["promoted"], "timeout_seconds": 10})
+                if app.reloads:
+                    app.hooks.append({"type": "command", "name": "restart-consumer",
+                                      "argv": restart_argv(consumers[app.app_id].pid_file),
+                                      "events": ["promoted"], "timeout_seconds": 10})
         policy_path = workdir / "policy.toml"
         write_policy(policy_path, emu.base_url, apps)
         click.echo(f"  tenant at {emu.base_url}, new credentials propagate within "
@@ -82,8 +86,11 @@ def demo_command(propagation_seconds: float) -> None:
             for app in apps:
                 if app.consumer:
                     consumers[app.app_id].start()
+                    then = ("a hook restarts it after promote" if app.reloads else
+                            "nothing restarts it, so its old credential must stay")
                     click.echo(f"  a consumer of {app.name} reads its secret once and asks for "
-                               "a token every second; a hook restarts it after promote\n")
+                               f"a token every second; {then}")
+            click.echo("")
             for consumer in consumers.values():
                 consumer.wait_for_tokens(1, 15)
             done = asyncio.run(run_until_finished(store, loaded, apps, started))

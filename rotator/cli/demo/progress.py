@@ -49,7 +49,8 @@ class Progress:
 
 async def run_until_finished(store: SqlStore, loaded: Loaded, apps: list[DemoApp],
                              started: float) -> bool:
-    """Run the daemon until every app's latest rotation has finished; False on timeout."""
+    """Run the daemon until every app's latest rotation has finished (or, for a consumer
+    that never reloads, its retirement is held); False on timeout."""
     from rotator.bootstrap import engine_deps
     from rotator.daemon import Daemon, instrument
     from rotator.metrics import Metrics
@@ -74,7 +75,9 @@ async def run_until_finished(store: SqlStore, loaded: Loaded, apps: list[DemoApp
             finished = 0
             for app in apps:
                 latest = store.list_rotations(app_id=app.app_id, limit=1)
-                if latest and not latest[0].active:
+                # A consumer that never reloads keeps its old credential in use: its
+                # retirement being held is where that rotation rests.
+                if latest and (not latest[0].active or (not app.reloads and latest[0].held)):
                     finished += 1
             if finished == len(apps):
                 done = True

@@ -3,7 +3,9 @@
 ``SCENARIO`` is the table. A :class:`Walkthrough` line is a seeded walkthrough client
 (docs/emulator.md) given a secret that ends soon, which its consumers already read
 from the vault; a :class:`SeededDue` line picks seeded apps owned by the rotator whose
-credential of one kind is due. Another kind of credential is one more line:
+credential of one kind is due; a :class:`StubbornConsumer` line picks one more seeded
+app whose consumer reads its secret once and is never restarted, so rotator holds the
+old credential instead of removing it. Another kind of credential is one more line:
 ``SeededDue("certificate", 2)`` manages two seeded apps whose certificates are due (the
 first rotation of each registers its certificate by PATCH, as rotator holds none of
 their keys).
@@ -46,6 +48,15 @@ class Walkthrough:
 
 
 @dataclass(frozen=True, slots=True)
+class StubbornConsumer:
+    """A seeded app owned by the rotator, given a secret that ends soon, whose consumer
+    reads it once and never reloads: no hook restarts it, so the old credential stays in
+    use and its retirement is held (retire_when = "unused")."""
+
+    days_left: float = 6.0
+
+
+@dataclass(frozen=True, slots=True)
 class SeededDue:
     """Up to ``count`` seeded apps owned by the rotator whose credential of ``kind`` is due."""
 
@@ -53,8 +64,11 @@ class SeededDue:
     count: int
 
 
-SCENARIO: tuple[Walkthrough | SeededDue, ...] = (
+ScenarioItem = Walkthrough | StubbornConsumer | SeededDue
+
+SCENARIO: tuple[ScenarioItem, ...] = (
     Walkthrough("myclient", "api://myapis/mywebapi/.default", ("ReadOnly",), consumer=True),
+    StubbornConsumer(),
     SeededDue("secret", 3),
 )
 
@@ -70,6 +84,8 @@ class DemoApp:
     due_reason: str
     extra_policy: dict[str, Any] = field(default_factory=dict)
     consumer: bool = False
+    # False: the consumer is never restarted, so its old credential's retirement is held.
+    reloads: bool = True
     old_key_id: str | None = None
     # [[app.hook]] tables, each a dict of keys.
     hooks: list[dict[str, Any]] = field(default_factory=list)
@@ -107,10 +123,28 @@ def _due_reason(tenant: Tenant, app_id: str, kind: CredentialKind, now: datetime
     return verdict.message if verdict else None
 
 
-def prepare(emu: RunningEmulator, scenario: Sequence[Walkthrough | SeededDue]) -> list[DemoApp]:
-    """Pick (and for the walkthrough client, set up) the apps the demo manages."""
-    from rotator.domain.credentials import CredentialKind
+def _consumed_secret(tenant: Tenant, object_id: str, days_left: float,
+                     now: datetime) -> tuple[str, str]:
+    """Give the app one secret that ends in ``days_left`` days and put it in the vault, as
+    its consumers have read it all along: (the vault secret's name, the key id)."""
     from rotator.emulator.tenant import make_secret_text
+
+    app = tenant.find_app(object_id=object_id)
+    old = list(app.password_credentials)
+    fresh = make_secret_text()
+    cred = tenant.add_secret(object_id, fresh, now + timedelta(days=days_left),
+                             "client secret", start=now - timedelta(days=174))
+    for previous in old:
+        tenant.remove_password(object_id, previous.key_id)
+    secret_name = f"{app.display_name}-secret"
+    tenant.vault.set(secret_name, fresh, content_type="text/plain",
+                     tags={"app_id": app.app_id, "key_id": cred.key_id}, exp=cred.end)
+    return secret_name, cred.key_id
+
+
+def prepare(emu: RunningEmulator, scenario: Sequence[ScenarioItem]) -> list[DemoApp]:
+    """Pick (and for consumed secrets, set up) the apps the demo manages."""
+    from rotator.domain.credentials import CredentialKind
 
     tenant = emu.tenant
     now = datetime.now(UTC)
@@ -120,16 +154,7 @@ def prepare(emu: RunningEmulator, scenario: Sequence[Walkthrough | SeededDue]) -
     for item in scenario:
         if isinstance(item, Walkthrough):
             app = tenant.app_by_display_name(item.display_name)
-            old = list(app.password_credentials)
-            # Its consumers have read the current secret from the vault all along...
-            fresh = make_secret_text()
-            cred = tenant.add_secret(app.id, fresh, now + timedelta(days=item.days_left),
-                                     "client secret", start=now - timedelta(days=174))
-            for previous in old:
-                tenant.remove_password(app.id, previous.key_id)
-            secret_name = f"{item.display_name}-secret"
-            tenant.vault.set(secret_name, fresh, content_type="text/plain",
-                             tags={"app_id": app.app_id, "key_id": cred.key_id}, exp=cred.end)
+            secret_name, key_id = _consumed_secret(tenant, app.id, item.days_left, now)
             extra: dict[str, Any] = {"verify_scope": item.verify_scope,
                                      "expected_roles": list(item.expected_roles)}
             if item.consumer:
@@ -137,7 +162,21 @@ def prepare(emu: RunningEmulator, scenario: Sequence[Walkthrough | SeededDue]) -
             managed.append(DemoApp(
                 app.app_id, item.display_name, "secret", secret_name,
                 f"client secret expires in {item.days_left:g} days", extra,
-                consumer=item.consumer, old_key_id=cred.key_id,
+                consumer=item.consumer, old_key_id=key_id,
+            ))
+            continue
+        if isinstance(item, StubbornConsumer):
+            app = next(a for a in tenant.page(0, 10_000)[0]
+                       # one of the N seeded apps, not a walkthrough identity
+                       if tenant.owns(rotator_sp.id, a) and a.display_name.startswith("app-")
+                       and a.password_credentials
+                       and not any(m.app_id == a.app_id for m in managed))
+            secret_name, key_id = _consumed_secret(tenant, app.id, item.days_left, now)
+            managed.append(DemoApp(
+                app.app_id, app.display_name, "secret", secret_name,
+                f"client secret expires in {item.days_left:g} days",
+                {"retire_when": "unused", "quiet_hours": QUIET_SECONDS / 3600},
+                consumer=True, reloads=False, old_key_id=key_id,
             ))
             continue
         kind = CredentialKind(item.kind)

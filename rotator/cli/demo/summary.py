@@ -82,6 +82,11 @@ def completion_problems(apps: Sequence[DemoApp], latest: Sequence[Sequence[Rotat
         problems.append(f"not every due credential was rotated and retired within "
                         f"{timeout_seconds:g} s")
     for app, rotations in zip(apps, latest, strict=True):
+        if not app.reloads:
+            if not rotations or not rotations[0].held:
+                problems.append(f"{app.name}: its consumer never moved, yet the old "
+                                "credential's retirement was not held")
+            continue
         if not rotations or rotations[0].state is not RotationState.COMPLETED:
             problems.append(f"{app.name}: rotation did not complete")
     return problems
@@ -130,9 +135,15 @@ def consumer_lines(store: SqlStore, apps: Sequence[DemoApp],
             continue
         r, moved, removed_at, rule = _moves(store, app, consumer)
         promoted = r.promoted_at if r is not None else None
+        started = ("restarted by the hook after promote" if app.reloads else
+                   "never reloaded: nothing restarts it")
         out += ["", f"Consumer of {app.name} (read its secret once, a token every second):",
                 f"  {len(consumer.tokens())} tokens, {len(consumer.refusals())} refused; "
-                f"started {consumer.starts} times (restarted by the hook after promote)"]
+                f"started {consumer.starts} times ({started})"]
+        if r is not None and r.held:
+            out.append(f"  retirement held, the old credential kept — {r.held}; rotator "
+                       "alerts after retire_max_wait_hours, `rotator rotate --retire-now` "
+                       "overrides")
         if promoted is not None and moved is not None:
             out.append(f"  moved to the new credential {(moved - promoted).total_seconds():.1f}"
                        " s after promote")
