@@ -90,7 +90,15 @@ class DirectoryError(Exception):
 
 
 class Directory(Protocol):
-    def list_applications(self) -> AsyncIterator[ScanItem]: ...
+    def list_applications(self) -> AsyncIterator[ScanItem]:
+        """Every app registration, with its user owners (``AppRegistration.owners``)."""
+        ...
+
+    def list_service_principals(self) -> AsyncIterator[ScanItem]:
+        """Every service principal with its own credentials and user owners, as
+        ``AppRegistration`` values whose ``source`` is ``servicePrincipal``. Read for
+        the inventory and alerts only: nothing rotates them."""
+        ...
 
     async def get_application(self, app_id: str) -> AppRegistration | None:
         """By application (client) id; ``None`` when the tenant has no such app."""

@@ -79,6 +79,15 @@ class CountingDirectory(_Counting):
             raise
         self._record(self._service, "list_applications", OK)
 
+    async def list_service_principals(self) -> AsyncIterator[ScanItem]:
+        try:
+            async for item in self._inner.list_service_principals():
+                yield item
+        except Exception as exc:
+            self._record(self._service, "list_service_principals", status_of(exc))
+            raise
+        self._record(self._service, "list_service_principals", OK)
+
     async def get_application(self, app_id: str) -> AppRegistration | None:
         result: AppRegistration | None = await self._count(
             "get_application", lambda: self._inner.get_application(app_id)

@@ -22,11 +22,14 @@ import httpx
 
 from rotator.adapters.graph_json import (
     APP_SELECT,
+    OWNERS_EXPAND,
+    SP_SELECT,
     AppParseError,
     describe,
     guid,
     parse_application,
     parse_datetime,
+    parse_service_principal,
     quote,
     thumbprint_from_custom_key_identifier,
 )
@@ -139,37 +142,57 @@ class GraphDirectory:
         )
 
         params = ApplicationsRequestBuilder.ApplicationsRequestBuilderGetQueryParameters(
-            select=list(APP_SELECT), top=PAGE_SIZE
+            select=list(APP_SELECT), top=PAGE_SIZE, expand=[OWNERS_EXPAND]
         )
         info = self._client.applications.to_get_request_information(
             RequestConfiguration(query_parameters=params)
         )
+        async for raw in self._pages(info, "applications", self._client.applications):
+            yield _scan_item(raw)
+
+    async def list_service_principals(self) -> AsyncIterator[ScanItem]:
+        from kiota_abstractions.base_request_configuration import RequestConfiguration
+        from msgraph.generated.service_principals.service_principals_request_builder import (
+            ServicePrincipalsRequestBuilder,
+        )
+
+        params = (ServicePrincipalsRequestBuilder
+                  .ServicePrincipalsRequestBuilderGetQueryParameters(
+                      select=list(SP_SELECT), top=PAGE_SIZE, expand=[OWNERS_EXPAND]))
+        builder = self._client.service_principals
+        info = builder.to_get_request_information(RequestConfiguration(query_parameters=params))
+        async for raw in self._pages(info, "service principals", builder):
+            yield _scan_item(raw, parse_service_principal, "service principal")
+
+    async def _pages(self, info: Any, what: str, builder: Any) -> AsyncIterator[object]:
+        """Every entry of a paged listing, following ``@odata.nextLink`` with care."""
         page_no = 0
         followed: set[str] = set()
         while True:
             page_no += 1
-            where = f"list applications (page {page_no})"
+            where = f"list {what} (page {page_no})"
             body = await self._get_json(info, where)
             if body is None:
                 raise DirectoryError(f"Graph answered {where} with no body", transient=True)
             values = body.get("value")
             if not isinstance(values, list):
-                raise DirectoryError(f"page {page_no} of applications has no 'value' list")
+                raise DirectoryError(f"page {page_no} of {what} has no 'value' list")
             for raw in values:
-                yield _scan_item(raw)
+                yield raw
             next_link = body.get("@odata.nextLink")
             if next_link is None:
                 return
-            url = self._checked_next_link(next_link, page_no)
+            url = self._checked_next_link(next_link, page_no, what)
             if url in followed:
                 raise DirectoryError(
-                    f"page {page_no} of applications has an @odata.nextLink to a page "
+                    f"page {page_no} of {what} has an @odata.nextLink to a page "
                     "already read; Graph's paging went in a circle"
                 )
             followed.add(url)
-            info = self._client.applications.with_url(url).to_get_request_information()
+            info = builder.with_url(url).to_get_request_information()
 
-    def _checked_next_link(self, link: object, page_no: int) -> str:
+    def _checked_next_link(self, link: object, page_no: int, what: str = "applications"
+                           ) -> str:
         """The next page's URL, if it is one the SDK may follow with rotator's token."""
         base = urlsplit(str(self._client.request_adapter.base_url or ""))
         try:
@@ -185,7 +208,7 @@ class GraphDirectory:
         else:
             return str(link)
         raise DirectoryError(
-            f"page {page_no} of applications has an @odata.nextLink {quote(link)} that "
+            f"page {page_no} of {what} has an @odata.nextLink {quote(link)} that "
             f"{problem}"
         )
 
@@ -382,15 +405,17 @@ def _origin(url: SplitResult) -> tuple[str, str, int | None]:
     return scheme, (url.hostname or ""), port
 
 
-def _scan_item(raw: object) -> ScanItem:
+def _scan_item(raw: object, parse: Callable[[object], AppRegistration] = parse_application,
+               what: str = "application") -> ScanItem:
     raw_id, known = describe(raw)
+    prefix = "" if what == "application" else f"{what}: "
     try:
-        return ScanItem(app=parse_application(raw), raw_id=raw_id)
+        return ScanItem(app=parse(raw), raw_id=raw_id)
     except AppParseError as exc:
-        return ScanItem(app=None, error=f"{exc}{known}", raw_id=raw_id)
+        return ScanItem(app=None, error=f"{prefix}{exc}{known}", raw_id=raw_id)
     except (ValueError, TypeError, ArithmeticError) as exc:
         # A parsing gap must cost one app, not the scan of the whole tenant.
-        return ScanItem(app=None, error=f"unreadable application ({type(exc).__name__}){known}",
+        return ScanItem(app=None, error=f"unreadable {what} ({type(exc).__name__}){known}",
                         raw_id=raw_id)
 
 

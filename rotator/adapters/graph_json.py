@@ -16,13 +16,30 @@ import base64
 import binascii
 import re
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
-from rotator.domain.credentials import AppRegistration, Credential, CredentialKind
+from rotator.domain.credentials import (
+    USAGE_SECRET,
+    USAGE_SIGN,
+    USAGE_VERIFY,
+    AppRegistration,
+    Credential,
+    CredentialKind,
+    CredentialSource,
+)
 
 APP_SELECT = ("id", "appId", "displayName", "signInAudience", "passwordCredentials",
               "keyCredentials")
+SP_SELECT = ("id", "appId", "displayName", "appOwnerOrganizationId",
+             "preferredSingleSignOnMode", "preferredTokenSigningKeyThumbprint",
+             "passwordCredentials", "keyCredentials")
+# Owners come with the listing (one request a page of 100) rather than per object.
+OWNERS_EXPAND = "owners($select=id,mail,userPrincipalName)"
+_USER_TYPE: Final = "#microsoft.graph.user"
+_USAGES: Final = frozenset({USAGE_SIGN, USAGE_VERIFY})
+MAX_OWNER_CHARS: Final = 320
 
 # The widths of the inventory columns; PostgreSQL refuses a whole batch over one long value.
 MAX_HINT_CHARS: Final = 64
@@ -135,7 +152,8 @@ def _date(obj: Mapping[str, object], key: str, *, required: bool = False) -> dat
         raise AppParseError(f"{key}: {exc}") from None
 
 
-def _credential(item: object, kind: CredentialKind) -> Credential:
+def _credential(item: object, kind: CredentialKind, *, secret_thumbprints: bool = False
+                ) -> Credential:
     if not isinstance(item, Mapping):
         raise AppParseError(f"not an object but {type(item).__name__}")
     key_id = guid(item, "keyId")
@@ -144,7 +162,17 @@ def _credential(item: object, kind: CredentialKind) -> Credential:
         if hint is not None and len(hint) > MAX_HINT_CHARS:
             raise AppParseError(f"hint is longer than {MAX_HINT_CHARS} characters")
         thumbprint = (thumbprint_from_custom_key_identifier(item.get("customKeyIdentifier"))
-                      if kind is CredentialKind.CERTIFICATE else None)
+                      if kind is CredentialKind.CERTIFICATE or secret_thumbprints else None)
+        if kind is CredentialKind.SECRET and thumbprint is not None and (
+                len(thumbprint) > MAX_THUMBPRINT_CHARS):
+            # A password carries one only as part of a SAML signing certificate; any
+            # other value says nothing rotator uses.
+            thumbprint = None
+        usage = USAGE_SECRET
+        if kind is CredentialKind.CERTIFICATE:
+            usage = _text(item, "usage") or USAGE_VERIFY
+            if usage not in _USAGES:
+                raise AppParseError(f"usage {quote(usage)} is neither Sign nor Verify")
         if thumbprint is not None and len(thumbprint) > MAX_THUMBPRINT_CHARS:
             raise AppParseError("customKeyIdentifier is too long for a thumbprint")
         return Credential(
@@ -156,13 +184,15 @@ def _credential(item: object, kind: CredentialKind) -> Credential:
             end=_date(item, "endDateTime", required=True),
             hint=hint,
             thumbprint=thumbprint,
+            usage=usage,
         )
     except AppParseError as exc:
         raise AppParseError(f"keyId {key_id}: {exc}") from None
 
 
 def _credentials(
-    obj: Mapping[str, object], key: str, kind: CredentialKind
+    obj: Mapping[str, object], key: str, kind: CredentialKind, *,
+    secret_thumbprints: bool = False,
 ) -> list[Credential]:
     items = obj.get(key)
     if items is None:
@@ -174,7 +204,7 @@ def _credentials(
     out: list[Credential] = []
     for n, item in enumerate(items):
         try:
-            out.append(_credential(item, kind))
+            out.append(_credential(item, kind, secret_thumbprints=secret_thumbprints))
         except AppParseError as exc:
             raise AppParseError(f"{key}[{n}]: {exc}") from None
     return out
@@ -188,17 +218,84 @@ def parse_application(obj: object) -> AppRegistration:
     creds = _credentials(obj, "passwordCredentials", CredentialKind.SECRET) + _credentials(
         obj, "keyCredentials", CredentialKind.CERTIFICATE
     )
-    seen: set[str] = set()
-    for c in creds:
-        if c.key_id in seen:
-            raise AppParseError(f"duplicated keyId {c.key_id}")
-        seen.add(c.key_id)
+    _unique(creds)
     return AppRegistration(
         object_id=object_id,
         app_id=app_id,
         display_name=_text(obj, "displayName") or "",
         credentials=tuple(creds),
         sign_in_audience=_text(obj, "signInAudience"),
+        owners=parse_owners(obj),
+    )
+
+
+def _unique(creds: list[Credential]) -> None:
+    seen: set[str] = set()
+    for c in creds:
+        if c.key_id in seen:
+            raise AppParseError(f"duplicated keyId {c.key_id}")
+        seen.add(c.key_id)
+
+
+def parse_owners(obj: Mapping[str, object]) -> tuple[str, ...] | None:
+    """Mail (else user principal name) of the user owners in an expanded ``owners``;
+    ``None`` when the object came without them. Owners that are service principals
+    are nobody to tell, and are left out."""
+    if "owners" not in obj:
+        return None
+    items = obj["owners"]
+    if not isinstance(items, list):
+        raise AppParseError(f"owners is not a list but {type(items).__name__}")
+    found: list[str] = []
+    for n, item in enumerate(items):
+        if not isinstance(item, Mapping):
+            raise AppParseError(f"owners[{n}] is not an object")
+        if item.get("@odata.type") != _USER_TYPE:
+            continue
+        address = _text(item, "mail") or _text(item, "userPrincipalName")
+        if address is None:
+            continue  # a user rotator may not read (no User.Read.All): nobody to reach
+        if len(address) > MAX_OWNER_CHARS or "@" not in address:
+            raise AppParseError(f"owners[{n}]: {quote(address)} is not a mail address")
+        if address not in found:
+            found.append(address)
+    return tuple(found)
+
+
+def parse_service_principal(obj: object) -> AppRegistration:
+    if not isinstance(obj, Mapping):
+        raise AppParseError(
+            f"service principal is not an object but {type(obj).__name__}")
+    object_id = guid(obj, "id")
+    app_id = guid(obj, "appId")
+    creds = _credentials(obj, "passwordCredentials", CredentialKind.SECRET,
+                         secret_thumbprints=True) + _credentials(
+        obj, "keyCredentials", CredentialKind.CERTIFICATE
+    )
+    _unique(creds)
+    saml = (_text(obj, "preferredSingleSignOnMode") or "").lower() == "saml"
+    preferred = thumbprint_from_custom_key_identifier(
+        _text(obj, "preferredTokenSigningKeyThumbprint"))
+    if saml:
+        signing = {c.thumbprint for c in creds
+                   if c.kind is CredentialKind.CERTIFICATE and c.usage == USAGE_SIGN}
+        # The password of a signing certificate protects its private key: part of the
+        # certificate, not a secret anyone signs in with.
+        creds = [replace(c, usage=USAGE_SIGN) if c.kind is CredentialKind.SECRET
+                 and c.thumbprint is not None and c.thumbprint in signing else c
+                 for c in creds]
+    home = obj.get("appOwnerOrganizationId")
+    return AppRegistration(
+        object_id=object_id,
+        app_id=app_id,
+        display_name=_text(obj, "displayName") or "",
+        credentials=tuple(creds),
+        source=CredentialSource.SERVICE_PRINCIPAL,
+        sp_object_id=object_id,
+        owners=parse_owners(obj),
+        home_tenant_id=guid(obj, "appOwnerOrganizationId") if home is not None else None,
+        preferred_signing_thumbprint=preferred,
+        saml=saml,
     )
 
 

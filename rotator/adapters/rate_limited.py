@@ -77,6 +77,9 @@ class RateLimitedDirectory:
     def list_applications(self) -> AsyncIterator[ScanItem]:
         return self._inner.list_applications()
 
+    def list_service_principals(self) -> AsyncIterator[ScanItem]:
+        return self._inner.list_service_principals()
+
     async def get_application(self, app_id: str) -> AppRegistration | None:
         return await self._inner.get_application(app_id)
 

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from rotator.domain.alerts import Alert, AlertKind, Severity
-from rotator.domain.credentials import CredentialKind
+from rotator.domain.credentials import USAGE_SECRET, CredentialKind
 from rotator.domain.records import InventoryRow
 from rotator.domain.rotation import Rotation
 from rotator.domain.states import RotationState
@@ -25,6 +25,9 @@ class FindingKind(StrEnum):
     TOO_MANY_SECRETS = "too_many_secrets"
     SECRET_NOT_CERTIFICATE = "secret_not_certificate"
     MISSING_ROLES = "missing_roles"
+    SP_CREDENTIAL_ON_OWN_APP = "sp_credential_on_own_app"
+    NO_OWNER = "no_owner"
+    FOREIGN_SP_SECRET = "foreign_sp_secret"
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,20 +71,26 @@ class RoleProblem:
 class PostureRules:
     max_lifetime_days: int = 365
     prefer_certificates: bool = False
+    # App ids or key ids of credentials on service principals that are known and wanted.
+    expected_sp_credentials: frozenset[str] = frozenset()
 
 
 def _label(row: InventoryRow) -> str:
     kind = "certificate" if row.kind is CredentialKind.CERTIFICATE else "secret"
-    return f"{kind} {row.key_id} of {row.app_display_name!r} (app {row.app_id})"
+    where = "service principal " if row.on_service_principal else ""
+    return f"{kind} {row.key_id} of {where}{row.app_display_name!r} (app {row.app_id})"
 
 
 def credential_findings(
     rows: Sequence[InventoryRow], rules: PostureRules, now: datetime
 ) -> list[Finding]:
-    out: list[Finding] = []
+    out: list[Finding] = estate_findings(rows, rules)
     by_app: dict[str, list[InventoryRow]] = defaultdict(list)
     for row in rows:
-        by_app[row.app_id].append(row)
+        if row.saml_signing:
+            continue  # SAML signing certificates: their expiry is what counts
+        if not row.on_service_principal:
+            by_app[row.app_id].append(row)
         if row.start_at is not None and row.end_at is not None:
             lifetime = (row.end_at - row.start_at).total_seconds() / 86400
             if lifetime > rules.max_lifetime_days:
@@ -123,6 +132,46 @@ def credential_findings(
                     "policy prefers certificates",
                     newest.key_id,
                 ))
+    return out
+
+
+def estate_findings(rows: Sequence[InventoryRow], rules: PostureRules) -> list[Finding]:
+    """Credentials on service principals, and credential holders nobody owns."""
+    out: list[Finding] = []
+    holders: dict[tuple[str, bool], InventoryRow] = {}
+    for row in rows:
+        holders.setdefault((row.app_id, row.on_service_principal), row)
+        if not row.on_service_principal or row.saml_signing:
+            continue
+        if not row.foreign_app:
+            if {row.app_id.lower(), row.key_id.lower()} & rules.expected_sp_credentials:
+                continue
+            out.append(Finding(
+                FindingKind.SP_CREDENTIAL_ON_OWN_APP, Severity.CRITICAL, row.app_id,
+                row.app_display_name,
+                f"{_label(row).capitalize()} lives on the service principal, not on the app "
+                "registration: it signs in for the app unseen in the app registration blade "
+                "(a known way to keep access after a compromise); remove it, or list it in "
+                "expected_sp_credentials if it is wanted",
+                row.key_id,
+            ))
+        elif row.usage == USAGE_SECRET:
+            out.append(Finding(
+                FindingKind.FOREIGN_SP_SECRET, Severity.WARNING, row.app_id,
+                row.app_display_name,
+                f"{_label(row).capitalize()} was added in this tenant to the service principal "
+                "of a multi-tenant app registered elsewhere; its publisher does not see it",
+                row.key_id,
+            ))
+    for (app_id, on_sp), row in sorted(holders.items()):
+        if row.owners is not None and not row.owners:
+            what = "Service principal" if on_sp else "App"
+            out.append(Finding(
+                FindingKind.NO_OWNER, Severity.WARNING, app_id, row.app_display_name,
+                f"{what} {row.app_display_name!r} ({app_id}) holds credentials and has no "
+                "owner to tell before they expire",
+                "sp" if on_sp else None,
+            ))
     return out
 
 

@@ -239,6 +239,8 @@ def build_notifiers(
 ) -> list[Notifier]:
     out: list[Notifier] = []
     for channel in channels:
+        if channel.type is ChannelType.OWNERS:
+            continue  # one SmtpNotifier per owner, made by the alert pass from the inventory
         if channel.type is ChannelType.SMTP:
             out.append(SmtpNotifier(channel, environ))
         elif channel.type is ChannelType.LOG:

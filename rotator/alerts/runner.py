@@ -11,7 +11,7 @@ import asyncio
 import os
 import socket
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
@@ -34,9 +34,17 @@ from rotator.alerts.findings import (
     credential_findings,
     role_findings,
 )
-from rotator.alerts.notifiers import Notifier, NotifierError, build_notifiers
+from rotator.alerts.notifiers import Notifier, NotifierError, SmtpNotifier, build_notifiers
+from rotator.alerts.owners import (
+    apps_by_owner,
+    for_owner,
+    owner_channel_name,
+    owners_by_app,
+    unowned,
+)
 from rotator.alerts.thresholds import expiry_alerts
 from rotator.config import DigestMode, Policy
+from rotator.config.alerts import ChannelType
 from rotator.domain.alerts import Alert, DeliveryStatus, Message
 from rotator.domain.hooks import HookDelivery
 from rotator.domain.records import InventoryRow, ScanRun
@@ -88,7 +96,8 @@ def take_snapshot(store: Store, policy: Policy, now: datetime) -> Snapshot:
     scans = tuple(store.alerts.recent_scans(
         now - timedelta(days=alerts.lookback_days), RECENT_SCANS
     ))
-    rules = PostureRules(alerts.max_lifetime_days, alerts.prefer_certificates)
+    rules = PostureRules(alerts.max_lifetime_days, alerts.prefer_certificates,
+                         frozenset(alerts.expected_sp_credentials))
     names = {r.app_id: r.app_display_name for r in inventory}
     problems = [
         RoleProblem(app_id, at, text)
@@ -204,15 +213,38 @@ async def alert_pass(
     shared = shared_alerts(snapshot, policy)
     repo = store.alerts
     report = AlertPassReport(at=now, findings=len(snapshot.findings), notes=notes)
+    owners_of = owners_by_app(snapshot.inventory)
+    # Owner channel name -> the apps its owner hears about.
+    routes: dict[str, frozenset[str]] = {}
+    if notifiers is None:
+        for ch in ap.channels:
+            if ch.type is ChannelType.OWNERS:
+                for address, apps in apps_by_owner(owners_of).items():
+                    name = owner_channel_name(ch.name, address)
+                    chans.append(SmtpNotifier(
+                        replace(ch, type=ChannelType.SMTP, name=name, to=(address,)), environ))
+                    routes[name] = apps
     seen: set[str] = set()
     for number, n in enumerate(chans, 1):
         phase(f"recording alerts for channel {n.name} ({number}/{len(chans)})")
         alerts = expiry_alerts(snapshot.inventory, n.thresholds_days or ap.thresholds_days, now)
         alerts += shared
+        if n.name in routes:
+            alerts = for_owner(alerts, routes[n.name])
         seen.update(a.key for a in alerts)
         result = ChannelResult(n.name, n.type)
         result.new_alerts = await asyncio.to_thread(repo.record, n.name, alerts, now)
         report.channels.append(result)
+    results = {r.name: r for r in report.channels}
+    for ch in ap.channels:
+        if ch.type is ChannelType.OWNERS and ch.fallback is not None:
+            # Apps nobody can be told of go to the fallback channel, recorded as its own.
+            alerts = unowned(expiry_alerts(snapshot.inventory,
+                                           ch.thresholds_days or ap.thresholds_days, now)
+                             + shared, owners_of)
+            added = await asyncio.to_thread(repo.record, ch.fallback, alerts, now)
+            if ch.fallback in results:
+                results[ch.fallback].new_alerts += added
     report.alerts = len(seen)
     who = owner or _owner()
     done = 0

@@ -42,19 +42,24 @@ def expiry_alert(row: InventoryRow, label: str, now: datetime) -> Alert:
     days = row.days_left(now)
     assert days is not None and row.end_at is not None
     kind = "certificate" if str(row.kind) == "certificate" else "client secret"
-    who = f"{row.app_display_name!r} (app {row.app_id})"
+    if row.saml_signing:
+        kind = "SAML token-signing certificate"
+    where = "service principal " if row.on_service_principal else ""
+    who = f"{where}{row.app_display_name!r} (app {row.app_id})"
+    what = f"{kind[:1].upper()}{kind[1:]} {row.key_id} of {who}"
     if label == EXPIRED:
-        subject = f"{kind.capitalize()} {row.key_id} of {who} expired on {_when(row.end_at)}"
+        subject = f"{what} expired on {_when(row.end_at)}"
     else:
         subject = (
-            f"{kind.capitalize()} {row.key_id} of {who} expires in {days:.1f} days "
+            f"{what} expires in {days:.1f} days "
             f"({_when(row.end_at)}), inside the {label[:-1]}-day threshold"
         )
-    subject += (
-        "; rotator manages this app and rotates it"
-        if row.managed
-        else "; not managed by rotator: rotate it by hand or add the app to the policy"
-    )
+    if row.managed:
+        subject += "; rotator manages this app and rotates it"
+    elif row.on_service_principal:
+        subject += "; it lives on a service principal, which rotator reports but never rotates"
+    else:
+        subject += "; not managed by rotator: rotate it by hand or add the app to the policy"
     severity = (
         Severity.CRITICAL if label == EXPIRED or days <= CRITICAL_DAYS else Severity.WARNING
     )
@@ -72,6 +77,10 @@ def expiry_alert(row: InventoryRow, label: str, now: datetime) -> Alert:
             "days_left": round(days, 1),
             "threshold": label,
             "managed": row.managed,
+            "source": str(row.source),
+            "usage": row.usage,
+            # Who owns what holds it; owner routing sends the alert to them.
+            "owners": None if row.owners is None else ",".join(row.owners),
         },
     )
 
@@ -82,6 +91,8 @@ def expiry_alerts(
     """One alert per credential that has crossed a threshold, soonest expiry first."""
     out: list[Alert] = []
     for row in rows:
+        if not row.expiry_matters:
+            continue
         label = crossed_threshold(row.days_left(now), thresholds)
         if label is not None:
             out.append(expiry_alert(row, label, now))

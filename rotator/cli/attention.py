@@ -226,7 +226,9 @@ def needs_attention(
                 and last_scan.status in (ScanStatus.SUCCEEDED, ScanStatus.PARTIAL)
                 else last_good_scan)
     if planning is not None:
-        managed_rows = [r for r in inventory if r.app_id.lower() in policy.apps]
+        # Service principals' own credentials are never rotated, so never due.
+        managed_rows = [r for r in inventory
+                        if r.app_id.lower() in policy.apps and not r.on_service_principal]
         candidates, _ = due_candidates(policy, managed_rows, latest,
                                        inventory_as_of=planning.started_at, now=now)
         by_app: dict[str, list[InventoryRow]] = {}

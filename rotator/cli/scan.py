@@ -29,7 +29,21 @@ def credential_json(r: InventoryRow, now: datetime) -> dict[str, Any]:
         "days_left": None if days is None else round(days, 1),
         "managed": r.managed,
         "thumbprint": r.thumbprint,
+        "source": str(r.source),
+        "sp_object_id": r.sp_object_id,
+        "usage": r.usage,
+        "signing_active": r.signing_active,
+        "owners": None if r.owners is None else list(r.owners),
     }
+
+
+def _source(r: InventoryRow) -> str:
+    """App registration, or service principal (with what its credential is for)."""
+    if not r.on_service_principal:
+        return "app"
+    if r.saml_signing:
+        return "sp:saml" + ("*" if r.signing_active else "")
+    return "sp"
 
 
 @click.command("scan")
@@ -77,6 +91,7 @@ def scan_command(as_json: bool, within_days: float | None) -> None:
     if as_json:
         cli.emit_json({
             "scan": {"id": report.scan_id, "status": report.status, "apps": report.apps_seen,
+                     "service_principals": report.service_principals_seen,
                      "credentials": report.credentials_seen,
                      "unreadable": [{"id": i, "error": e} for i, e in report.errors],
                      "error": report.error},
@@ -84,16 +99,17 @@ def scan_command(as_json: bool, within_days: float | None) -> None:
         })
     else:
         body = [
-            [r.app_display_name[:32], r.app_id, str(r.kind), r.key_id,
+            [r.app_display_name[:32], r.app_id, _source(r), str(r.kind), r.key_id,
              _iso(r.end_at)[:19] if r.end_at else "never",
              "" if r.end_at is None else f"{r.days_left(now):.1f}",
              "yes" if r.managed else "no", (r.thumbprint or "")[:12]]
             for r in rows
         ]
-        click.echo(table(body, ["APP", "APP ID", "KIND", "KEY ID", "ENDS (UTC)", "DAYS",
+        click.echo(table(body, ["APP", "APP ID", "SOURCE", "KIND", "KEY ID", "ENDS (UTC)", "DAYS",
                                 "MANAGED", "THUMBPRINT"]))
         click.echo(f"\n{len(items)} credential(s) shown; scan {report.status}: "
-                   f"{report.apps_seen} apps, {report.credentials_seen} credentials")
+                   f"{report.apps_seen} apps, {report.service_principals_seen} service "
+                   f"principals, {report.credentials_seen} credentials")
     if report.status is not ScanStatus.SUCCEEDED:
         click.echo(
             f"warning: the scan {report.status}"

@@ -24,6 +24,8 @@ class ChannelType(StrEnum):
     SLACK = "slack"
     SMTP = "smtp"
     LOG = "log"
+    # Mails each app's owners about their own apps (SMTP settings as the smtp channel).
+    OWNERS = "owners"
 
 
 class DigestMode(StrEnum):
@@ -119,7 +121,9 @@ def _channel_name(value: object) -> str:
 
 
 _WEB: Final = frozenset({ChannelType.WEBHOOK, ChannelType.TEAMS, ChannelType.SLACK})
-_SMTP: Final = frozenset({ChannelType.SMTP})
+_SMTP: Final = frozenset({ChannelType.SMTP, ChannelType.OWNERS})
+_TO: Final = frozenset({ChannelType.SMTP})
+_OWNERS: Final = frozenset({ChannelType.OWNERS})
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,7 +135,8 @@ class ChannelPolicy:
     """
 
     type: ChannelType = field(
-        metadata=key_spec(checks.choice(ChannelType), help="webhook, teams, slack, smtp or log")
+        metadata=key_spec(checks.choice(ChannelType),
+                          help="webhook, teams, slack, smtp, log or owners")
     )
     name: str = field(
         metadata=key_spec(
@@ -171,7 +176,11 @@ class ChannelPolicy:
         None, _email, name="from", only=_SMTP, help="the address the e-mail comes from"
     )
     to: tuple[str, ...] = key_field(
-        (), _emails, only=_SMTP, help="the addresses the e-mail goes to"
+        (), _emails, only=_TO, help="the addresses the e-mail goes to"
+    )
+    fallback: str | None = key_field(
+        None, _channel_name, only=_OWNERS,
+        help="the channel that gets the alerts about apps with no owner to reach",
     )
     ca_file: Path | None = key_field(
         None, _file, only=_SMTP, help="a PEM CA bundle that verifies the SMTP server"
@@ -217,6 +226,12 @@ class AlertsPolicy:
     )
     include_findings: bool = key_field(
         True, checks.flag, help="whether posture findings are sent with the alerts"
+    )
+    expected_sp_credentials: tuple[str, ...] = key_field(
+        (),
+        checks.guids,
+        help="app ids or key ids whose credentials on a service principal of an app of this "
+        "tenant are known and wanted (no finding)",
     )
     max_send_attempts: int = key_field(
         8,
@@ -287,6 +302,15 @@ def parse_alerts(raw: object, problems: Problems) -> AlertsPolicy:
             continue
         names[channel.name] = header
         channels.append(channel)
+    for index, channel in enumerate(channels):
+        if channel.fallback is not None and (
+                channel.fallback not in names or channel.fallback == channel.name):
+            problems.add(
+                lines.key("alerts.channel", "fallback", index),
+                f"[[alerts.channel]] {channel.name!r} key 'fallback'",
+                f"{channel.fallback!r} is not the name of another channel; name the channel "
+                "that gets alerts about apps nobody owns",
+            )
     return AlertsPolicy(**values, channels=tuple(channels))
 
 
@@ -332,6 +356,12 @@ def _parse_channel(
             "URL; prefer it, a webhook URL is a credential)",
         )
         return None
+    if kind is ChannelType.OWNERS:
+        missing = [k for k, f in (("host", "host"), ("from", "sender")) if f not in fields_]
+        if missing:
+            problems.add(header, label,
+                         f"{', '.join(missing)} missing; an owners channel needs host and from")
+            return None
     if kind is ChannelType.SMTP:
         missing = [
             k for k, f in (("host", "host"), ("from", "sender"), ("to", "to")) if f not in fields_

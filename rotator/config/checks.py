@@ -210,6 +210,15 @@ def credential(value: object) -> CredentialKind:
     return result
 
 
+def guids(value: object) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(
+            isinstance(v, str) and GUID.fullmatch(v.strip()) for v in value):
+        raise ValueError(
+            "must be a list of GUIDs (application ids or credential key ids) such as "
+            f'["00000000-0000-0000-0000-000000000000"], got {show(value)}')
+    return tuple(v.strip().lower() for v in value)
+
+
 def roles(value: object) -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(r, str) and r.strip() for r in value):
         raise ValueError(f'must be a list of role names such as ["ReadOnly"], got {show(value)}')

@@ -12,7 +12,15 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from rotator.domain.credentials import AppRegistration, Credential, CredentialKind
+from rotator.domain.credentials import (
+    USAGE_SECRET,
+    USAGE_SIGN,
+    USAGE_VERIFY,
+    AppRegistration,
+    Credential,
+    CredentialKind,
+    CredentialSource,
+)
 
 
 class ScanStatus(StrEnum):
@@ -47,14 +55,52 @@ class InventoryRow:
     hint: str | None = None
     thumbprint: str | None = None
     managed: bool = False
+    source: CredentialSource = CredentialSource.APPLICATION
+    sp_object_id: str | None = None
+    # Sign, Verify or secret; None for rows recorded before rotator read it.
+    usage: str | None = None
+    # SAML signing certificates: whether this is the one that signs tokens now.
+    signing_active: bool | None = None
+    # Mail or user principal name of each user owner; None when not known.
+    owners: tuple[str, ...] | None = None
+    # Service principals: the app is registered in another tenant (multi-tenant app).
+    foreign_app: bool = False
     # Filled when read back from the store; ignored when writing.
     scan_run_id: str | None = None
     seen_at: datetime | None = None
 
+    @property
+    def on_service_principal(self) -> bool:
+        return self.source is CredentialSource.SERVICE_PRINCIPAL
+
+    @property
+    def saml_signing(self) -> bool:
+        """Part of a SAML token-signing certificate (its Sign or Verify key, or the
+        password that protects its private key)."""
+        return self.signing_active is not None
+
+    @property
+    def expiry_matters(self) -> bool:
+        """Worth an expiry alert: any credential, but of a SAML certificate only the Sign
+        key of the one that signs tokens now (its Verify key and password end with it, and
+        a certificate not in use takes nothing down when it ends)."""
+        if not self.saml_signing:
+            return True
+        return bool(self.signing_active) and self.kind is CredentialKind.CERTIFICATE and (
+            self.usage == USAGE_SIGN)
+
     @classmethod
     def from_credential(
-        cls, app: AppRegistration, credential: Credential, *, managed: bool
+        cls, app: AppRegistration, credential: Credential, *, managed: bool,
+        foreign_app: bool = False, scan_run_id: str | None = None,
+        seen_at: datetime | None = None,
     ) -> InventoryRow:
+        usage = credential.usage or (
+            USAGE_SECRET if credential.kind is CredentialKind.SECRET else USAGE_VERIFY)
+        signing: bool | None = None
+        if app.saml and credential.thumbprint is not None and (
+                credential.kind is CredentialKind.CERTIFICATE or usage != USAGE_SECRET):
+            signing = credential.thumbprint == (app.preferred_signing_thumbprint or "").upper()
         return cls(
             app_id=app.app_id,
             key_id=credential.key_id,
@@ -66,7 +112,16 @@ class InventoryRow:
             end_at=credential.end,
             hint=credential.hint,
             thumbprint=credential.thumbprint,
-            managed=managed,
+            # Only app registration credentials are ever rotated.
+            managed=managed and app.source is CredentialSource.APPLICATION,
+            source=app.source,
+            sp_object_id=app.sp_object_id,
+            usage=usage,
+            signing_active=signing,
+            owners=app.owners,
+            foreign_app=foreign_app,
+            scan_run_id=scan_run_id,
+            seen_at=seen_at,
         )
 
     def to_credential(self) -> Credential:

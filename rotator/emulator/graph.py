@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from rotator.emulator import graph_estate
 from rotator.emulator.errors import (
     GraphError,
     graph_denied,
@@ -27,6 +28,7 @@ from rotator.emulator.errors import (
     request_ids,
 )
 from rotator.emulator.faults import guarded
+from rotator.emulator.graph_estate import expand_page_size, owner_json, parse_expand, with_owners
 from rotator.emulator.jws import BadJws, parse_jws
 from rotator.emulator.model import Application, KeyCredential, ServicePrincipal, utcnow
 from rotator.emulator.state import EmulatorState
@@ -293,9 +295,10 @@ async def list_applications(request: Request) -> Response:
             f"Invalid page size specified: '{top_text}'. Must be between 1 and 999 inclusive.",
         )
     select = _parse_select(query.get("$select"))
+    expand = parse_expand(query.get("$expand"))
     predicate = _parse_filter(query.get("$filter"))
     start = _read_skip_token(query["$skiptoken"]) if "$skiptoken" in query else 0
-    apps, next_position = state.tenant.page(start, top, predicate)
+    apps, next_position = state.tenant.page(start, expand_page_size(top, expand), predicate)
     context = f"{state.base_url}/v1.0/$metadata#applications"
     if select:
         context += f"({','.join(select)})"
@@ -304,11 +307,16 @@ async def list_applications(request: Request) -> Response:
         params = {k: v for k, v in query.items() if k != "$skiptoken"}
         params["$skiptoken"] = _skip_token(next_position)
         body["@odata.nextLink"] = (
-            f"{state.base_url}/v1.0/applications?{urlencode(params, safe='$,()')}"
+            f"{state.base_url}/v1.0/applications?{urlencode(params, safe='$,()=')}"
         )
     replica = state.tenant.pick_replica()  # one replica serves the whole page
     views = [state.tenant.read_view(a, replica) for a in apps]
-    body["value"] = [_project(a, select, single=False) for a in views if a is not None]
+    body["value"] = [
+        _project(a, select, single=False) if expand is None
+        else with_owners(state, _project(a, select, single=False), a.owners, expand,
+                         caller.roles)
+        for a in views if a is not None
+    ]
     return _json(request, body)
 
 
@@ -324,8 +332,11 @@ async def get_application(request: Request) -> Response:
         raise graph_not_found(request.path_params.get("id") or request.path_params["app_id"])
     app = seen
     select = _parse_select(request.query_params.get("$select"))
+    expand = parse_expand(request.query_params.get("$expand"))
     body = {"@odata.context": f"{state.base_url}/v1.0/$metadata#applications/$entity"}
     body.update(_project(app, select, single=True))
+    if expand is not None:
+        body = with_owners(state, body, app.owners, expand, caller.roles)
     return _json(request, body)
 
 
@@ -460,14 +471,21 @@ async def remove_password(request: Request) -> Response:
 
 def check_proof(app: Application, proof: object) -> KeyCredential:
     """Validate an addKey/removeKey proof as Graph does; the signing certificate is returned."""
+    return check_proof_of(app.key_credentials, app.id, proof, "application")
+
+
+def check_proof_of(keys: list[KeyCredential], object_id: str, proof: object, kind: str
+                   ) -> KeyCredential:
+    """The proof rules for an application's or a service principal's own keys."""
     now = utcnow()
-    valid = [k for k in app.key_credentials if k.start <= now < k.end and k.der is not None]
+    valid = [k for k in keys if k.start <= now < k.end and k.der is not None
+             and k.usage == "Verify"]
     if not valid:
         raise GraphError(
             400,
             "Request_BadRequest",
-            "The application has no valid certificate to verify the proof of possession; "
-            "add the first certificate with PATCH /applications/{id} (keyCredentials).",
+            f"The {kind} has no valid certificate to verify the proof of possession; "
+            f"add the first certificate with PATCH /{kind}s/{{id}} (keyCredentials).",
         )
     if not isinstance(proof, str) or not proof:
         raise _bad_proof("no proof was sent")
@@ -487,12 +505,12 @@ def check_proof(app: Application, proof: object) -> KeyCredential:
         None,
     )
     if signer is None or signer.public_key is None or not jws.verify(signer.public_key):
-        raise _bad_proof("it is not signed by a valid certificate of the application")
+        raise _bad_proof(f"it is not signed by a valid certificate of the {kind}")
     claims = jws.claims
     if claims.get("aud") != PROOF_AUDIENCE:
         raise _bad_proof(f"the audience must be '{PROOF_AUDIENCE}'")
-    if claims.get("iss") != app.id:
-        raise _bad_proof("the issuer must be the application's object id")
+    if claims.get("iss") != object_id:
+        raise _bad_proof(f"the issuer must be the {kind}'s object id")
     nbf, exp = claims.get("nbf"), claims.get("exp")
     if not isinstance(nbf, int | float) or not isinstance(exp, int | float):
         raise _bad_proof("nbf and exp are required")
@@ -576,16 +594,21 @@ async def list_owners(request: Request) -> Response:
     require_read(caller)
     state = _state(request)
     app = _target(request, state.tenant)
-    owners = [sp for sp in (state.tenant.sp(i) for i in sorted(app.owners)) if sp is not None]
+    return owners_response(request, caller, app.owners)
+
+
+def owners_response(request: Request, caller: Caller, owner_ids: set[str]) -> Response:
+    state = _state(request)
+    shown: list[dict[str, Any]] = []
+    for obj in state.tenant.owner_objects(owner_ids):
+        if isinstance(obj, ServicePrincipal):
+            shown.append({"@odata.type": "#microsoft.graph.servicePrincipal",
+                          **_sp_json(state, obj)})
+        else:
+            shown.append(owner_json(obj, [], caller.roles))
     return _json(
         request,
-        {
-            "@odata.context": f"{state.base_url}/v1.0/$metadata#directoryObjects",
-            "value": [
-                {"@odata.type": "#microsoft.graph.servicePrincipal", **_sp_json(state, sp)}
-                for sp in owners
-            ],
-        },
+        {"@odata.context": f"{state.base_url}/v1.0/$metadata#directoryObjects", "value": shown},
     )
 
 
@@ -640,33 +663,7 @@ async def create_service_principal(request: Request) -> Response:
 async def list_service_principals(request: Request) -> Response:
     caller = authenticate(request)
     require_read(caller)
-    state = _state(request)
-    text = request.query_params.get("$filter")
-    found: list[ServicePrincipal] = []
-    if text:
-        match = re.match(r"^appId eq '([^']*)'$", text.strip(), re.I)
-        if match is None:
-            raise GraphError(
-                400,
-                "Request_UnsupportedQuery",
-                "Unsupported or invalid query filter clause specified for property of resource "
-                "'ServicePrincipal'.",
-            )
-        sp = state.tenant.sp_by_app_id(match.group(1).lower())
-        found = [sp] if sp else []
-    else:
-        raise GraphError(
-            400,
-            "Request_UnsupportedQuery",
-            "This emulator lists service principals only with $filter=appId eq '...'.",
-        )
-    return _json(
-        request,
-        {
-            "@odata.context": f"{state.base_url}/v1.0/$metadata#servicePrincipals",
-            "value": [_sp_json(state, sp) for sp in found],
-        },
-    )
+    return await graph_estate.list_service_principals(request, caller.roles)
 
 
 @graph_route("graph.getServicePrincipal")
@@ -674,8 +671,14 @@ async def get_service_principal(request: Request) -> Response:
     caller = authenticate(request)
     require_read(caller)
     state = _state(request)
-    out = {"@odata.context": f"{state.base_url}/v1.0/$metadata#servicePrincipals/$entity"}
-    out.update(_sp_json(state, _target_sp(request)))
+    sp = _target_sp(request)
+    select = graph_estate._sp_select(request.query_params.get("$select"))
+    expand = parse_expand(request.query_params.get("$expand"))
+    out: dict[str, Any] = {
+        "@odata.context": f"{state.base_url}/v1.0/$metadata#servicePrincipals/$entity"}
+    out.update(graph_estate.sp_json(state, sp, select))
+    if expand is not None:
+        out = with_owners(state, out, sp.owners, expand, caller.roles)
     return _json(request, out)
 
 
@@ -865,6 +868,7 @@ def routes() -> list[BaseRoute]:
         Route("/v1.0/policies/appManagementPolicies", create_policy, methods=["POST"]),
         Route("/v1.0/policies/appManagementPolicies", list_policies, methods=["GET"]),
         Route("/v1.0/policies/appManagementPolicies/{policy_id}", get_policy, methods=["GET"]),
+        *graph_estate.routes(),
     ]
     for base in app_forms:
         out += [

@@ -68,6 +68,8 @@ class PasswordCredential:
     start: datetime
     end: datetime
     visible_at: Visibility = ()
+    # Set on the password of a SAML token-signing certificate (it protects the private key).
+    custom_key_identifier: str | None = None
 
     @property
     def hint(self) -> str:
@@ -75,7 +77,7 @@ class PasswordCredential:
 
     def to_json(self, *, with_secret: bool = False) -> JsonDict:
         return {
-            "customKeyIdentifier": None,
+            "customKeyIdentifier": self.custom_key_identifier,
             "displayName": self.display_name,
             "endDateTime": iso(self.end),
             "hint": self.hint,
@@ -142,8 +144,10 @@ class Application:
     app_roles: list[AppRole] = field(default_factory=list)
     password_credentials: list[PasswordCredential] = field(default_factory=list)
     key_credentials: list[KeyCredential] = field(default_factory=list)
-    owners: set[str] = field(default_factory=set)  # service principal object ids
+    owners: set[str] = field(default_factory=set)  # user or service principal object ids
     sign_in_audience: str = "AzureADMyOrg"
+    federated_identity_credentials: list[FederatedIdentityCredential] = field(
+        default_factory=list)
     deleted: bool = False
     _json: JsonDict | None = field(default=None, repr=False)
     # Writes the read replicas are still learning: (per-replica times, the app after it).
@@ -206,6 +210,16 @@ class ServicePrincipal:
     service_principal_names: list[str] = field(default_factory=list)
     # Only first-party resources (Graph, Key Vault) keep roles here; tenant apps use the app's.
     own_app_roles: list[AppRole] = field(default_factory=list)
+    # Credentials of the service principal itself: they authenticate for the app id too,
+    # and the app registration does not show them.
+    password_credentials: list[PasswordCredential] = field(default_factory=list)
+    key_credentials: list[KeyCredential] = field(default_factory=list)
+    owners: set[str] = field(default_factory=set)  # user or service principal object ids
+    # The tenant the app is registered in: this one, or another for multi-tenant apps.
+    app_owner_organization_id: str | None = None
+    sign_in_audience: str = "AzureADMyOrg"
+    preferred_single_sign_on_mode: str | None = None  # "saml" for SAML SSO apps
+    preferred_token_signing_key_thumbprint: str | None = None
 
     def to_json(self, app_roles: list[AppRole]) -> JsonDict:
         return {
@@ -214,12 +228,59 @@ class ServicePrincipal:
             "accountEnabled": True,
             "appId": self.app_id,
             "appDisplayName": self.display_name,
+            "appOwnerOrganizationId": self.app_owner_organization_id,
             "displayName": self.display_name,
+            "preferredSingleSignOnMode": self.preferred_single_sign_on_mode,
+            "preferredTokenSigningKeyThumbprint": self.preferred_token_signing_key_thumbprint,
             "servicePrincipalNames": list(self.service_principal_names),
             "servicePrincipalType": "Application",
+            "signInAudience": self.sign_in_audience,
             "appRoles": [r.to_json() for r in app_roles],
-            "keyCredentials": [],
-            "passwordCredentials": [],
+            "keyCredentials": [k.to_json() for k in self.key_credentials],
+            "passwordCredentials": [p.to_json() for p in self.password_credentials],
+        }
+
+
+@dataclass(eq=False, slots=True)
+class User:
+    id: str
+    display_name: str
+    user_principal_name: str
+    mail: str | None = None
+
+    def to_json(self) -> JsonDict:
+        return {
+            "id": self.id,
+            "displayName": self.display_name,
+            "userPrincipalName": self.user_principal_name,
+            "mail": self.mail,
+            "businessPhones": [],
+            "givenName": None,
+            "surname": None,
+            "jobTitle": None,
+            "mobilePhone": None,
+            "officeLocation": None,
+            "preferredLanguage": None,
+        }
+
+
+@dataclass(eq=False, slots=True)
+class FederatedIdentityCredential:
+    id: str
+    name: str
+    issuer: str
+    subject: str
+    audiences: tuple[str, ...] = ("api://AzureADTokenExchange",)
+    description: str | None = None
+
+    def to_json(self) -> JsonDict:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "issuer": self.issuer,
+            "subject": self.subject,
+            "audiences": list(self.audiences),
+            "description": self.description,
         }
 
 

@@ -18,6 +18,7 @@ from rotator.emulator.model import (
     ServicePrincipal,
     utcnow,
 )
+from rotator.emulator.seed_estate import seed_estate
 from rotator.emulator.tenant import GRAPH_APP_ID, Tenant, make_secret_text
 
 ROTATOR_NAME = "rotator"
@@ -110,6 +111,7 @@ def seed_tenant(
     for role in ("Application.ReadWrite.All", "Policy.ReadWrite.ApplicationConfiguration"):
         tenant.grant_app_role(admin.app_id, GRAPH_APP_ID, role)
     _personal(tenant, admin_rng)
+    seed_estate(tenant, seed)
     return tenant
 
 

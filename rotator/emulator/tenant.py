@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 from cryptography import x509
 
 from rotator.emulator.errors import GraphError, graph_not_found
+from rotator.emulator.estate import EstateMixin
 from rotator.emulator.model import (
     Application,
     AppRole,
@@ -58,6 +59,8 @@ GRAPH_ROLES: dict[str, str] = {
     "AuditLog.Read.All": "b0afded3-3588-46d8-8b3d-9842eff778da",
     "Policy.Read.All": "246dd0d5-5bd0-4def-940b-0421030a5b68",
     "Policy.ReadWrite.ApplicationConfiguration": "be74164b-cff1-491c-8741-e671cb536e13",
+    "User.Read.All": "df021288-bdef-4463-88db-98f22de89214",
+    "User.ReadWrite.All": "741f803b-c850-494e-b5df-cde7c675a1ca",
 }
 # signInAudience values that include personal Microsoft accounts: such apps hold at most
 # MSA_PASSWORD_LIMIT password credentials.
@@ -79,7 +82,7 @@ def make_secret_text(rng: random.Random | None = None) -> str:
     return head + "8Q~" + noise[:34]
 
 
-class Tenant:
+class Tenant(EstateMixin):
     def __init__(
         self,
         tenant_id: str,
@@ -128,6 +131,7 @@ class Tenant:
         self._sps_by_app_id: dict[str, ServicePrincipal] = {}
         self._assignments: list[AppRoleAssignment] = []
         self._vault_access: set[str] = set()
+        self._init_estate()
         self.graph_sp = self._first_party_sp(
             GRAPH_APP_ID,
             "Microsoft Graph",
@@ -260,6 +264,10 @@ class Tenant:
         with self._lock:
             return self._sps.get(sp_id)
 
+    def apps_in_order(self) -> list[Application]:
+        with self._lock:
+            return [a for a in (self._apps[i] for i in self._order) if not a.deleted]
+
     def app_count(self) -> int:
         with self._lock:
             return len(self._apps)
@@ -309,10 +317,9 @@ class Tenant:
     def _first_party_sp(
         self, app_id: str, name: str, names: list[str], roles: list[AppRole]
     ) -> ServicePrincipal:
-        sp = ServicePrincipal(self.new_uuid(), app_id, name, utcnow(), names, roles)
-        self._sps[sp.id] = sp
-        self._sps_by_app_id[app_id] = sp
-        return sp
+        sp = ServicePrincipal(self.new_uuid(), app_id, name, utcnow(), names, roles,
+                              app_owner_organization_id="f8cdef31-a31e-4b4a-93e4-5f571e91255a")
+        return self._register_sp(sp)
 
     def insert_app(self, app: Application) -> Application:
         with self._lock:
@@ -324,8 +331,8 @@ class Tenant:
     def insert_seeded(self, app: Application, sp: ServicePrincipal) -> None:
         with self._lock:
             self.insert_app(app)
-            self._sps[sp.id] = sp
-            self._sps_by_app_id[sp.app_id] = sp
+            sp.app_owner_organization_id = self.tenant_id
+            self._register_sp(sp)
 
     def create_app(
         self,
@@ -455,6 +462,8 @@ class Tenant:
     def create_service_principal(self, app_id: str) -> ServicePrincipal:
         with self._lock:
             app = self.app_by_app_id(app_id)
+            if app is None and app_id in self.foreign_apps and app_id not in self._sps_by_app_id:
+                return self.create_foreign_sp(app_id)
             if app is None:
                 raise GraphError(
                     400,
@@ -476,10 +485,10 @@ class Tenant:
                 app.display_name,
                 utcnow(),
                 [*app.identifier_uris, app_id],
+                app_owner_organization_id=self.tenant_id,
+                sign_in_audience=app.sign_in_audience,
             )
-            self._sps[sp.id] = sp
-            self._sps_by_app_id[app_id] = sp
-            return sp
+            return self._register_sp(sp)
 
     # ------------------------------------------------------------------ Graph operations
 
@@ -717,9 +726,9 @@ class Tenant:
             app = self.find_app(object_id=object_id)
             app.deleted = True
             self._apps_by_app_id.pop(app.app_id, None)
-            sp = self._sps_by_app_id.pop(app.app_id, None)
+            sp = self._sps_by_app_id.get(app.app_id)
             if sp is not None:
-                self._sps.pop(sp.id, None)
+                self._unregister_sp(sp)
                 self._assignments = [
                     a for a in self._assignments if sp.id not in (a.principal_id, a.resource_id)
                 ]
@@ -866,8 +875,7 @@ class Tenant:
     def add_owner(self, object_id: str, sp_id: str) -> None:
         with self._lock:
             app = self.find_app(object_id=object_id)
-            if sp_id not in self._sps:
-                raise graph_not_found(sp_id)
+            self._check_owner(sp_id)
             app.owners.add(sp_id)
 
     def match_secret(self, app: Application, secret: str) -> PasswordCredential | None:

@@ -129,7 +129,8 @@ async def _token(request: Request) -> Response:
             "have a scope value with /.default suffixed to the resource identifier "
             "(application ID URI).",
         )
-    app = tenant.app_by_app_id(client_id)
+    # The app registration, with its service principal's own credentials beside its own.
+    app = tenant.token_client(client_id)
     if app is None:
         raise AadError(
             400,

@@ -39,6 +39,9 @@ class Skipped:
 def apps_from_inventory(rows: Iterable[InventoryRow]) -> dict[str, AppRegistration]:
     grouped: dict[str, list[InventoryRow]] = defaultdict(list)
     for row in rows:
+        if row.on_service_principal:
+            # Reported and alerted, never rotated: rotator manages app registrations.
+            continue
         grouped[row.app_id.lower()].append(row)
     return {
         app_id: AppRegistration(

@@ -9,8 +9,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from rotator.domain.records import AuditOutcome, InventoryRow, ScanStatus
 from rotator.engine.context import EngineDeps, log
@@ -27,6 +28,7 @@ class ScanReport:
     credentials_seen: int = 0
     errors: list[tuple[str | None, str]] = field(default_factory=list)
     error: str | None = None
+    service_principals_seen: int = 0
 
 
 def _compact(value: str) -> int | str:
@@ -90,28 +92,14 @@ async def scan(
             report.apps_seen += 1
             for cred in app.credentials:
                 report.credentials_seen += 1
-                batch.append(
-                    InventoryRow(
-                        app_id=app.app_id,
-                        object_id=app.object_id,
-                        app_display_name=app.display_name,
-                        key_id=cred.key_id,
-                        kind=cred.kind,
-                        display_name=cred.display_name,
-                        start_at=cred.start,
-                        end_at=cred.end,
-                        hint=cred.hint,
-                        thumbprint=cred.thumbprint,
-                        managed=app.app_id in managed,
-                        scan_run_id=scan_id,
-                        seen_at=now,
-                    )
-                )
+                batch.append(InventoryRow.from_credential(
+                    app, cred, managed=app.app_id in managed, scan_run_id=scan_id, seen_at=now))
             if len(batch) >= BATCH:
                 await flush(batch)
                 batch = []
             if on_app is not None:
                 on_app(report.apps_seen, report.credentials_seen)
+        batch = await _service_principals(deps, report, recorded, batch, flush, now)
         if batch:
             await flush(batch)
         await settle()
@@ -145,6 +133,44 @@ async def scan(
     return report
 
 
+async def _service_principals(
+    deps: EngineDeps, report: ScanReport, registered: dict[int | str, int | str],
+    batch: list[InventoryRow], flush: Callable[[list[InventoryRow]], Awaitable[None]],
+    now: datetime,
+) -> list[InventoryRow]:
+    """The service principals' own credentials, after the app registrations.
+
+    A listing that fails part-way leaves the scan partial: what was read is recorded,
+    and the credentials of service principals not read keep their last known rows.
+    """
+    seen: set[str] = set()
+    try:
+        async for item in deps.directory.list_service_principals():
+            if item.app is None:
+                report.errors.append((item.raw_id, item.error or "unreadable service principal"))
+                continue
+            sp = item.app
+            if sp.object_id in seen:
+                continue  # paging showed it twice
+            seen.add(sp.object_id)
+            report.service_principals_seen += 1
+            if sp.home_tenant_id is not None:
+                foreign = sp.home_tenant_id.lower() != deps.tenant_id.lower()
+            else:
+                foreign = _compact(sp.app_id) not in registered
+            for cred in sp.credentials:
+                report.credentials_seen += 1
+                batch.append(InventoryRow.from_credential(
+                    sp, cred, managed=False, foreign_app=foreign, scan_run_id=report.scan_id,
+                    seen_at=now))
+            if len(batch) >= BATCH:
+                await flush(batch)
+                batch = []
+    except DirectoryError as exc:
+        report.errors.append((None, f"service principals: {exc}"))
+    return batch
+
+
 def _finish(deps: EngineDeps, report: ScanReport) -> None:
     deps.store.finish_scan(
         report.scan_id, deps.now(), status=report.status, apps_seen=report.apps_seen,
@@ -155,7 +181,8 @@ def _finish(deps: EngineDeps, report: ScanReport) -> None:
         AuditOutcome.OK if report.status is ScanStatus.SUCCEEDED
         else AuditOutcome.INFO if report.status is ScanStatus.INTERRUPTED  # a stop, no fault
         else AuditOutcome.ERROR,
-        f"scan {report.status}: {report.apps_seen} apps, {report.credentials_seen} credentials, "
+        f"scan {report.status}: {report.apps_seen} apps, {report.service_principals_seen} "
+        f"service principals, {report.credentials_seen} credentials, "
         f"{len(report.errors)} unreadable" + (f"; {report.error}" if report.error else ""),
         details={"scan_id": report.scan_id},
     )

@@ -40,6 +40,9 @@ class CredentialLine:
     days_left: float | None
     managed: bool
     findings: tuple[str, ...]
+    # "application", "servicePrincipal", or "servicePrincipal (SAML signing)".
+    source: str = "application"
+    owners: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +101,8 @@ def build_report(
             app_id=row.app_id, app_name=row.app_display_name, key_id=row.key_id,
             kind=str(row.kind), end=row.end_at, days_left=None if days is None else days,
             managed=row.managed, findings=tuple(sorted(set(tags))),
+            source=str(row.source) + (" (SAML signing)" if row.saml_signing else ""),
+            owners=row.owners,
         ))
     lines.sort(key=lambda c: (c.days_left is None, c.days_left or 0.0, c.app_id, c.key_id))
     return ReportData(
@@ -133,6 +138,8 @@ def credential_json(c: CredentialLine) -> dict[str, Any]:
         "days_left": None if c.days_left is None else round(c.days_left, 1),
         "managed": c.managed,
         "findings": list(c.findings),
+        "source": c.source,
+        "owners": None if c.owners is None else list(c.owners),
     }
 
 

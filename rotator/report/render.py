@@ -147,11 +147,13 @@ def render_html(data: ReportData) -> str:
     )
     soon = _table(
         "expiring",
-        ["App", "App ID", "Kind", "Key ID", "Ends (UTC)", "Days left", "Managed"],
+        ["App", "App ID", "Kind", "Key ID", "Ends (UTC)", "Days left", "Managed", "Source",
+         "Owners"],
         [[_e(c.app_name), f"<code>{_e(c.app_id)}</code>", _e(c.kind),
           f"<code>{_e(c.key_id)}</code>", _e(_date(c.end)),
           _e(f"{c.days_left:.1f}" if c.days_left is not None else ""),
-          "yes" if c.managed else "no"] for c in data.soon],
+          "yes" if c.managed else "no", _e(c.source), _e(_owners(c.owners))]
+         for c in data.soon],
         f"Nothing expired or ending within {SOON_DAYS} days.",
         numeric=frozenset({5}),
     )
@@ -195,7 +197,13 @@ def render_html(data: ReportData) -> str:
 
 
 CSV_HEADERS: Final = ["app_id", "app_name", "key_id", "kind", "end_date_time", "days_left",
-                      "managed", "findings"]
+                      "managed", "findings", "source", "owners"]
+
+
+def _owners(owners: tuple[str, ...] | None) -> str:
+    if owners is None:
+        return "unknown"
+    return ", ".join(owners) if owners else "nobody"
 
 
 def render_csv(data: ReportData) -> str:
@@ -208,7 +216,8 @@ def render_csv(data: ReportData) -> str:
             c.app_id, _csv_safe(c.app_name), c.key_id, c.kind,
             c.end.astimezone(UTC).isoformat().replace("+00:00", "Z") if c.end else "",
             "" if c.days_left is None else f"{c.days_left:.1f}",
-            "true" if c.managed else "false", ";".join(c.findings),
+            "true" if c.managed else "false", ";".join(c.findings), c.source,
+            _csv_safe(";".join(c.owners or ())),
         ])
     return out.getvalue()
 

@@ -1,7 +1,9 @@
 """Scan benchmark: `rotator scan` (with the inventory write) against a plain HTTP loop.
 
 Both run in the same session against one emulator process seeded with N apps, one
-after the other, so the ratio is measured side by side. Run:
+after the other, so the ratio is measured side by side. It also prints what the
+service principal pass and the owner lookup cost, each way of reading them, in requests
+and seconds per 10,000 objects (``--passes-only`` prints just those). Run:
 
     .venv/bin/python -m tests.benchmarks.bench_scan --apps 10000 50000 100000
 """
@@ -80,6 +82,73 @@ asyncio.run(main())
 '''
 
 
+PASSES = r'''
+import asyncio, json, ssl, sys, time
+import httpx
+from azure.identity import ClientSecretCredential
+env = json.loads(sys.argv[1])
+cred = ClientSecretCredential(env["AZURE_TENANT_ID"], env["AZURE_CLIENT_ID"],
+    env["AZURE_CLIENT_SECRET"], authority=env["ROTATOR_AUTHORITY_HOST"],
+    disable_instance_discovery=True, connection_verify=env["ROTATOR_CA_BUNDLE"])
+token = cred.get_token("https://graph.microsoft.com/.default").token
+G = env["ROTATOR_GRAPH_URL"]
+CREDS = "passwordCredentials,keyCredentials"
+OWNERS = "&$expand=owners($select=id,mail,userPrincipalName)"
+async def listing(c, url):
+    n = requests = 0
+    ids = []
+    while url:
+        body = json.loads((await c.get(url)).content)
+        requests += 1
+        n += len(body["value"])
+        ids += [v["id"] for v in body["value"]]
+        url = body.get("@odata.nextLink")
+    return n, requests, ids
+async def main():
+    ctx = ssl.create_default_context(cafile=env["ROTATOR_CA_BUNDLE"])
+    out = {}
+    async with httpx.AsyncClient(verify=ctx, timeout=120,
+                                 headers={"Authorization": f"Bearer {token}"}) as c:
+        for name, url in (
+            ("applications", f"{G}/applications?$select=id,appId,{CREDS}&$top=999"),
+            ("applications+owners", f"{G}/applications?$select=id,appId,{CREDS}&$top=999"
+                                    + OWNERS),
+            ("servicePrincipals", f"{G}/servicePrincipals?$select=id,appId,{CREDS}&$top=999"),
+            ("servicePrincipals+owners", f"{G}/servicePrincipals?$select=id,appId,{CREDS}"
+                                         "&$top=999" + OWNERS),
+        ):
+            start = time.perf_counter()
+            n, requests, ids = await listing(c, url)
+            out[name] = (n, requests, time.perf_counter() - start)
+            if name == "applications":
+                app_ids = ids
+        start = time.perf_counter()
+        requests = 0
+        for at in range(0, len(app_ids), 20):
+            batch = [{"id": str(k), "method": "GET",
+                      "url": f"/applications/{i}/owners?$select=id,mail,userPrincipalName"}
+                     for k, i in enumerate(app_ids[at:at + 20])]
+            (await c.post(f"{G}/$batch", json={"requests": batch})).raise_for_status()
+            requests += 1
+        out["owners by $batch (applications)"] = (len(app_ids), requests,
+                                                  time.perf_counter() - start)
+    print(json.dumps(out))
+asyncio.run(main())
+'''
+
+
+def passes(apps: int) -> None:
+    """Requests and seconds per 10,000 objects of each listing and owner lookup."""
+    with tempfile.TemporaryDirectory() as tmp, emulator(apps, Path(tmp)) as emu_env:
+        done = subprocess.run([sys.executable, "-c", PASSES, json.dumps(emu_env)],
+                              env={**os.environ, **emu_env}, capture_output=True, text=True,
+                              check=True)
+    print(f"\n{'pass':<34} {'objects':>8} {'requests':>9} {'req/10k':>8} {'s/10k':>7}")
+    for name, (n, requests, took) in json.loads(done.stdout).items():
+        per = 10_000 / max(n, 1)
+        print(f"{name:<34} {n:>8} {requests:>9} {requests * per:>8.0f} {took * per:>7.2f}")
+
+
 def run(sizes: list[int]) -> list[dict[str, object]]:
     rows: list[dict[str, object]] = []
     with throwaway_pg_database() as pg_url:
@@ -109,7 +178,13 @@ def run(sizes: list[int]) -> list[dict[str, object]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--apps", type=int, nargs="+", default=[10_000, 50_000, 100_000])
+    parser.add_argument("--passes-only", action="store_true",
+                        help="only the cost of each listing and owner lookup")
     args = parser.parse_args()
+    for apps in args.apps:
+        passes(apps)
+    if args.passes_only:
+        return
     rows = run(args.apps)
     print()
     print(f"{'apps':>8} {'db':<11} {'rotator s':>10} {'plain s':>8} {'ratio':>6} "

@@ -175,3 +175,21 @@ def test_status_line_is_silent_off_a_terminal(monkeypatch: pytest.MonkeyPatch) -
     assert piped.getvalue() == ""
     monkeypatch.setattr("sys.stderr", Tty())
     assert StatusLine.for_stderr().enabled and not StatusLine.for_stderr(as_json=True).enabled
+
+
+def test_a_service_principal_credential_of_a_managed_app_is_never_due(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from rotator.domain.credentials import CredentialSource
+
+    on_sp = replace(row(A, 2, "alpha"), source=CredentialSource.SERVICE_PRINCIPAL,
+                    sp_object_id="sp", key_id="k-sp")
+    att = needs_attention(policy=policy(tmp_path, A), in_flight=[], recent=[],
+                          inventory=[on_sp, row(A, 200, "alpha")], names={},
+                          last_scan=scan(), last_good_scan=scan(), now=NOW)
+    assert att.items == []  # the app's own credential is far from due
+    att = needs_attention(policy=policy(tmp_path, A), in_flight=[], recent=[],
+                          inventory=[on_sp, row(A, 5, "alpha")], names={},
+                          last_scan=scan(), last_good_scan=scan(), now=NOW)
+    (due,) = att.items
+    assert due.deadline == NOW + timedelta(days=5)  # not the service principal's end

@@ -39,7 +39,7 @@ def test_sync_secret_credential_gets_graph_token(emu: RunningEmulator) -> None:
     assert claims["tid"] == emu.tenant.tenant_id
     assert claims["appidacr"] == "1"
     assert claims["roles"] == ["Application.ReadWrite.OwnedBy", "AuditLog.Read.All",
-                              "Policy.Read.All"]
+                              "Policy.Read.All", "User.Read.All"]
     rotator_sp = emu.tenant.sp_by_app_id(emu.env["AZURE_CLIENT_ID"])
     assert rotator_sp is not None and claims["oid"] == rotator_sp.id
 

@@ -65,8 +65,12 @@ class CraftedGraph:
     # GET /applications/{id} by lower-case object id.
     objects: dict[str, object] = field(default_factory=dict)
     received: list[Received] = field(default_factory=list)
+    # The single page of GET /servicePrincipals: none unless a test says otherwise, so
+    # the crafted applications are the whole tenant.
+    sp_page: object = field(default_factory=lambda: {"value": []})
 
     def reset(self) -> None:
+        self.sp_page = {"value": []}
         self.pages = []
         self.apps = {}
         self.objects = {}
@@ -109,6 +113,8 @@ class CraftedGraph:
                                           "Bearer ")))
         if request.method == "GET" and path == "/v1.0/applications":
             return await self._list(request)
+        if request.method == "GET" and path == "/v1.0/servicePrincipals":
+            return self._reply(self.sp_page)
         if request.method == "GET" and path.startswith("/v1.0/applications(appId="):
             app_id = path.split("'")[1].lower() if "'" in path else ""
             if app_id in self.apps:

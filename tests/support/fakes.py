@@ -117,6 +117,8 @@ class FakeDirectory:
         self.clock = clock
         self.faults = faults or Faults()
         self.apps: dict[str, FakeApp] = {}
+        # Service principals with credentials of their own (read by scans, never rotated).
+        self.service_principals: list[AppRegistration] = []
         self.calls: list[str] = []
         self.proof_signers: list[str] = []  # thumbprints that signed accepted proofs
         self.key_reads = 0
@@ -171,6 +173,11 @@ class FakeDirectory:
         self.faults.check_before("list")
         for app in list(self.apps.values()):
             yield ScanItem(app=app.snapshot(), raw_id=app.object_id)
+
+    async def list_service_principals(self) -> AsyncIterator[ScanItem]:
+        self.faults.check_before("list_sps")
+        for sp in list(self.service_principals):
+            yield ScanItem(app=sp, raw_id=sp.object_id)
 
     async def get_application(self, app_id: str) -> AppRegistration | None:
         self.calls.append("get")

@@ -125,6 +125,15 @@ class CredentialModel(Base):
     managed: Mapped[bool] = mapped_column(default=False)
     scan_run_id: Mapped[str] = mapped_column(sa.String(32), sa.ForeignKey("scan_runs.id"))
     seen_at: Mapped[datetime]
+    # The wider estate (added later, hence after seen_at): where the credential lives,
+    # what it is for, and who owns what holds it.
+    source: Mapped[str] = mapped_column(sa.String(16), server_default="application")
+    sp_object_id: Mapped[str | None] = mapped_column(sa.String(64))
+    usage: Mapped[str | None] = mapped_column(sa.String(16))
+    signing_active: Mapped[bool | None]
+    # A JSON list of mail addresses or user principal names; NULL when not known.
+    owners: Mapped[str | None] = mapped_column(sa.Text)
+    foreign_app: Mapped[bool] = mapped_column(server_default=sa.false())
 
 
 class RotationModel(Base):

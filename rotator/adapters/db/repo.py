@@ -8,6 +8,7 @@ acting on one stale read cannot both win.
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields
@@ -19,7 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect, Engine
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from rotator.adapters.db.models import (
     MAX_SCAN_ERRORS,
@@ -30,7 +31,7 @@ from rotator.adapters.db.models import (
 )
 from rotator.adapters.db.no_secrets import SecretInStore, reject_secrets
 from rotator.adapters.db.session import make_engine, make_sessionmaker
-from rotator.domain.credentials import CredentialKind
+from rotator.domain.credentials import CredentialKind, CredentialSource
 from rotator.domain.records import (
     AuditEvent,
     AuditNote,
@@ -139,6 +140,12 @@ def _inventory_from_model(m: CredentialModel) -> InventoryRow:
         hint=m.hint,
         thumbprint=m.thumbprint,
         managed=m.managed,
+        source=CredentialSource(m.source),
+        sp_object_id=m.sp_object_id,
+        usage=m.usage,
+        signing_active=m.signing_active,
+        owners=None if m.owners is None else tuple(json.loads(m.owners)),
+        foreign_app=bool(m.foreign_app),
         scan_run_id=m.scan_run_id,
         seen_at=m.seen_at,
     )
@@ -439,6 +446,13 @@ class SqlStore:
                         "managed": conv("managed", bool(row.managed)),
                         "scan_run_id": scan_id,
                         "seen_at": seen_at,
+                        "source": CredentialSource(row.source).value,
+                        "sp_object_id": row.sp_object_id,
+                        "usage": row.usage,
+                        "signing_active": None if row.signing_active is None
+                        else conv("signing_active", bool(row.signing_active)),
+                        "owners": None if row.owners is None else json.dumps(list(row.owners)),
+                        "foreign_app": conv("foreign_app", bool(row.foreign_app)),
                     }
                 plan.write(conn, by_key.values())
             written += len(by_key)
@@ -499,12 +513,14 @@ class SqlStore:
                     CredentialModel.seen_at < scan.started_at,
                 )
                 if status is ScanStatus.PARTIAL:
-                    seen_apps = (
-                        sa.select(CredentialModel.app_id)
-                        .where(CredentialModel.scan_run_id == scan_id)
-                        .distinct()
-                    )
-                    stale = sa.and_(stale, CredentialModel.app_id.in_(seen_apps))
+                    # Per app and per source: an app read while its service principal
+                    # was not keeps the service principal's last known credentials.
+                    seen = aliased(CredentialModel)
+                    stale = sa.and_(stale, sa.exists().where(
+                        seen.scan_run_id == scan_id,
+                        seen.app_id == CredentialModel.app_id,
+                        seen.source == CredentialModel.source,
+                    ))
                 s.execute(
                     sa.delete(CredentialModel)
                     .where(stale)
