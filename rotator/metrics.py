@@ -19,7 +19,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
-from rotator.domain.credentials import CredentialKind
+from rotator.domain.credentials import CredentialKind, CredentialSource
 
 if TYPE_CHECKING:
     from rotator.domain.records import InventoryRow
@@ -43,6 +43,7 @@ DAYS_LEFT_BUCKETS: tuple[tuple[str, float], ...] = (
 )
 _DAYS_LEFT_LABELS = ("expired", *(b for b, _ in DAYS_LEFT_BUCKETS), "over_90", "never")
 _KINDS = tuple(str(k) for k in CredentialKind)
+_SOURCES = tuple(str(s) for s in CredentialSource)
 
 
 def _days_left_bucket(end_at: datetime | None, now: datetime) -> str:
@@ -94,8 +95,8 @@ def inventory_exposition(
     acts on: every managed one, and unmanaged ones expiring within ``horizon_days`` or
     expired at most ``expired_days`` ago (one expired long ago is an old leftover, and a
     tenant can hold many: it is counted, not listed). Every credential, those included,
-    is counted in ``rotator_credentials`` by kind, managed and days left, whose series
-    count is fixed. Pure and thread-safe: the daemon runs it off the event loop when a
+    is counted in ``rotator_credentials`` by kind, managed, source (app registration or
+    service principal) and days left, whose series count is fixed. Pure and thread-safe: the daemon runs it off the event loop when a
     scan ends.
     """
     horizon = now + timedelta(days=horizon_days)
@@ -106,15 +107,16 @@ def inventory_exposition(
         "alert horizon or recently expired, as the last scan saw it (Unix time).",
         labels=["app_id", "key_id", "kind", "managed"],
     )
-    counts: dict[tuple[str, str, str], int] = {
-        (kind, managed, bucket): 0
-        for kind in _KINDS for managed in ("true", "false") for bucket in _DAYS_LEFT_LABELS
+    counts: dict[tuple[str, str, str, str], int] = {
+        (kind, managed, source, bucket): 0
+        for kind in _KINDS for managed in ("true", "false") for source in _SOURCES
+        for bucket in _DAYS_LEFT_LABELS
     }
     total = series = 0
     for row in rows:
         total += 1
         kind, managed = str(row.kind), "true" if row.managed else "false"
-        key = (kind, managed, _days_left_bucket(row.end_at, now))
+        key = (kind, managed, str(row.source), _days_left_bucket(row.end_at, now))
         counts[key] = counts.get(key, 0) + 1
         if row.end_at is None:
             continue
@@ -124,12 +126,15 @@ def inventory_exposition(
         expiry.add_metric([row.app_id, row.key_id, kind, managed], row.end_at.timestamp())
     estate = GaugeMetricFamily(
         "rotator_credentials",
-        "Credentials the last scan saw, by kind, managed and days left until expiry "
-        "(expired, at most 1, 7, 14, 30, 90, over_90, never).",
-        labels=["kind", "managed", "days_left"],
+        "Credentials the last scan saw, by kind, managed, source (application or "
+        "servicePrincipal) and days left until expiry (expired, at most 1, 7, 14, 30, 90, "
+        "over_90, never).",
+        labels=["kind", "managed", "source", "days_left"],
     )
-    for (kind, managed, bucket), count in counts.items():
-        estate.add_metric([kind, managed, bucket], count)
+    for (kind, managed, source, bucket), count in counts.items():
+        if managed == "true" and source != str(CredentialSource.APPLICATION):
+            continue  # only app registration credentials are ever managed
+        estate.add_metric([kind, managed, source, bucket], count)
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_Families([expiry, estate]))
     return InventoryExposition.of(generate_latest(registry), total, series)

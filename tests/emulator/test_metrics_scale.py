@@ -30,16 +30,18 @@ def test_expiry_series_are_bounded_and_the_aggregate_adds_up() -> None:
     assert len(rows) > 2 * APPS  # 1-3 secrets and 0-2 certificates per app
 
     series: set[tuple[str, str]] = set()
-    counts: Counter[tuple[str, str]] = Counter()
+    counts: Counter[tuple[str, str, str]] = Counter()
     for family in text_string_to_metric_families(page.text.decode()):
         for s in family.samples:
             if s.name == "rotator_credential_expiry_timestamp_seconds":
                 series.add((s.labels["app_id"], s.labels["key_id"]))
             elif s.name == "rotator_credentials":
-                counts[(s.labels["kind"], s.labels["managed"])] += int(s.value)
+                counts[(s.labels["kind"], s.labels["managed"], s.labels["source"])] += int(
+                    s.value)
 
-    # Every credential is counted in the aggregate, by kind and managed.
-    assert counts == Counter((str(r.kind), "true" if r.managed else "false") for r in rows)
+    # Every credential is counted in the aggregate, by kind, managed and source.
+    assert +counts == Counter(
+        (str(r.kind), "true" if r.managed else "false", str(r.source)) for r in rows)
     assert sum(counts.values()) == page.credentials == len(rows)
 
     # A series for every managed credential and every unmanaged one expiring within the

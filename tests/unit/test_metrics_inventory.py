@@ -60,12 +60,14 @@ def test_series_only_for_credentials_people_act_on() -> None:
     assert {tuple(k for k, _ in key) for key in expiry} == {("app_id", "key_id", "kind", "managed")}
 
     counts = samples(page.text, "rotator_credentials")
-    # Fixed: 2 kinds x 2 managed x 8 buckets, zeros included, whatever the tenant's size.
-    assert len(counts) == 32
+    # Fixed, zeros included, whatever the tenant's size: 2 kinds x 8 buckets x (managed
+    # on app registrations, unmanaged on app registrations or service principals).
+    assert len(counts) == 48
     assert sum(counts.values()) == 10
+    assert {dict(k)["source"] for k in counts if dict(k)["managed"] == "true"} == {"application"}
 
-    def count(kind: str, managed: str, bucket: str) -> float:
-        key = (("days_left", bucket), ("kind", kind), ("managed", managed))
+    def count(kind: str, managed: str, bucket: str, source: str = "application") -> float:
+        key = (("days_left", bucket), ("kind", kind), ("managed", managed), ("source", source))
         return counts[key]
 
     assert count("secret", "true", "over_90") == 1
