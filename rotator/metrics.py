@@ -96,8 +96,8 @@ def inventory_exposition(
     expired at most ``expired_days`` ago (one expired long ago is an old leftover, and a
     tenant can hold many: it is counted, not listed). Every credential, those included,
     is counted in ``rotator_credentials`` by kind, managed, source (app registration or
-    service principal) and days left, whose series count is fixed. Pure and thread-safe: the daemon runs it off the event loop when a
-    scan ends.
+    service principal) and days left, whose series count is fixed. Pure and thread-safe:
+    the daemon runs it off the event loop when a scan ends.
     """
     horizon = now + timedelta(days=horizon_days)
     long_expired = now - timedelta(days=expired_days)
