@@ -354,9 +354,11 @@ class AlertStore(Protocol):
         lease: timedelta,
         limit: int,
         digest_key: str | None = None,
+        urgent_only: bool = False,
     ) -> tuple[str, list[Delivery]]:
         """Claim up to ``limit`` due alerts of ``channel`` (or its digest row
-        ``digest_key``); returns the claim token and the claimed rows."""
+        ``digest_key``; or only the urgent ones, ``domain.alerts.URGENT_KEYS``); returns
+        the claim token and the claimed rows."""
         ...
 
     def ensure_digest(self, channel: str, period: str, now: datetime) -> str:

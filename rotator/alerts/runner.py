@@ -8,6 +8,7 @@ concurrently with its own timeout, so a dead channel delays nothing but itself.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import socket
 from collections.abc import Callable, Mapping, Sequence
@@ -291,6 +292,9 @@ async def _deliver(
     ap = policy.alerts
     try:
         if ap.digest is DigestMode.DAILY:
+            # Expired, failed and held-too-long do not wait for tomorrow's digest.
+            await _deliver_each(repo, n, result, ap.max_send_attempts, now, notes, owner,
+                                urgent_only=True)
             await _deliver_digest(repo, n, result, ap.max_send_attempts, now, notes, owner)
         else:
             await _deliver_each(repo, n, result, ap.max_send_attempts, now, notes, owner)
@@ -313,9 +317,10 @@ async def _fail(repo: AlertStore, ids: list[int], token: str, now: datetime, err
 
 async def _deliver_each(repo: AlertStore, n: Notifier, result: ChannelResult,
                         max_attempts: int, now: datetime, notes: tuple[str, ...],
-                        owner: str) -> None:
+                        owner: str, *, urgent_only: bool = False) -> None:
     token, rows = await asyncio.to_thread(
-        repo.claim, n.name, owner, now, lease=CLAIM_LEASE, limit=MAX_MESSAGES_PER_PASS
+        functools.partial(repo.claim, n.name, owner, now, lease=CLAIM_LEASE,
+                          limit=MAX_MESSAGES_PER_PASS, urgent_only=urgent_only)
     )
     for i, row in enumerate(rows):
         error = await _send(n, single_message(row.alert, now, notes))

@@ -30,6 +30,22 @@ SEVERITY_ORDER: Mapping[Severity, int] = {
 }
 
 
+# Alerts that go out at once even in daily digest mode, by (prefix, suffix) of their key:
+# a credential that has expired, a rotation that failed, and a retirement held past its
+# maximum wait. Each means something is broken or about to break now; a day's wait for
+# the digest is a day of outage.
+URGENT_KEYS: tuple[tuple[str, str], ...] = (
+    ("expiry:", ":expired"),
+    ("rotation-failed:", ""),
+    ("retirement-held:", ""),
+)
+
+
+def is_urgent(key: str) -> bool:
+    """Whether the alert with this key bypasses the daily digest."""
+    return any(key.startswith(prefix) and key.endswith(suffix) for prefix, suffix in URGENT_KEYS)
+
+
 @dataclass(frozen=True, slots=True)
 class Alert:
     """One thing to tell; ``key`` is what makes it go out once per channel."""

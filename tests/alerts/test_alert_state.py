@@ -75,7 +75,7 @@ url = "{http_receiver.url}/slack"
     assert len(slack_texts) == 2 and any("k1" in t for t in slack_texts)
 
 
-async def test_daily_digest_is_one_message_per_day(
+async def test_daily_digest_is_one_message_per_day_and_urgent_alerts_do_not_wait(
     store: SqlStore, http_receiver: HttpReceiver, tmp_path: Path
 ) -> None:
     p = policy(tmp_path, _hook(http_receiver, digest="daily"))
@@ -85,21 +85,34 @@ async def test_daily_digest_is_one_message_per_day(
                                         last_error="AADSTS7000215: invalid secret",
                                         finished_at=T0))
     report = await alert_pass(store, p, T0)
-    assert report.channels[0].messages_sent == 1 and report.channels[0].alerts_sent == 4
-    (digest,) = http_receiver.bodies()
-    assert digest["digest"] is True and "4 alert(s), 3 critical" in digest["title"]
-    assert {a["kind"] for a in digest["alerts"]} == {"expiry", "rotation"}
-    assert "Rotations (1):" in digest["text"] and "AADSTS7000215" in digest["text"]
+    # The expired credential and the failed rotation go at once, one message each; the
+    # others wait for the day's digest, which goes out in the same pass.
+    assert report.channels[0].messages_sent == 3 and report.channels[0].alerts_sent == 4
+    expired, failed, digest = http_receiver.bodies()
+    assert [a["key"] for a in expired["alerts"]] == [f"expiry:{APP_B}:k2:expired"]
+    assert expired["digest"] is False
+    assert failed["alerts"][0]["kind"] == "rotation" and "AADSTS7000215" in failed["text"]
+    assert digest["digest"] is True and "2 alert(s), 1 critical" in digest["title"]
+    assert {a["key"] for a in digest["alerts"]} == {f"expiry:{APP_A}:k1:30d",
+                                                    f"expiry:{APP_C}:k3:7d"}
     # Later the same day a new credential crosses a threshold: it waits for tomorrow.
     scanned(store, [inv(APP_A, "k1", end_in_days=20), inv(APP_B, "k2", end_in_days=-3),
                     inv(APP_C, "k3", end_in_days=6), inv(APP_C, "k4", end_in_days=13)],
             now=T0 + timedelta(hours=2))
     later = await alert_pass(store, p, T0 + timedelta(hours=3))
     assert later.channels[0].new_alerts == 1 and later.channels[0].messages_sent == 0
-    assert len(http_receiver.requests) == 1
+    assert len(http_receiver.requests) == 3
+    # ... but one that expires meanwhile does not.
+    scanned(store, [inv(APP_A, "k1", end_in_days=20), inv(APP_B, "k2", end_in_days=-3),
+                    inv(APP_C, "k3", end_in_days=6), inv(APP_C, "k4", end_in_days=13),
+                    inv(APP_A, "k5", end_in_days=-0.1)], now=T0 + timedelta(hours=4))
+    urgent = await alert_pass(store, p, T0 + timedelta(hours=5))
+    assert urgent.channels[0].messages_sent == 1
+    assert [a["key"] for a in http_receiver.bodies()[3]["alerts"]] == [
+        f"expiry:{APP_A}:k5:expired"]
     tomorrow = await alert_pass(store, p, T0 + timedelta(days=1))
     assert tomorrow.channels[0].alerts_sent == 1
-    assert [a["key"] for a in http_receiver.bodies()[1]["alerts"]] == [f"expiry:{APP_C}:k4:14d"]
+    assert [a["key"] for a in http_receiver.bodies()[4]["alerts"]] == [f"expiry:{APP_C}:k4:14d"]
 
 
 async def test_two_replicas_send_each_alert_once(

@@ -40,8 +40,9 @@ async def test_smtp_starttls_login_and_content(
     store: SqlStore, smtp_server: SmtpServer, tmp_path: Path
 ) -> None:
     p = policy(tmp_path, _smtp_toml(smtp_server, digest="daily"))
+    # Neither has expired: an expired one would go at once, outside the digest.
     scanned(store, [inv(APP_A, "k1", end_in_days=6, managed=True),
-                    inv(APP_B, "k2", end_in_days=-1)])
+                    inv(APP_B, "k2", end_in_days=2)])
     report = await alert_pass(store, p, T0, environ={"TEST_SMTP_PASSWORD": SMTP_PASSWORD})
     assert report.ok, report.to_json()
     assert smtp_server.logins == [SMTP_USER]
@@ -52,7 +53,7 @@ async def test_smtp_starttls_login_and_content(
     assert mail["Subject"] == "rotator digest 2026-11-26: 2 alert(s), 2 critical"
     body = mail.get_payload(decode=True).decode()
     assert "Expiring credentials (2):" in body
-    assert f"of 'app {APP_B[:8]}' (app {APP_B}) expired on" in body
+    assert f"of 'app {APP_B[:8]}' (app {APP_B}) expires in 2.0 days" in body
     assert "expires in 6.0 days" in body and "rotator manages this app" in body
     assert SMTP_PASSWORD not in body
 

@@ -273,3 +273,12 @@ def test_a_hook_is_alerted_only_once_it_keeps_failing() -> None:
                             last_error=f"{HOOK_WAIT}: restart not yet notified")
     assert rotation_alerts([waiting], later, retrying_attempts=3,
                            lookback=timedelta(days=7)) == []
+
+
+def test_expired_failed_and_held_too_long_are_urgent_the_rest_waits() -> None:
+    from rotator.domain.alerts import is_urgent
+
+    assert is_urgent("expiry:app:key:expired")
+    assert is_urgent("rotation-failed:r1") and is_urgent("retirement-held:r1")
+    assert not is_urgent("expiry:app:key:7d") and not is_urgent("rotation-retrying:r1")
+    assert not is_urgent("finding:no-owner:app:-") and not is_urgent("scan:12")

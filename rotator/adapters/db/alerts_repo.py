@@ -27,7 +27,14 @@ from rotator.adapters.db.models import (
 )
 from rotator.adapters.db.repo import MAX_ERROR_CHARS, _jsonable, _rowcount, _scan_from_model
 from rotator.adapters.db.session import make_sessionmaker
-from rotator.domain.alerts import Alert, AlertKind, Delivery, DeliveryStatus, Severity
+from rotator.domain.alerts import (
+    URGENT_KEYS,
+    Alert,
+    AlertKind,
+    Delivery,
+    DeliveryStatus,
+    Severity,
+)
 from rotator.domain.records import ScanRun
 
 DIGEST: Final = "digest"
@@ -164,6 +171,7 @@ class SqlAlertStore:
         lease: timedelta,
         limit: int,
         digest_key: str | None = None,
+        urgent_only: bool = False,
     ) -> tuple[str, list[Delivery]]:
         """Claim up to ``limit`` due alerts of ``channel`` (or its digest row ``digest_key``).
 
@@ -174,6 +182,12 @@ class SqlAlertStore:
         m = AlertDeliveryModel
         token = f"{owner}/{uuid.uuid4().hex}"[-255:]
         which = m.alert_key == digest_key if digest_key is not None else m.kind != DIGEST
+        if urgent_only:
+            which = sa.and_(which, sa.or_(*(
+                sa.and_(m.alert_key.startswith(prefix, autoescape=True),
+                        m.alert_key.endswith(suffix, autoescape=True))
+                for prefix, suffix in URGENT_KEYS
+            )))
         # One statement, so SQLite takes its write lock up front (a read that turns into
         # a write can fail with "database is locked" instead of waiting its turn).
         due = (
