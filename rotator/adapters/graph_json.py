@@ -239,14 +239,17 @@ def _unique(creds: list[Credential]) -> None:
 
 def parse_owners(obj: Mapping[str, object]) -> tuple[str, ...] | None:
     """Mail (else user principal name) of the user owners in an expanded ``owners``;
-    ``None`` when the object came without them. Owners that are service principals
-    are nobody to tell, and are left out."""
+    ``None`` when the object came without them, or when its only user owners came as
+    bare objects (no ``User.Read.All``): owners exist that rotator cannot reach, which
+    is not having none. Owners that are service principals are nobody to tell, and are
+    left out."""
     if "owners" not in obj:
         return None
     items = obj["owners"]
     if not isinstance(items, list):
         raise AppParseError(f"owners is not a list but {type(items).__name__}")
     found: list[str] = []
+    unreadable = False
     for n, item in enumerate(items):
         if not isinstance(item, Mapping):
             raise AppParseError(f"owners[{n}] is not an object")
@@ -254,12 +257,13 @@ def parse_owners(obj: Mapping[str, object]) -> tuple[str, ...] | None:
             continue
         address = _text(item, "mail") or _text(item, "userPrincipalName")
         if address is None:
-            continue  # a user rotator may not read (no User.Read.All): nobody to reach
+            unreadable = True  # a user rotator may not read (no User.Read.All)
+            continue
         if len(address) > MAX_OWNER_CHARS or "@" not in address:
             raise AppParseError(f"owners[{n}]: {quote(address)} is not a mail address")
         if address not in found:
             found.append(address)
-    return tuple(found)
+    return None if unreadable and not found else tuple(found)
 
 
 def parse_service_principal(obj: object) -> AppRegistration:

@@ -134,3 +134,19 @@ def test_the_engine_never_plans_from_a_service_principal_credential() -> None:
     (app,) = planned.values()
     assert app.object_id == app_rows[0].object_id
     assert [c.key_id for c in app.credentials] == [app_rows[0].key_id]
+
+
+def test_owners_rotator_may_not_read_are_unknown_not_absent() -> None:
+    """Without User.Read.All Graph shows user owners as bare objects: the app has owners
+    rotator cannot reach, which is not the same as having none (no "no owner" finding)."""
+    from rotator.adapters.graph_json import parse_owners
+
+    user = "#microsoft.graph.user"
+    bare = {"@odata.type": user, "id": _id()}
+    seen = {"@odata.type": user, "id": _id(), "mail": "ops@example.com"}
+    sp = {"@odata.type": "#microsoft.graph.servicePrincipal", "id": _id()}
+    assert parse_owners({"owners": [bare]}) is None
+    assert parse_owners({"owners": [bare, seen]}) == ("ops@example.com",)
+    assert parse_owners({"owners": [sp]}) == ()
+    assert parse_owners({"owners": []}) == ()
+    assert parse_owners({}) is None
