@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import os
 import ssl
+import urllib.request
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -57,12 +58,14 @@ class AsyncHttp:
         import aiohttp
 
         if self._session is None or self._session.closed:
-            # The same settings azure-core gives a session it makes for itself: proxies
-            # from the environment, no cookies kept between requests (nor between
-            # credentials), bodies left compressed for azure-core to decode.
+            # The settings azure-core gives a session it makes for itself: no cookies kept
+            # between requests (nor between credentials), bodies left compressed for
+            # azure-core to decode, proxies from the environment. aiohttp looks the proxy
+            # variables (and ~/.netrc) up again in a worker thread for every request; when
+            # the environment names no proxy there is nothing to find, so it does not look.
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(ssl=self.context),
-                trust_env=True,
+                trust_env=bool(urllib.request.getproxies()),
                 cookie_jar=aiohttp.DummyCookieJar(),
                 auto_decompress=False,
             )

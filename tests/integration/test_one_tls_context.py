@@ -115,3 +115,22 @@ async def test_a_server_outside_the_trust_store_is_refused(
     finally:
         await http.close()
         tls._context.cache_clear()
+
+
+async def test_proxies_come_from_the_environment_only_when_it_names_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy",
+                 "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    http = tls.AsyncHttp(None)
+    try:
+        assert not http.session().trust_env  # no per-request proxy or netrc lookups
+    finally:
+        await http.close()
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    proxied = tls.AsyncHttp(None)
+    try:
+        assert proxied.session().trust_env
+    finally:
+        await proxied.close()
