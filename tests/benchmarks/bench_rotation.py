@@ -108,6 +108,12 @@ def run_once(emu: RunningEmulator, mode: str, args: argparse.Namespace, tmp: Pat
                 raise SystemExit(f"{mode}: did not finish within an hour")
             if not served.alive():
                 raise SystemExit(f"{mode}: the service died:\n{served.log()[-3000:]}")
+            if done and len(marks) % 30 == 0:  # progress, for a run cut short
+                print(json.dumps({"trust": mode, "done": done,
+                                  "seconds": round(time.monotonic() - started),
+                                  "service_cpu_seconds": round(cpu_seconds(pid) - cpu_ready, 1),
+                                  "peak_rss_mb": memory_kib(pid, "VmHWM") // 1024}),
+                      file=sys.stderr, flush=True)
             time.sleep(1)
         cpu_done, peak_kib = cpu_seconds(pid), memory_kib(pid, "VmHWM")
     finally:
