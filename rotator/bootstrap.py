@@ -68,21 +68,23 @@ async def engine_deps(
     s = loaded.settings
     ca_bundle = str(s.ca_bundle) if s.ca_bundle else None
     tenant_id = s.required_tenant_id()
+    # One TLS context and one connection pool for every azure-core client and credential.
+    http = sdk_clients.AsyncHttp(ca_bundle)
     if s.client_secret is not None and s.client_id:
         credential: Any = sdk_clients.async_secret_credential(
             tenant_id, s.client_id, s.client_secret.get_secret_value(),
-            authority_host=s.authority_host, ca_bundle=ca_bundle,
+            authority_host=s.authority_host, ca_bundle=ca_bundle, http=http,
         )
     else:
         credential = sdk_clients.async_default_credential(
-            authority_host=s.authority_host, ca_bundle=ca_bundle
+            authority_host=s.authority_host, ca_bundle=ca_bundle, http=http
         )
     stores: dict[str, Any] = {}
     clients: list[Any] = []
 
     def secret_store_for(vault_url: str) -> SecretStore:
         if vault_url not in stores:
-            client = sdk_clients.make_secret_client(vault_url, credential, ca_bundle=ca_bundle)
+            client = sdk_clients.make_secret_client(vault_url, credential, http=http)
             clients.append(client)
             stores[vault_url] = KeyVaultSecretStore(client)
         store_: SecretStore = stores[vault_url]
@@ -90,7 +92,9 @@ async def engine_deps(
 
     graph = sdk_clients.make_graph_client(credential, graph_url=s.graph_url, ca_bundle=ca_bundle)
     directory: Any = GraphDirectory(graph)
-    probe: Any = AzureIdentityTokenProbe(authority_host=s.authority_host, ca_bundle=ca_bundle)
+    probe: Any = AzureIdentityTokenProbe(
+        authority_host=s.authority_host, ca_bundle=ca_bundle, http=http
+    )
     store_for: Callable[[str], SecretStore] = secret_store_for
     failpoints = Failpoints.from_environ()
     if failpoints.active:
@@ -129,4 +133,6 @@ async def engine_deps(
                 await client.close()
         with contextlib.suppress(Exception):
             await credential.close()
+        with contextlib.suppress(Exception):
+            await http.close()
 

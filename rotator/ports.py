@@ -495,8 +495,9 @@ class Store(Protocol):
         allows it, with ``audit`` in the same transaction; raises :class:`StaleRotation`."""
         ...
 
-    def due_rotations(self, now: datetime, limit: int) -> list[Rotation]:
-        """Active rotations whose next attempt is due and whose lease is free."""
+    def due_rotations(self, now: datetime, limit: int, offset: int = 0) -> list[Rotation]:
+        """Active rotations whose next attempt is due and whose lease is free, in a
+        stable order (``offset`` pages through them)."""
         ...
 
     # leases

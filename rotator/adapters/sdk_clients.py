@@ -17,6 +17,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
+from rotator.adapters.tls import AsyncHttp, ssl_context
+
+__all__ = ["AsyncHttp", "ssl_context"]
+
 if TYPE_CHECKING:
     import azure.identity
     import azure.identity.aio
@@ -103,22 +107,23 @@ def trust_bundle(ca_bundle: str | None) -> str | None:
     return _bundle_with_system(path, os.stat(path).st_mtime_ns)
 
 
-def ssl_context(ca_bundle: str | None) -> ssl.SSLContext:
-    """System trust store, plus ``ca_bundle`` when given (never only the extra CA)."""
-    context = ssl.create_default_context()
-    if ca_bundle:
-        context.load_verify_locations(cafile=ca_bundle)
-    return context
+def identity_options(
+    authority_host: str | None, ca_bundle: str | None, http: AsyncHttp | None = None
+) -> dict[str, object]:
+    """Keyword arguments for azure-identity credentials (sync and async).
 
-
-def identity_options(authority_host: str | None, ca_bundle: str | None) -> dict[str, object]:
-    """Keyword arguments for azure-identity credentials (sync and async)."""
+    With ``http`` (async credentials only) the credential sends through the process's
+    shared connection pool and TLS context instead of opening and verifying its own.
+    """
     options: dict[str, object] = {}
     if authority_host:
         options["authority"] = authority_host.rstrip("/")
         if _host(authority_host) not in _KNOWN_AUTHORITY_HOSTS:
             # MSAL would ask login.microsoftonline.com whether this host is a valid authority.
             options["disable_instance_discovery"] = True
+    if http is not None:
+        options["transport"] = http.transport()
+        return options
     verify = trust_bundle(ca_bundle)
     if verify:
         options["connection_verify"] = verify
@@ -132,6 +137,7 @@ def async_secret_credential(
     *,
     authority_host: str | None = None,
     ca_bundle: str | None = None,
+    http: AsyncHttp | None = None,
     **pipeline: Any,
 ) -> azure.identity.aio.ClientSecretCredential:
     """``pipeline``: azure-core options such as ``retry_total``."""
@@ -141,7 +147,7 @@ def async_secret_credential(
         # Token requests answered 429/503 are retried by azure-core after the Retry-After;
         # the waits are reported like Graph's and Key Vault's.
         "retry_policy_class": _observed_retry_policy("token"),
-        **identity_options(authority_host, ca_bundle),
+        **identity_options(authority_host, ca_bundle, http),
         **pipeline,
     }
     return ClientSecretCredential(tenant_id, client_id, client_secret, **options)
@@ -162,12 +168,13 @@ def sync_secret_credential(
 
 
 def async_default_credential(
-    *, authority_host: str | None = None, ca_bundle: str | None = None
+    *, authority_host: str | None = None, ca_bundle: str | None = None,
+    http: AsyncHttp | None = None,
 ) -> AsyncTokenCredential:
     """DefaultAzureCredential: env vars, workload identity, managed identity, CLI..."""
     from azure.identity.aio import DefaultAzureCredential
 
-    options: dict[str, Any] = identity_options(authority_host, ca_bundle)
+    options: dict[str, Any] = identity_options(authority_host, ca_bundle, http)
     return DefaultAzureCredential(**options)
 
 
@@ -308,11 +315,16 @@ def _observed_retry_policy(service: str) -> type[Any]:
     return ObservedAsyncRetryPolicy
 
 
-def _vault_options(vault_url: str, ca_bundle: str | None) -> dict[str, Any]:
+def _vault_options(
+    vault_url: str, ca_bundle: str | None, http: AsyncHttp | None = None
+) -> dict[str, Any]:
     options: dict[str, Any] = {}
     if not _host(vault_url).endswith(_VAULT_SUFFIXES):
         # The emulator's challenge names https://vault.azure.net, which is not its own host.
         options["verify_challenge_resource"] = False
+    if http is not None:
+        options["transport"] = http.transport()
+        return options
     verify = trust_bundle(ca_bundle)
     if verify:
         options["connection_verify"] = verify
@@ -320,13 +332,17 @@ def _vault_options(vault_url: str, ca_bundle: str | None) -> dict[str, Any]:
 
 
 def make_secret_client(
-    vault_url: str, credential: AsyncTokenCredential, *, ca_bundle: str | None = None
+    vault_url: str,
+    credential: AsyncTokenCredential,
+    *,
+    ca_bundle: str | None = None,
+    http: AsyncHttp | None = None,
 ) -> SecretClient:
     from azure.keyvault.secrets.aio import SecretClient
 
     return SecretClient(
         vault_url, credential, retry_policy=_observed_retry_policy("keyvault")(),
-        **_vault_options(vault_url, ca_bundle),
+        **_vault_options(vault_url, ca_bundle, http),
     )
 
 

@@ -2,19 +2,24 @@
 
 Each attempt builds a fresh credential object: MSAL caches token responses (and
 4xx answers for identical requests), and a verify loop that reuses one credential
-would prove nothing about propagation.
+would prove nothing about propagation. The credential is cheap to make: it borrows
+the process's shared connection pool and TLS context (``AsyncHttp``) instead of
+opening, and verifying, connections of its own.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jwt
 
 from rotator.domain.secret_value import SecretValue
 from rotator.ports import TokenOutcome
+
+if TYPE_CHECKING:
+    from rotator.adapters.tls import AsyncHttp
 
 _AADSTS = re.compile(r"AADSTS\d+")
 # One attempt is one request: azure-core's retry policy would otherwise sleep through a
@@ -36,9 +41,12 @@ def _scrub(text: str, secret: SecretValue) -> str:
 
 
 class AzureIdentityTokenProbe:
-    def __init__(self, *, authority_host: str | None, ca_bundle: str | None) -> None:
+    def __init__(
+        self, *, authority_host: str | None, ca_bundle: str | None, http: AsyncHttp | None = None
+    ) -> None:
         self._authority_host = authority_host
         self._ca_bundle = ca_bundle
+        self._http = http
 
     async def try_secret(
         self, tenant_id: str, client_id: str, secret: SecretValue, scope: str
@@ -52,6 +60,7 @@ class AzureIdentityTokenProbe:
             secret.reveal(),
             authority_host=self._authority_host,
             ca_bundle=self._ca_bundle,
+            http=self._http,
             **NO_RETRY,
         )
         return await _request(credential, scope, secret)
@@ -65,7 +74,7 @@ class AzureIdentityTokenProbe:
         from rotator.adapters.sdk_clients import identity_options
 
         options: dict[str, Any] = {
-            **identity_options(self._authority_host, self._ca_bundle), **NO_RETRY
+            **identity_options(self._authority_host, self._ca_bundle, self._http), **NO_RETRY
         }
         try:
             credential = CertificateCredential(

@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 
-from rotator.adapters.sdk_clients import graph_scopes
+from rotator.adapters.sdk_clients import graph_scopes, ssl_context
 from rotator.ports import DirectoryError, UsageReportUnavailable
 
 REPORT_PATH = "/reports/appCredentialSignInActivities"
@@ -36,7 +36,8 @@ class GraphUsageReport:
                  timeout: float = 30.0) -> None:
         self._credential = credential
         self._graph_url = graph_url
-        self._verify: str | bool = ca_bundle or True
+        # The process's one TLS context: the system store plus the extra CA, built once.
+        self._verify = ssl_context(ca_bundle)
         self._timeout = timeout
 
     async def last_sign_ins(self, app_id: str) -> Mapping[str, datetime | None]:

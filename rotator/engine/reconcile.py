@@ -34,9 +34,11 @@ from rotator.engine.hooks import deliver_due
 from rotator.engine.plan import Candidate, due_candidates, latest_by_app
 from rotator.engine.start import RotationRefused, plan_rotation, start_rotation
 
-# How many due rotations one look at the database considers (promoted ones waiting
-# out their grace period are filtered in Python, so they cannot crowd out the rest).
+# How many due rotations one look at the database considers at most (promoted ones
+# waiting out their grace period are filtered in Python, so they cannot crowd out the
+# rest), read in pages of at least FILL_PAGE until enough are ready.
 DUE_QUERY_LIMIT = 5_000
+FILL_PAGE = 64
 
 
 class ShuttingDown(Exception):
@@ -182,8 +184,18 @@ class Reconciler:
             if free <= 0:
                 return 0
             now = self.deps.now()
-            due = self.deps.store.due_rotations(now, DUE_QUERY_LIMIT)
-            picked = [r for r in due if self._ready(r, now)][:free]
+            picked: list[Rotation] = []
+            # Read a page at a time: this runs whenever a rotation ends, and reading every
+            # due rotation each time made a run of N rotations cost N x N rows. Pages go on
+            # past rotations that are not ready (waiting out their grace period).
+            page = max(FILL_PAGE, 2 * free)
+            for offset in range(0, DUE_QUERY_LIMIT, page):
+                due = self.deps.store.due_rotations(now, page, offset)
+                seen = {r.id for r in picked}  # rows may shift between pages
+                picked += [r for r in due if r.id not in seen and self._ready(r, now)
+                           ][:free - len(picked)]
+                if len(picked) >= free or len(due) < page:
+                    break
             for rotation in picked:
                 self._visited.add(rotation.id)
                 task = asyncio.create_task(self._drive(rotation.id), name=f"rotation-{rotation.id}")

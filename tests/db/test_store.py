@@ -508,6 +508,9 @@ def test_due_rotations(store: SqlStore) -> None:
     due = store.due_rotations(now, limit=10)
     assert {r.id for r in due} == {due_null.id, due_past.id, expired.id}
     assert len(store.due_rotations(now, limit=2)) == 2
+    # Pages in the same order make up the whole list.
+    pages = store.due_rotations(now, limit=2) + store.due_rotations(now, limit=2, offset=2)
+    assert [r.id for r in pages] == [r.id for r in due]
     # Never-tried rotations first, then by when they became due.
     assert [r.next_attempt_at is None for r in due] == [True, True, False]
     later = store.due_rotations(now + timedelta(minutes=2), limit=10)

@@ -90,15 +90,18 @@ class Served:
         return self.proc.wait(timeout=timeout)
 
 
-def start_serve(emu: RunningEmulator, db_url: str, policy: Path, log_path: Path) -> Served:
+def start_serve(emu: RunningEmulator, db_url: str, policy: Path, log_path: Path,
+                *, env_file: Path | None = None,
+                extra_env: dict[str, str] | None = None) -> Served:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ROTATOR_", "AZURE_"))}
     env.update({
-        "ROTATOR_ENV_FILE": str(emu.env_file),
+        "ROTATOR_ENV_FILE": str(env_file or emu.env_file),
         "ROTATOR_DATABASE_URL": db_url,
         "ROTATOR_CONFIG": str(policy),
         "ROTATOR_LOG_FORMAT": "json",
         "ROTATOR_LOG_LEVEL": "INFO",
     })
+    env.update(extra_env or {})
     log = log_path.open("wb")
     proc = subprocess.Popen(
         [sys.executable, "-m", "rotator", "serve", "--host", "127.0.0.1", "--port", "0"],

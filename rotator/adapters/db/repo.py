@@ -723,7 +723,7 @@ class SqlStore:
                 current.lease_owner if current else None,
             )
 
-    def due_rotations(self, now: datetime, limit: int) -> list[Rotation]:
+    def due_rotations(self, now: datetime, limit: int, offset: int = 0) -> list[Rotation]:
         """Active rotations whose next attempt is due and whose lease is free or expired."""
         query = (
             sa.select(RotationModel)
@@ -740,6 +740,7 @@ class SqlStore:
                 RotationModel.created_at,
                 RotationModel.id,
             )
+            .offset(offset)
             .limit(limit)
         )
         with self._session() as s:
