@@ -60,6 +60,7 @@ APP_PROPERTIES = frozenset(
         "publisherDomain",
         "signInAudience",
         "tags",
+        "api",
         "appRoles",
         "keyCredentials",
         "passwordCredentials",
@@ -356,6 +357,8 @@ async def create_application(request: Request) -> Response:
     )
     if "signInAudience" in body:
         tenant.set_sign_in_audience(app.id, str(body["signInAudience"]))
+    if "api" in body:
+        tenant.set_access_token_version(app.id, _token_version(body["api"]))
     if body.get("keyCredentials"):
         tenant.replace_key_credentials(app.id, list(body["keyCredentials"]))
     log.info("created application %s (%s)", app.app_id, app.display_name)
@@ -401,7 +404,20 @@ async def update_application(request: Request) -> Response:
             state.tenant.rename_app(app.id, body["displayName"])
         if "signInAudience" in body:
             state.tenant.set_sign_in_audience(app.id, str(body["signInAudience"]))
+        if "api" in body:
+            state.tenant.set_access_token_version(app.id, _token_version(body["api"]))
     return _no_content(request)
+
+
+def _token_version(api: object) -> int | None:
+    """``api.requestedAccessTokenVersion`` of a request body: null, 1 or 2."""
+    version = api.get("requestedAccessTokenVersion") if isinstance(api, dict) else None
+    if version not in (None, 1, 2):
+        raise GraphError(
+            400, "Request_BadRequest",
+            "Invalid value specified for property 'requestedAccessTokenVersion' of resource "
+            "'Application'.")
+    return version
 
 
 @graph_route("graph.delete")
