@@ -82,6 +82,12 @@ class Scenario:
     # (first failing store call, number of failing calls); 0 calls = no outage
     db_outage: tuple[int, int] = (0, 0)
     token_outage: int = 0  # token requests answered 503 before any other answer
+    # The emulator's defaults are on: Graph reads lag writes by up to read_lag seconds
+    # (per read replica), and a removed credential still gets tokens for up to
+    # removal_lag seconds; lag_seed picks the replicas.
+    read_lag: float = 2.0
+    removal_lag: float = 2.0
+    lag_seed: int = 0
 
 
 @st.composite
@@ -100,7 +106,11 @@ def scenarios(draw: st.DrawFn) -> Scenario:
     jump = draw(st.sampled_from([0.0, 0.0, 1.0, 30.0]))
     outage = draw(st.one_of(st.just((0, 0)), st.tuples(st.integers(1, 40), st.integers(1, 6))))
     token_outage = draw(st.sampled_from([0, 0, 0, 3, 20]))
-    return Scenario(kind, crashes, tuple(errors), refusals, jump, lost, outage, token_outage)
+    read_lag = draw(st.sampled_from([2.0, 2.0, 5.0]))
+    removal_lag = draw(st.sampled_from([2.0, 60.0]))
+    lag_seed = draw(st.integers(0, 2**16))
+    return Scenario(kind, crashes, tuple(errors), refusals, jump, lost, outage, token_outage,
+                    read_lag, removal_lag, lag_seed)
 
 
 class FlakyStore:
@@ -228,6 +238,9 @@ async def run_scenario(world: World, scenario: Scenario, stats: CampaignStats,
     world.probe.refuse_first = scenario.refusals
     stats.faults["token_refusal"] += scenario.refusals
     world.probe.unavailable_first = scenario.token_outage
+    world.directory.read_lag_seconds = scenario.read_lag
+    world.directory.removal_lag_seconds = scenario.removal_lag
+    world.directory.lag_rng.seed(scenario.lag_seed)
     stats.faults["token_503"] += scenario.token_outage
     if scenario.clock_jump_hours:
         stats.faults["clock_jump"] += 1
@@ -264,6 +277,8 @@ async def run_scenario(world: World, scenario: Scenario, stats: CampaignStats,
         raise AssertionError(f"rotation did not converge for {scenario}")
     finally:
         stats.faults.update(world.faults.fired)  # the ones the run actually reached
+        stats.faults["stale_read"] += world.directory.stale_reads
+        stats.faults["token_for_removed_credential"] += world.directory.lingering_tokens
         stats.faults["db_call_failed"] += store.failed
         texts = observed_texts(world, metrics)
         if world.store.engine.dialect.name != "sqlite":  # SQLite files are grepped per check
