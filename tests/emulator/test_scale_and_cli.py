@@ -45,8 +45,8 @@ def test_hundred_thousand_apps_seed_and_page(tmp_path: Path) -> None:
                 )
                 url = page.get("@odata.nextLink")
     # The rotator, the web API and its two clients, the tenant admin, three apps open to
-    # personal accounts, plus the seeded apps.
-    assert seen == 100_008
+    # personal accounts, the v2 API, plus the seeded apps.
+    assert seen == 100_009
     assert credentials > 200_000
 
 
@@ -115,8 +115,9 @@ async def test_cli_runs_until_sigterm(tmp_path: Path) -> None:
                 cred, graph_url=env["ROTATOR_GRAPH_URL"], ca_bundle=env["ROTATOR_CA_BUNDLE"]
             )
             page = await graph.applications.get()
-        # 5 seeded, the rotator, 3 walkthrough apps, the admin, 3 open to personal accounts.
-        assert len(page.value) == 13
+        # 5 seeded, the rotator, 3 walkthrough apps, the admin, 3 open to personal accounts,
+        # the v2 API.
+        assert len(page.value) == 14
     finally:
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=30)
