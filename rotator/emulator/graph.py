@@ -855,6 +855,26 @@ async def list_app_policies(request: Request) -> Response:
     )
 
 
+@graph_route("graph.policyAppliesTo")
+async def list_policy_targets(request: Request) -> Response:
+    caller = authenticate(request)
+    require_read(caller)
+    require_policy_read(caller)
+    state = _state(request)
+    targets = state.tenant.applications_of(request.path_params["policy_id"])
+    return _json(
+        request,
+        {
+            "@odata.context": f"{state.base_url}/v1.0/$metadata#directoryObjects",
+            "value": [
+                {"@odata.type": "#microsoft.graph.application", "id": app.id,
+                 "appId": app.app_id, "displayName": app.display_name}
+                for app in targets
+            ],
+        },
+    )
+
+
 def routes() -> list[BaseRoute]:
     app_forms = ("/v1.0/applications/{id}", "/v1.0/applications(appId='{app_id}')")
     sp_forms = ("/v1.0/servicePrincipals/{id}", "/v1.0/servicePrincipals(appId='{app_id}')")
@@ -870,6 +890,8 @@ def routes() -> list[BaseRoute]:
         Route("/v1.0/policies/appManagementPolicies", create_policy, methods=["POST"]),
         Route("/v1.0/policies/appManagementPolicies", list_policies, methods=["GET"]),
         Route("/v1.0/policies/appManagementPolicies/{policy_id}", get_policy, methods=["GET"]),
+        Route("/v1.0/policies/appManagementPolicies/{policy_id}/appliesTo",
+              list_policy_targets, methods=["GET"]),
     ]
     for base in app_forms:
         out += [

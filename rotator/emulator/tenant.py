@@ -541,6 +541,14 @@ class Tenant:
                 )
             self._app_policy[app.id] = policy.id
 
+    def applications_of(self, policy_id: str) -> list[Application]:
+        """The live applications a policy is assigned to (its ``appliesTo``)."""
+        with self._lock:
+            policy = self.policy(policy_id)
+            return [app for app_id, pid in self._app_policy.items()
+                    if pid == policy.id and (app := self._apps.get(app_id)) is not None
+                    and not app.deleted]
+
     def policies_of(self, object_id: str) -> list[Policy]:
         with self._lock:
             app = self.find_app(object_id=object_id)

@@ -20,7 +20,11 @@ import jwt
 from cryptography import x509
 
 from rotator import certificate_material as certs
-from rotator.domain.app_management import PERSONAL_AUDIENCES, CredentialRestrictions
+from rotator.domain.app_management import (
+    PERSONAL_AUDIENCES,
+    CredentialRestrictions,
+    TenantPolicies,
+)
 from rotator.domain.certificates import (
     PROOF_AUDIENCE,
     PROOF_MAX_LIFETIME,
@@ -119,6 +123,8 @@ class FakeDirectory:
         self.clock = clock
         self.faults = faults or Faults()
         self.apps: dict[str, FakeApp] = {}
+        # The tenant default policy; an app's own FakeApp.policy is what is in force for it.
+        self.default_policy: CredentialRestrictions | None = None
         self.calls: list[str] = []
         self.proof_signers: list[str] = []  # thumbprints that signed accepted proofs
         self.key_reads = 0
@@ -270,6 +276,17 @@ class FakeDirectory:
                 "Authorization_RequestDenied: Insufficient privileges to complete the operation.",
                 status=403, code="Authorization_RequestDenied")
         return app.policy
+
+    async def list_credential_policies(self) -> TenantPolicies:
+        self.calls.append("list_credential_policies")
+        if any(not a.policy_readable for a in self.apps.values()):
+            raise DirectoryError(
+                "Graph refused to read the app management policies: "
+                "Authorization_RequestDenied: Insufficient privileges to complete the operation.",
+                status=403, code="Authorization_RequestDenied")
+        return TenantPolicies(self.default_policy, {
+            a.object_id.lower(): a.policy for a in self.apps.values()
+            if a.policy is not None and a.policy is not self.default_policy})
 
     async def add_password(self, object_id: str, display_name: str, end: datetime
                            ) -> NewPassword:
