@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Final
 
 from rotator.config import HookPolicy
-from rotator.domain.app_management import CredentialRestrictions
+from rotator.domain.app_management import CredentialRestrictions, TenantPolicies
 from rotator.domain.certificates import KeyEntry
 from rotator.domain.credentials import AppRegistration, Credential
 from rotator.domain.hooks import HookEvent
@@ -128,6 +128,9 @@ class FailpointDirectory:
 
     async def get_credential_policy(self, object_id: str) -> CredentialRestrictions | None:
         return await self._inner.get_credential_policy(object_id)
+
+    async def list_credential_policies(self) -> TenantPolicies:
+        return await self._inner.list_credential_policies()
 
     async def add_password(self, object_id: str, display_name: str, end: datetime
                            ) -> NewPassword:

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
 from rotator.domain.alerts import Alert, Delivery
-from rotator.domain.app_management import CredentialRestrictions
+from rotator.domain.app_management import CredentialRestrictions, TenantPolicies
 from rotator.domain.certificates import KeyEntry
 from rotator.domain.credentials import AppRegistration, Credential
 from rotator.domain.hooks import HookDelivery, HookEvent
@@ -108,6 +108,11 @@ class Directory(Protocol):
         """The app management policy in force for the app: its own enabled policy, else
         the enabled tenant default; ``None`` when neither restricts it. Raises
         ``DirectoryError`` (403) when rotator may not read policies (``Policy.Read.All``)."""
+
+    async def list_credential_policies(self) -> TenantPolicies:
+        """Every app management policy in force, read in a few requests however many apps
+        the tenant holds: the enabled default, and each enabled policy's applications.
+        Raises ``DirectoryError`` (403) without ``Policy.Read.All``."""
         ...
 
     async def add_password(

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from rotator.domain.app_management import CredentialRestrictions
+from rotator.domain.app_management import CredentialRestrictions, TenantPolicies
 from rotator.domain.certificates import KeyEntry
 from rotator.domain.credentials import AppRegistration, Credential
 from rotator.domain.secret_value import SecretValue
@@ -97,6 +97,12 @@ class CountingDirectory(_Counting):
     async def get_credential_policy(self, object_id: str) -> CredentialRestrictions | None:
         result: CredentialRestrictions | None = await self._count(
             "get_credential_policy", lambda: self._inner.get_credential_policy(object_id)
+        )
+        return result
+
+    async def list_credential_policies(self) -> TenantPolicies:
+        result: TenantPolicies = await self._count(
+            "list_credential_policies", lambda: self._inner.list_credential_policies()
         )
         return result
 

@@ -36,6 +36,7 @@ from rotator.adapters.graph_json import (
 from rotator.domain.app_management import (
     CredentialRestrictions,
     PolicyParseError,
+    TenantPolicies,
     restrictions_from,
 )
 from rotator.domain.certificates import KeyEntry, thumbprint_of
@@ -264,6 +265,53 @@ class GraphDirectory:
         if not default or default.get("isEnabled") is not True:
             return None
         return _restrictions(default, "applicationRestrictions", "tenant default")
+
+    async def list_credential_policies(self) -> TenantPolicies:
+        policies = self._client.policies.app_management_policies
+        raw_default = await self._get_json(
+            self._client.policies.default_app_management_policy.to_get_request_information(),
+            "read the tenant's default app management policy",
+        )
+        default = None
+        if raw_default and raw_default.get("isEnabled") is True:
+            default = _restrictions(raw_default, "applicationRestrictions", "tenant default")
+        by_app: dict[str, CredentialRestrictions] = {}
+        async for policy in self._values(policies.to_get_request_information(),
+                                         policies.with_url, "app management policies"):
+            if policy.get("isEnabled") is False or not policy.get("id"):
+                continue
+            own = _restrictions(policy, "restrictions", "application")
+            targets = policies.by_app_management_policy_id(str(policy["id"])).applies_to
+            async for target in self._values(targets.to_get_request_information(),
+                                             targets.with_url,
+                                             f"applications of policy {policy['id']}"):
+                if str(target.get("@odata.type", "")).endswith(".application") and target.get(
+                        "id"):
+                    by_app[str(target["id"]).lower()] = own
+        return TenantPolicies(default, by_app)
+
+    async def _values(self, info: Any, with_url: Any, what: str
+                      ) -> AsyncIterator[dict[str, Any]]:
+        """Every object of a collection, page after page."""
+        page_no = 0
+        followed: set[str] = set()
+        while True:
+            page_no += 1
+            body = await self._get_json(info, f"read {what} (page {page_no})")
+            values = (body or {}).get("value")
+            if not isinstance(values, list):
+                raise DirectoryError(f"Graph returned no list of {what}")
+            for value in values:
+                if isinstance(value, dict):
+                    yield value
+            next_link = (body or {}).get("@odata.nextLink")
+            if next_link is None:
+                return
+            url = self._checked_next_link(next_link, page_no)
+            if url in followed:
+                raise DirectoryError(f"the pages of {what} go in a circle")
+            followed.add(url)
+            info = with_url(url).to_get_request_information()
 
     async def add_password(self, object_id: str, display_name: str, end: datetime) -> NewPassword:
         from msgraph.generated.applications.item.add_password.add_password_post_request_body import (  # noqa: E501

@@ -14,7 +14,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import datetime
 
-from rotator.domain.app_management import CredentialRestrictions
+from rotator.domain.app_management import CredentialRestrictions, TenantPolicies
 from rotator.domain.certificates import KeyEntry
 from rotator.domain.credentials import AppRegistration, Credential
 from rotator.ports import Directory, NewPassword, ScanItem
@@ -85,6 +85,9 @@ class RateLimitedDirectory:
 
     async def get_credential_policy(self, object_id: str) -> CredentialRestrictions | None:
         return await self._inner.get_credential_policy(object_id)
+
+    async def list_credential_policies(self) -> TenantPolicies:
+        return await self._inner.list_credential_policies()
 
     async def add_password(self, object_id: str, display_name: str, end: datetime) -> NewPassword:
         await self.limiter.acquire()

@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from rotator.domain.alerts import Alert, AlertKind, Severity
+from rotator.domain.app_management import TenantPolicies, max_lifetime
 from rotator.domain.credentials import USAGE_SECRET, CredentialKind
 from rotator.domain.records import InventoryRow
 from rotator.domain.rotation import Rotation
@@ -21,6 +22,7 @@ MAX_ACTIVE_SECRETS = 2
 
 class FindingKind(StrEnum):
     LIFETIME_OVER_MAX = "lifetime_over_max"
+    LIFETIME_OVER_APP_POLICY = "lifetime_over_app_policy"
     NO_END_IN_SIGHT = "no_end_in_sight"
     TOO_MANY_SECRETS = "too_many_secrets"
     SECRET_NOT_CERTIFICATE = "secret_not_certificate"
@@ -172,6 +174,31 @@ def estate_findings(rows: Sequence[InventoryRow], rules: PostureRules) -> list[F
                 "owner to tell before they expire",
                 "sp" if on_sp else None,
             ))
+
+
+def policy_findings(rows: Sequence[InventoryRow], policies: TenantPolicies) -> list[Finding]:
+    """Credentials that live longer than the tenant's app management policy in force for
+    their app allows a new one to (Entra keeps credentials made before the policy)."""
+    out: list[Finding] = []
+    for row in rows:
+        if row.start_at is None or row.end_at is None:
+            continue
+        restrictions = policies.for_app(row.object_id)
+        limit = max_lifetime(restrictions, row.kind) if restrictions is not None else None
+        if restrictions is None or limit is None:
+            continue
+        lifetime = row.end_at - row.start_at
+        if lifetime <= limit:
+            continue
+        days = lifetime.total_seconds() / 86400
+        out.append(Finding(
+            FindingKind.LIFETIME_OVER_APP_POLICY, Severity.WARNING, row.app_id,
+            row.app_display_name,
+            f"{_label(row).capitalize()} has a lifetime of {days:.0f} days, over the "
+            f"{limit.total_seconds() / 86400:g} days {restrictions.describe()} allows; "
+            "rotate it to get one within the policy",
+            row.key_id,
+        ))
     return out
 
 

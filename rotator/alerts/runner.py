@@ -33,6 +33,7 @@ from rotator.alerts.findings import (
     PostureRules,
     RoleProblem,
     credential_findings,
+    policy_findings,
     role_findings,
 )
 from rotator.alerts.notifiers import Notifier, NotifierError, SmtpNotifier, build_notifiers
@@ -47,11 +48,12 @@ from rotator.alerts.thresholds import expiry_alerts
 from rotator.config import DigestMode, Policy
 from rotator.config.alerts import ChannelType
 from rotator.domain.alerts import Alert, DeliveryStatus, Message
+from rotator.domain.app_management import TenantPolicies
 from rotator.domain.hooks import HookDelivery
 from rotator.domain.records import InventoryRow, ScanRun
 from rotator.domain.rotation import Rotation
 from rotator.domain.states import ACTIVE_STATES, RotationState
-from rotator.ports import AlertStore, Store
+from rotator.ports import AlertStore, Directory, DirectoryError, Store
 
 log = structlog.get_logger("rotator.alerts")
 
@@ -90,7 +92,9 @@ class Snapshot:
     hook_deliveries: tuple[HookDelivery, ...] = ()
 
 
-def take_snapshot(store: Store, policy: Policy, now: datetime) -> Snapshot:
+def take_snapshot(store: Store, policy: Policy, now: datetime,
+                  policies: TenantPolicies | None = None) -> Snapshot:
+    """``policies``: the tenant's app management policies, when they could be read."""
     alerts = policy.alerts
     inventory = tuple(store.inventory())
     rotations = tuple(store.list_rotations(limit=RECENT_ROTATIONS))
@@ -109,6 +113,8 @@ def take_snapshot(store: Store, policy: Policy, now: datetime) -> Snapshot:
     findings = credential_findings(inventory, rules, now) + role_findings(
         problems, rotations, policy.apps, names
     )
+    if policies is not None:
+        findings += policy_findings(inventory, policies)
     hook_names = {(app_id, h.name) for app_id, app in policy.apps.items() for h in app.hooks}
     pending = tuple(
         d for d in store.hooks.pending(PENDING_HOOK_DELIVERIES)
@@ -194,12 +200,15 @@ async def alert_pass(
     environ: Mapping[str, str] | None = None,
     owner: str | None = None,
     on_phase: Callable[[str], None] | None = None,
+    directory: Directory | None = None,
 ) -> AlertPassReport:
     """Record what is new for every channel, then send what is due, channel by channel.
 
     Safe to run on any number of replicas at once: each alert is recorded once
     per channel (unique key) and sent by whichever replica claims it. ``on_phase``
-    is told, in a few words, what the pass is doing now.
+    is told, in a few words, what the pass is doing now. With ``directory`` the
+    tenant's app management policies are read too, and credentials that outlive what
+    they allow are findings; a pass that cannot read them says so in its notes.
     """
 
     def phase(what: str) -> None:
@@ -208,12 +217,23 @@ async def alert_pass(
 
     ap = policy.alerts
     chans = list(notifiers) if notifiers is not None else build_notifiers(ap.channels, environ)
+    policies, policy_note = None, None
+    if directory is not None:
+        phase("reading the tenant's app management policies")
+        try:
+            policies = await directory.list_credential_policies()
+        except DirectoryError as exc:
+            policy_note = (f"app management policies could not be read ({exc}); credentials "
+                           "were not checked against them")
+            log.warning("alert_pass_policies_unreadable", error=str(exc))
     phase("reading the inventory, rotations and scans")
-    snapshot = await asyncio.to_thread(take_snapshot, store, policy, now)
+    snapshot = await asyncio.to_thread(take_snapshot, store, policy, now, policies)
     notes = scan_notes(snapshot.last_scan)
     shared = shared_alerts(snapshot, policy)
     repo = store.alerts
-    report = AlertPassReport(at=now, findings=len(snapshot.findings), notes=notes)
+    # The policy note is for whoever runs the pass, not for every message it sends.
+    report = AlertPassReport(at=now, findings=len(snapshot.findings),
+                             notes=notes + ((policy_note,) if policy_note else ()))
     owners_of = owners_by_app(snapshot.inventory)
     # Owner channel name -> the apps its owner hears about.
     routes: dict[str, frozenset[str]] = {}

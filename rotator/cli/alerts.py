@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import click
 
 from rotator.cli.app import EXIT_FAILED, EXIT_OK, EXIT_USAGE, CliApp, table
+
+if TYPE_CHECKING:
+    from rotator.alerts.runner import AlertPassReport
 
 
 @click.group("alerts")
@@ -38,16 +43,29 @@ def test_command(as_json: bool) -> None:
 @alerts_group.command("run")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 def run_command(as_json: bool) -> None:
-    """Run one alert pass: record new alerts and send what is due (digest or one by one)."""
+    """Run one alert pass: record new alerts and send what is due (digest or one by one).
+
+    With the tenant configured (AZURE_TENANT_ID) it also reads the tenant's app
+    management policies, and credentials that outlive what they allow are findings."""
     from rotator.alerts.runner import alert_pass
+    from rotator.bootstrap import engine_deps
     from rotator.cli.progress import phases, status_line
 
     cli = CliApp(as_json=as_json)
-    policy = cli.loaded().policy
+    loaded = cli.loaded()
+    policy = loaded.policy
     store = cli.store()
+
+    async def go(now_doing: Callable[[str], None]) -> AlertPassReport:
+        if not loaded.settings.tenant_id:
+            return await alert_pass(store, policy, datetime.now(UTC), on_phase=now_doing)
+        async with engine_deps(loaded, store) as deps:
+            return await alert_pass(store, policy, datetime.now(UTC), on_phase=now_doing,
+                                    directory=deps.directory)
+
     with status_line(as_json=as_json) as line, phases(line, "alerts") as now_doing:
         try:
-            report = cli.run(alert_pass(store, policy, datetime.now(UTC), on_phase=now_doing))
+            report = cli.run(go(now_doing))
         finally:
             store.close()
     if as_json:

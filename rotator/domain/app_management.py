@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Final
 
@@ -92,6 +92,27 @@ def restrictions_from(
             found = parse_duration(str(entry["maxLifetime"]))
             key_max = found if key_max is None else min(key_max, found)
     return CredentialRestrictions(policy_id, source, password_max, blocked, key_max)
+
+
+@dataclass(frozen=True, slots=True)
+class TenantPolicies:
+    """Every app management policy in force: the enabled tenant default, and the apps
+    that have an enabled policy of their own (by application object id), which replaces
+    the default for them."""
+
+    default: CredentialRestrictions | None = None
+    by_app: Mapping[str, CredentialRestrictions] = field(default_factory=dict)
+
+    def for_app(self, object_id: str) -> CredentialRestrictions | None:
+        return self.by_app.get(object_id.lower(), self.default)
+
+
+def max_lifetime(restrictions: CredentialRestrictions, kind: CredentialKind
+                 ) -> timedelta | None:
+    """The longest lifetime the policy allows a new credential of ``kind``."""
+    if kind is CredentialKind.SECRET:
+        return restrictions.password_max_lifetime
+    return restrictions.key_max_lifetime
 
 
 def cap_lifetime(wanted: timedelta, maximum: timedelta | None) -> timedelta:

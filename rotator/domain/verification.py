@@ -55,6 +55,40 @@ class AttemptVerdict:
     message: str
 
 
+@dataclass(frozen=True, slots=True)
+class ClientClaims:
+    """Who a token was issued to and how that client authenticated, by token version.
+
+    A v1 token (``ver`` "1.0": Graph, Key Vault, an API made in the portal) names the
+    client in ``appid``/``appidacr``; a v2 token (``ver`` "2.0": an API whose manifest
+    asks for v2) in ``azp``/``azpacr``. Neither carries the other's pair. Without a
+    ``ver`` the pair present is read, v1's first.
+    """
+
+    app_claim: str
+    acr_claim: str
+    app: object
+    acr: object
+
+
+def client_claims(claims: Mapping[str, object]) -> ClientClaims:
+    ver = claims.get("ver")
+    if ver == "2.0" or (ver != "1.0" and "appid" not in claims and "azp" in claims):
+        names = ("azp", "azpacr")
+    else:
+        names = ("appid", "appidacr")
+    return ClientClaims(*names, claims.get(names[0]), claims.get(names[1]))
+
+
+# What the acr claims say: 1 = a client secret, 2 = a certificate (0 = a public client).
+ACR_OF_KIND: Mapping[CredentialKind, str] = {
+    CredentialKind.SECRET: "1",
+    CredentialKind.CERTIFICATE: "2",
+}
+_ACR_WORDS: Mapping[str, str] = {"0": "no credential (public client)", "1": "a client secret",
+                                  "2": "a certificate"}
+
+
 def judge_claims(
     claims: Mapping[str, object],
     *,
@@ -64,18 +98,23 @@ def judge_claims(
     credential_kind: CredentialKind,
 ) -> AttemptVerdict:
     """A token was issued; is it the token this credential should get?"""
-    app = claims.get("appid") or claims.get("azp")
-    if not isinstance(app, str) or app.lower() != client_id.lower():
-        return AttemptVerdict(AttemptKind.FATAL, f"token was issued to {app!r}, not {client_id}")
+    who = client_claims(claims)
+    if not isinstance(who.app, str) or who.app.lower() != client_id.lower():
+        return AttemptVerdict(
+            AttemptKind.FATAL,
+            f"token was issued to {who.app!r} ({who.app_claim}), not {client_id}")
     tid = claims.get("tid")
     if not isinstance(tid, str) or tid.lower() != tenant_id.lower():
         return AttemptVerdict(AttemptKind.FATAL, f"token tenant {tid!r} is not {tenant_id}")
-    acr = claims.get("appidacr", claims.get("azpacr"))
-    want_acr = "1" if credential_kind is CredentialKind.SECRET else "2"
-    if acr is not None and str(acr) != want_acr:
+    want_acr = ACR_OF_KIND[credential_kind]
+    # A token that does not say how the client authenticated is still one the new
+    # credential got; one that says something else proves another credential.
+    if who.acr is not None and str(who.acr) != want_acr:
+        said = _ACR_WORDS.get(str(who.acr), "something else")
         return AttemptVerdict(
             AttemptKind.FATAL,
-            f"token says the client authenticated with appidacr={acr}, expected {want_acr}",
+            f"token says the client authenticated with {said} ({who.acr_claim}={who.acr}), "
+            f"expected {_ACR_WORDS[want_acr]} ({who.acr_claim}={want_acr})",
         )
     roles_claim = claims.get("roles") or []
     roles = (

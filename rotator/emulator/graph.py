@@ -63,6 +63,7 @@ APP_PROPERTIES = frozenset(
         "publisherDomain",
         "signInAudience",
         "tags",
+        "api",
         "appRoles",
         "keyCredentials",
         "passwordCredentials",
@@ -372,6 +373,8 @@ async def create_application(request: Request) -> Response:
     )
     if "signInAudience" in body:
         tenant.set_sign_in_audience(app.id, str(body["signInAudience"]))
+    if "api" in body:
+        tenant.set_access_token_version(app.id, _token_version(body["api"]))
     if body.get("keyCredentials"):
         tenant.replace_key_credentials(app.id, list(body["keyCredentials"]))
     log.info("created application %s (%s)", app.app_id, app.display_name)
@@ -417,7 +420,20 @@ async def update_application(request: Request) -> Response:
             state.tenant.rename_app(app.id, body["displayName"])
         if "signInAudience" in body:
             state.tenant.set_sign_in_audience(app.id, str(body["signInAudience"]))
+        if "api" in body:
+            state.tenant.set_access_token_version(app.id, _token_version(body["api"]))
     return _no_content(request)
+
+
+def _token_version(api: object) -> int | None:
+    """``api.requestedAccessTokenVersion`` of a request body: null, 1 or 2."""
+    version = api.get("requestedAccessTokenVersion") if isinstance(api, dict) else None
+    if version not in (None, 1, 2):
+        raise GraphError(
+            400, "Request_BadRequest",
+            "Invalid value specified for property 'requestedAccessTokenVersion' of resource "
+            "'Application'.")
+    return version
 
 
 @graph_route("graph.delete")
@@ -853,6 +869,26 @@ async def list_app_policies(request: Request) -> Response:
     )
 
 
+@graph_route("graph.policyAppliesTo")
+async def list_policy_targets(request: Request) -> Response:
+    caller = authenticate(request)
+    require_read(caller)
+    require_policy_read(caller)
+    state = _state(request)
+    targets = state.tenant.applications_of(request.path_params["policy_id"])
+    return _json(
+        request,
+        {
+            "@odata.context": f"{state.base_url}/v1.0/$metadata#directoryObjects",
+            "value": [
+                {"@odata.type": "#microsoft.graph.application", "id": app.id,
+                 "appId": app.app_id, "displayName": app.display_name}
+                for app in targets
+            ],
+        },
+    )
+
+
 def routes() -> list[BaseRoute]:
     app_forms = ("/v1.0/applications/{id}", "/v1.0/applications(appId='{app_id}')")
     sp_forms = ("/v1.0/servicePrincipals/{id}", "/v1.0/servicePrincipals(appId='{app_id}')")
@@ -869,6 +905,8 @@ def routes() -> list[BaseRoute]:
         Route("/v1.0/policies/appManagementPolicies", list_policies, methods=["GET"]),
         Route("/v1.0/policies/appManagementPolicies/{policy_id}", get_policy, methods=["GET"]),
         *graph_estate.routes(),
+        Route("/v1.0/policies/appManagementPolicies/{policy_id}/appliesTo",
+              list_policy_targets, methods=["GET"]),
     ]
     for base in app_forms:
         out += [

@@ -79,13 +79,25 @@ def parse_jws(token: str, *, strict: bool = False) -> Jws:
     return Jws(header, claims, f"{parts[0]}.{parts[1]}".encode("ascii"), signature)
 
 
+def v1_issuer(tenant_id: str) -> str:
+    """What every v1 access token names as its issuer, whichever endpoint issued it."""
+    return f"https://sts.windows.net/{tenant_id}/"
+
+
 class AccessTokens:
-    """Issues and checks the tenant's RS256 access tokens."""
+    """Issues and checks the tenant's RS256 access tokens.
+
+    The shape follows the resource's ``accessTokenAcceptedVersion``, not the endpoint
+    asked: a v1 token names the client in ``appid``/``appidacr`` and is issued by
+    ``https://sts.windows.net/{tid}/``; a v2 token names it in ``azp``/``azpacr`` and
+    is issued by the v2.0 authority. Neither carries the other's pair.
+    """
 
     def __init__(self, key: SigningKey, tenant_id: str, issuer: str) -> None:
         self._key = key
         self.tenant_id = tenant_id
-        self.issuer = issuer
+        self.issuer = issuer  # the v2.0 authority's issuer
+        self.v1_issuer = v1_issuer(tenant_id)
 
     def issue(
         self,
@@ -95,28 +107,31 @@ class AccessTokens:
         client_sp_id: str,
         appidacr: str,
         roles: list[str],
+        version: int = 1,
     ) -> str:
+        """``appidacr``: 1 for a client secret, 2 for a certificate (``azpacr`` in v2)."""
         now = int(time.time())
         claims: dict[str, Any] = {
             "aud": audience,
-            "iss": self.issuer,
+            "iss": self.v1_issuer if version == 1 else self.issuer,
             "iat": now,
             "nbf": now,
             "exp": now + ACCESS_TOKEN_LIFETIME + 1,
             "aio": uuid.uuid4().hex,
-            "appid": client_app_id,
-            "appidacr": appidacr,
-            "azp": client_app_id,
-            "azpacr": appidacr,
-            "idp": self.issuer,
+        }
+        if version == 1:
+            claims.update(appid=client_app_id, appidacr=appidacr, idp=self.v1_issuer)
+        else:
+            claims.update(azp=client_app_id, azpacr=appidacr)
+        claims.update({
             "idtyp": "app",
             "oid": client_sp_id,
             "rh": "0.emulated",
             "sub": client_sp_id,
             "tid": self.tenant_id,
             "uti": uuid.uuid4().hex[:22],
-            "ver": "2.0",
-        }
+            "ver": "1.0" if version == 1 else "2.0",
+        })
         if roles:
             claims["roles"] = roles
         return jwt.encode(
@@ -136,7 +151,7 @@ class AccessTokens:
             self._key.private_key.public_key(),
             algorithms=["RS256"],
             audience=list(audiences),
-            issuer=self.issuer,
+            issuer=[self.v1_issuer, self.issuer],
             options={"require": ["exp", "aud", "iss", "tid"]},
             leeway=5,
         )

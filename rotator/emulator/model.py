@@ -148,6 +148,9 @@ class Application:
     sign_in_audience: str = "AzureADMyOrg"
     federated_identity_credentials: list[FederatedIdentityCredential] = field(
         default_factory=list)
+    # api.requestedAccessTokenVersion: the shape of the tokens issued for this app as a
+    # resource. None (what the portal leaves) and 1 mean v1 tokens; 2 means v2.
+    access_token_version: int | None = None
     deleted: bool = False
     _json: JsonDict | None = field(default=None, repr=False)
     # Writes the read replicas are still learning: (per-replica times, the app after it).
@@ -171,6 +174,13 @@ class Application:
                 "publisherDomain": "emulated.onmicrosoft.com",
                 "signInAudience": self.sign_in_audience,
                 "tags": [],
+                "api": {
+                    "acceptMappedClaims": None,
+                    "knownClientApplications": [],
+                    "oauth2PermissionScopes": [],
+                    "preAuthorizedApplications": [],
+                    "requestedAccessTokenVersion": self.access_token_version,
+                },
                 "appRoles": [r.to_json() for r in self.app_roles],
                 "keyCredentials": [k.to_json() for k in self.key_credentials],
                 "passwordCredentials": [p.to_json() for p in self.password_credentials],

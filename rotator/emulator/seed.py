@@ -24,6 +24,10 @@ from rotator.emulator.tenant import GRAPH_APP_ID, Tenant, make_secret_text
 ROTATOR_NAME = "rotator"
 WEB_API_NAME = "mywebapi"
 WEB_API_URI = "api://myapis/mywebapi"
+# An API whose manifest asks for v2 access tokens (api.requestedAccessTokenVersion = 2);
+# mywebapi is left as the portal makes it, so it gets v1 tokens like Graph and Key Vault.
+V2_API_NAME = "myv2api"
+V2_API_URI = "api://myapis/myv2api"
 CLIENT_NAME = "myclient"
 NO_CONSENT_CLIENT_NAME = "myclient-noconsent"
 
@@ -111,6 +115,17 @@ def seed_tenant(
     for role in ("Application.ReadWrite.All", "Policy.ReadWrite.ApplicationConfiguration"):
         tenant.grant_app_role(admin.app_id, GRAPH_APP_ID, role)
     _personal(tenant, admin_rng)
+    # Last, so that every id seeded before it stays as it was.
+    v2_api = tenant.create_app(
+        V2_API_NAME,
+        owned_by_rotator=False,
+        identifier_uris=[V2_API_URI],
+        app_roles=[AppRole(_uuid(admin_rng), "ReadOnly", "Read-Only Role",
+                           "Allows read-only access")],
+        access_token_version=2,
+    )
+    client = tenant.app_by_display_name(CLIENT_NAME)
+    tenant.grant_app_role(client.app_id, v2_api.app_id, "ReadOnly")
     seed_estate(tenant, seed)
     return tenant
 

@@ -347,6 +347,7 @@ class Tenant(EstateMixin):
         app_roles: Sequence[AppRole] = (),
         sign_in_audience: str = "AzureADMyOrg",
         lagged: bool = False,
+        access_token_version: int | None = None,
     ) -> Application:
         """Test and seed helper: credentials given here are known to every replica at once."""
         with self._lock:
@@ -358,6 +359,7 @@ class Tenant(EstateMixin):
                 identifier_uris=list(identifier_uris),
                 app_roles=list(app_roles),
                 sign_in_audience=sign_in_audience,
+                access_token_version=access_token_version,
             )
             self.insert_app(app)
             owner_ids = set(owners)
@@ -548,6 +550,14 @@ class Tenant(EstateMixin):
                 )
             self._app_policy[app.id] = policy.id
 
+    def applications_of(self, policy_id: str) -> list[Application]:
+        """The live applications a policy is assigned to (its ``appliesTo``)."""
+        with self._lock:
+            policy = self.policy(policy_id)
+            return [app for app_id, pid in self._app_policy.items()
+                    if pid == policy.id and (app := self._apps.get(app_id)) is not None
+                    and not app.deleted]
+
     def policies_of(self, object_id: str) -> list[Policy]:
         with self._lock:
             app = self.find_app(object_id=object_id)
@@ -713,6 +723,21 @@ class Tenant(EstateMixin):
             before = snapshot(app)
             app.sign_in_audience = audience
             self._written(app, before)
+
+    def set_access_token_version(self, object_id: str, version: int | None) -> None:
+        with self._lock:
+            app = self.find_app(object_id=object_id)
+            app.access_token_version = version
+            app.changed()
+
+    def token_version_for(self, resource: ServicePrincipal) -> int:
+        """The version of the access tokens issued for ``resource``: Graph and Key Vault
+        accept v1; a tenant app its ``api.requestedAccessTokenVersion`` (unset means 1)."""
+        with self._lock:
+            if resource in (self.graph_sp, self.vault_sp):
+                return 1
+            app = self._apps_by_app_id.get(resource.app_id)
+            return 2 if app is not None and app.access_token_version == 2 else 1
 
     def rename_app(self, object_id: str, display_name: str) -> None:
         with self._lock:

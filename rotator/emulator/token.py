@@ -187,17 +187,21 @@ async def _token(request: Request) -> Response:
             "administrator of the tenant or consented to by any user in the tenant. You might "
             "have sent your authentication request to the wrong tenant.",
         )
+    version = tenant.token_version_for(resource)
     audience = resource_name.rstrip("/")
     if resource is tenant.graph_sp:
         audience = "https://graph.microsoft.com"
     elif resource is tenant.vault_sp:
         audience = "https://vault.azure.net"
+    elif version == 2:
+        audience = resource.app_id  # a v2 token's audience is always the API's app id
     access_token = state.tokens.issue(
         audience=audience,
         client_app_id=client_id,
         client_sp_id=client_sp.id,
         appidacr=appidacr,
         roles=tenant.roles_for(client_sp, resource),
+        version=version,
     )
     state.signins.record(
         key_id=cred.key_id, app_id=app.app_id, app_object_id=app.id,

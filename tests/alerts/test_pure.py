@@ -23,12 +23,14 @@ from rotator.alerts.findings import (
     PostureRules,
     RoleProblem,
     credential_findings,
+    policy_findings,
     role_findings,
 )
 from rotator.alerts.formats import slack_payload, teams_payload, webhook_payload
 from rotator.alerts.thresholds import crossed_threshold, expiry_alerts
 from rotator.config import ChannelType, ConfigError, DigestMode
 from rotator.domain.alerts import AlertKind, Severity
+from rotator.domain.app_management import CredentialRestrictions, TenantPolicies
 from rotator.domain.credentials import CredentialKind
 from rotator.domain.records import ScanRun, ScanStatus
 from rotator.domain.states import RotationState
@@ -85,6 +87,36 @@ def test_findings_cover_each_rule() -> None:
     assert (FindingKind.SECRET_NOT_CERTIFICATE, APP_C, "s9") in kinds
     without_pref = credential_findings(rows, PostureRules(365), T0)
     assert not any(f.kind is FindingKind.SECRET_NOT_CERTIFICATE for f in without_pref)
+    assert len({f.key for f in found}) == len(found)
+
+
+def test_policy_findings_use_the_policy_in_force_for_each_app() -> None:
+    days = timedelta(days=1)
+    default = CredentialRestrictions("default-id", "tenant default",
+                                     password_max_lifetime=90 * days,
+                                     key_max_lifetime=365 * days)
+    own = CredentialRestrictions("own-id", "application", password_max_lifetime=365 * days)
+    b_object = inv(APP_B).object_id
+    policies = TenantPolicies(default, {b_object: own})
+    rows = [  # every inv() row started 150 days ago
+        inv(APP_A, "long-secret", end_in_days=50),  # 200 days > 90
+        inv(APP_A, "short-secret", end_in_days=-60),  # exactly 90 days: allowed
+        inv(APP_A, "cert", end_in_days=50, kind=CredentialKind.CERTIFICATE),  # 200 < 365
+        inv(APP_A, "no-start", end_in_days=900, start_at=None),
+        inv(APP_B, "own-allows", end_in_days=50),  # 200 days < the app's own 365
+        inv(APP_B, "own-cert", end_in_days=900, kind=CredentialKind.CERTIFICATE),  # no key limit
+        inv(APP_B, "own-too-long", end_in_days=250),  # 400 days > 365
+    ]
+    found = policy_findings(rows, policies)
+    assert [(f.app_id, f.key_id) for f in found] == [(APP_A, "long-secret"),
+                                                     (APP_B, "own-too-long")]
+    first, second = found
+    assert first.kind is FindingKind.LIFETIME_OVER_APP_POLICY
+    assert first.severity is Severity.WARNING
+    assert "200 days" in first.message and "90 days" in first.message
+    assert "'default-id' (tenant default)" in first.message
+    assert "'own-id' (application)" in second.message and "365 days" in second.message
+    assert policy_findings(rows, TenantPolicies()) == []
     assert len({f.key for f in found}) == len(found)
 
 

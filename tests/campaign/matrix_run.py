@@ -48,6 +48,8 @@ def run_matrix(cases: Sequence[Case], databases: Sequence[str], workers: int = 3
                progress: bool = True) -> MatrixStats:
     stats = MatrixStats()
     started = time.perf_counter()
+    # The emulator's realistic defaults stay on: 2 s of read-after-write lag, and removed
+    # credentials that get tokens for up to the propagation time.
     with tempfile.TemporaryDirectory(prefix="crash-matrix-") as tmp, \
             start_emulator(apps=2, seed=17, propagation_seconds=1.0,
                            workdir=Path(tmp) / "emu") as emu:

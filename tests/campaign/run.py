@@ -8,7 +8,9 @@ Two parts:
   database (SQLite, and a shared PostgreSQL database) against in-memory Graph, Key
   Vault and token fakes, through crashes, 5xx/429/409 answers, lost responses,
   database outages, token refusals and token-endpoint 503s up to past the verify
-  deadline, clock jumps, failing consumer hooks and usage-report outages.
+  deadline, clock jumps, failing consumer hooks and usage-report outages, always under
+  read-after-write lag and removal lag (the emulator's defaults, modelled on the fake
+  clock).
 * The crash matrix (crash_matrix.py): real `rotator rotate` processes against the
   emulated tenant over HTTPS, killed by SIGKILL at every failpoint of every path
   (secret, certificate first/held, both rollbacks, a secret with a consumer hook), on

@@ -108,6 +108,12 @@ class Scenario:
     hook: bool = False  # the app has a consumer hook that must take the promoted event
     hook_faults: tuple[str, ...] = ()  # the outcome of its first sends (HOOK_FAULTS)
     report: str | None = None  # retire_when = "unused" with this report (REPORTS)
+    # The emulator's defaults are on: Graph reads lag writes by up to read_lag seconds
+    # (per read replica), and a removed credential still gets tokens for up to
+    # removal_lag seconds; lag_seed picks the replicas.
+    read_lag: float = 2.0
+    removal_lag: float = 2.0
+    lag_seed: int = 0
 
 
 @st.composite
@@ -134,8 +140,12 @@ def scenarios(draw: st.DrawFn) -> Scenario:
         if draw(st.booleans()):
             crashes += ("hook_send",)
     report = draw(st.sampled_from([None, None, *REPORTS]))
+    read_lag = draw(st.sampled_from([2.0, 2.0, 5.0]))
+    removal_lag = draw(st.sampled_from([2.0, 60.0]))
+    lag_seed = draw(st.integers(0, 2**16))
     return Scenario(kind, crashes, tuple(errors), refusals, jump, lost, outage, token_outage,
-                    hook, hook_faults, report)
+                    hook=hook, hook_faults=hook_faults, report=report, read_lag=read_lag,
+                    removal_lag=removal_lag, lag_seed=lag_seed)
 
 
 class ScenarioHooks:
@@ -357,6 +367,9 @@ async def run_scenario(world: World, scenario: Scenario, stats: CampaignStats,
     world.probe.refuse_first = scenario.refusals
     stats.faults["token_refusal"] += scenario.refusals
     world.probe.unavailable_first = scenario.token_outage
+    world.directory.read_lag_seconds = scenario.read_lag
+    world.directory.removal_lag_seconds = scenario.removal_lag
+    world.directory.lag_rng.seed(scenario.lag_seed)
     stats.faults["token_503"] += scenario.token_outage
     if scenario.clock_jump_hours:
         stats.faults["clock_jump"] += 1
@@ -400,6 +413,8 @@ async def run_scenario(world: World, scenario: Scenario, stats: CampaignStats,
         raise AssertionError(f"rotation did not converge for {scenario}")
     finally:
         stats.faults.update(world.faults.fired)  # the ones the run actually reached
+        stats.faults["stale_read"] += world.directory.stale_reads
+        stats.faults["token_for_removed_credential"] += world.directory.lingering_tokens
         stats.faults["db_call_failed"] += store.failed
         texts = observed_texts(world, metrics)
         if world.store.engine.dialect.name != "sqlite":  # SQLite files are grepped per check

@@ -17,6 +17,9 @@ from tests.emulator.helpers import claims_of, make_cert, token_for
 GRAPH = "https://graph.microsoft.com/.default"
 VAULT = "https://vault.azure.net/.default"
 WEB_API = "api://myapis/mywebapi/.default"
+V2_API = "api://myapis/myv2api/.default"
+V1_ONLY = {"appid", "appidacr"}
+V2_ONLY = {"azp", "azpacr"}
 
 
 def _sync_cred(emu: RunningEmulator, client_id: str, secret: str):  # type: ignore[no-untyped-def]
@@ -35,7 +38,7 @@ def test_sync_secret_credential_gets_graph_token(emu: RunningEmulator) -> None:
     )
     claims = claims_of(token.token)
     assert claims["aud"] == "https://graph.microsoft.com"
-    assert claims["appid"] == claims["azp"] == emu.env["AZURE_CLIENT_ID"]
+    assert claims["appid"] == emu.env["AZURE_CLIENT_ID"]
     assert claims["tid"] == emu.tenant.tenant_id
     assert claims["appidacr"] == "1"
     assert claims["roles"] == ["Application.ReadWrite.OwnedBy", "AuditLog.Read.All",
@@ -260,3 +263,91 @@ async def test_assertion_for_another_audience_is_700023(emu: RunningEmulator) ->
             await cred.get_token(GRAPH)
     assert "AADSTS700023" in str(info.value)
     assert "AADSTS700027" not in str(info.value)
+
+
+# ------------------------------------------------------------------ token versions
+# The shape of an access token follows the resource's accessTokenAcceptedVersion, not the
+# endpoint asked (always v2.0 here): Graph, Key Vault and a portal-made API get v1.
+
+
+def _assert_v1(emu: RunningEmulator, claims: dict[str, object], client_id: str,
+               acr: str) -> None:
+    tid = emu.tenant.tenant_id
+    assert claims["ver"] == "1.0"
+    assert claims["iss"] == f"https://sts.windows.net/{tid}/"
+    assert (claims["appid"], claims["appidacr"]) == (client_id, acr)
+    assert not V2_ONLY & set(claims)
+
+
+def _assert_v2(emu: RunningEmulator, claims: dict[str, object], client_id: str,
+               acr: str) -> None:
+    tid = emu.tenant.tenant_id
+    assert claims["ver"] == "2.0"
+    assert claims["iss"] == f"{emu.base_url}/{tid}/v2.0"
+    assert (claims["azp"], claims["azpacr"]) == (client_id, acr)
+    assert not V1_ONLY & set(claims)
+
+
+async def test_graph_vault_and_a_portal_made_api_get_v1_tokens(emu: RunningEmulator) -> None:
+    env = emu.env
+    client = emu.tenant.app_by_display_name("myclient")
+    for client_id, secret, scope in (
+        (env["AZURE_CLIENT_ID"], env["AZURE_CLIENT_SECRET"], GRAPH),
+        (env["AZURE_CLIENT_ID"], env["AZURE_CLIENT_SECRET"], VAULT),
+        (client.app_id, emu.tenant.secret_of("myclient"), WEB_API),
+    ):
+        async with sdk_clients.async_secret_credential(
+            env["AZURE_TENANT_ID"], client_id, secret,
+            authority_host=env["ROTATOR_AUTHORITY_HOST"], ca_bundle=env["ROTATOR_CA_BUNDLE"],
+        ) as cred:
+            claims = claims_of((await cred.get_token(scope)).token)
+        _assert_v1(emu, claims, client_id, "1")
+    assert claims["aud"] == "api://myapis/mywebapi" and claims["roles"] == ["ReadOnly"]
+
+
+async def test_an_api_asking_for_v2_gets_v2_tokens(emu: RunningEmulator) -> None:
+    env = emu.env
+    tenant = emu.tenant
+    client = tenant.app_by_display_name("myclient")
+    api = tenant.app_by_display_name("myv2api")
+    assert api.to_json()["api"]["requestedAccessTokenVersion"] == 2
+    async with sdk_clients.async_secret_credential(
+        env["AZURE_TENANT_ID"], client.app_id, tenant.secret_of("myclient"),
+        authority_host=env["ROTATOR_AUTHORITY_HOST"], ca_bundle=env["ROTATOR_CA_BUNDLE"],
+    ) as cred:
+        claims = claims_of((await cred.get_token(V2_API)).token)
+    _assert_v2(emu, claims, client.app_id, "1")
+    assert claims["aud"] == api.app_id  # a v2 audience is the API's app id
+    assert claims["roles"] == ["ReadOnly"]
+    # A certificate says 2 in the same claim.
+    app, cert = _cert_app(emu, "cert-v2")
+    async with CertificateCredential(
+        tenant.tenant_id, app.app_id, certificate_data=cert.pem,
+        **sdk_clients.identity_options(emu.base_url, str(emu.ca_file)),  # type: ignore[arg-type]
+    ) as cert_cred:
+        _assert_v2(emu, claims_of((await cert_cred.get_token(V2_API)).token), app.app_id, "2")
+        _assert_v1(emu, claims_of((await cert_cred.get_token(GRAPH)).token), app.app_id, "2")
+
+
+def test_the_version_follows_the_api_manifest(emu: RunningEmulator, http: httpx.Client) -> None:
+    tenant = emu.tenant
+    client = tenant.app_by_display_name("myclient")
+    api = tenant.create_app("api-switching", owned_by_rotator=False,
+                            identifier_uris=["api://myapis/switching"])
+    scope = "api://myapis/switching/.default"
+
+    def version() -> object:
+        answer = token_for(http, emu, client.app_id, tenant.secret_of("myclient"), scope)
+        return claims_of(answer.json()["access_token"])["ver"]
+
+    assert version() == "1.0"
+    admin = token_for(http, emu, emu.env["EMULATOR_ADMIN_CLIENT_ID"],
+                      emu.env["EMULATOR_ADMIN_CLIENT_SECRET"], GRAPH).json()["access_token"]
+    headers = {"Authorization": f"Bearer {admin}"}
+    bad = http.patch(f"/v1.0/applications/{api.id}", headers=headers,
+                     json={"api": {"requestedAccessTokenVersion": 3}})
+    assert bad.status_code == 400
+    ok = http.patch(f"/v1.0/applications/{api.id}", headers=headers,
+                    json={"api": {"requestedAccessTokenVersion": 2}})
+    assert ok.status_code == 204, ok.text
+    assert version() == "2.0"

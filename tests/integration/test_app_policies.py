@@ -126,3 +126,43 @@ def test_blocked_password_addition_refuses_and_creates_nothing(
     assert out["state"] == "failed"
     assert policy_id in out["error"] and "certificate" in out["error"]
     untouched(emu, app)
+
+
+async def test_findings_flag_credentials_that_outlive_the_policy_in_force(
+        emu: RunningEmulator, admin: httpx.Client, tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from rotator.alerts.findings import FindingKind
+    from rotator.alerts.runner import take_snapshot
+    from rotator.bootstrap import engine_deps, load, open_store
+    from rotator.engine.scan import scan
+
+    end = datetime.now(UTC) + timedelta(days=400)
+    restricted, free = (emu.tenant.create_app(f"it-long-{n}", secrets=[(f"{n}-value", end)])
+                        for n in ("restricted", "free"))
+    managed = ManagedApp(restricted.app_id, restricted.id,
+                         restricted.display_name, "", "", "")
+    policy_id = _assign(admin, managed, [_password_lifetime(30)])
+    env = rotator_env(emu, f"sqlite:///{tmp_path / 'r.db'}", None)
+    loaded = load(env)
+    store = open_store(loaded.settings)
+    try:
+        async with engine_deps(loaded, store) as deps:
+            report = await scan(deps)
+            assert report.status == "succeeded", report.errors
+            policies = await deps.directory.list_credential_policies()
+        assert policies.for_app(restricted.id) is not None
+        assert policies.for_app(free.id) is None  # the tenant default is not enabled
+        snapshot = take_snapshot(store, loaded.policy, datetime.now(UTC), policies)
+    finally:
+        store.close()
+    flagged = {f.app_id: f for f in snapshot.findings
+               if f.kind is FindingKind.LIFETIME_OVER_APP_POLICY}
+    assert restricted.app_id in flagged and free.app_id not in flagged
+    message = flagged[restricted.app_id].message
+    assert "400 days" in message and "30 days" in message and policy_id in message
+    # The command does the same when the tenant is configured.
+    run = run_rotator(["alerts", "run", "--json"], env)
+    assert run.returncode == 0, run.stderr[-2000:]
+    out = json.loads(run.stdout)
+    assert out["findings"] >= 1 and out["notes"] == []

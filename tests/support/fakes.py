@@ -9,6 +9,7 @@ to fail or to "crash" the process right after its write took effect.
 from __future__ import annotations
 
 import base64
+import random
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
@@ -19,7 +20,11 @@ import jwt
 from cryptography import x509
 
 from rotator import certificate_material as certs
-from rotator.domain.app_management import PERSONAL_AUDIENCES, CredentialRestrictions
+from rotator.domain.app_management import (
+    PERSONAL_AUDIENCES,
+    CredentialRestrictions,
+    TenantPolicies,
+)
 from rotator.domain.certificates import (
     PROOF_AUDIENCE,
     PROOF_MAX_LIFETIME,
@@ -39,6 +44,7 @@ from rotator.ports import (
 )
 
 CANARY = "CANARY-"  # every secret these fakes mint starts with this
+READ_REPLICAS = 4  # as many as the emulated tenant has
 
 
 class Crash(BaseException):
@@ -119,12 +125,28 @@ class FakeDirectory:
         self.apps: dict[str, FakeApp] = {}
         # Service principals with credentials of their own (read by scans, never rotated).
         self.service_principals: list[AppRegistration] = []
+        # The tenant default policy; an app's own FakeApp.policy is what is in force for it.
+        self.default_policy: CredentialRestrictions | None = None
         self.calls: list[str] = []
         self.proof_signers: list[str] = []  # thumbprints that signed accepted proofs
         self.key_reads = 0
         # Reads that still show only the credentials in known_before (read-after-write lag).
         self.lagging_reads = 0
         self.known_before: set[str] = set()
+        # The emulator's read-after-write lag on the fake clock: each write reaches each of
+        # READ_REPLICAS read replicas after its own delay in [0, read_lag_seconds], and a
+        # read (of the app or of its key list) asks one replica drawn from lag_rng.
+        self.read_lag_seconds = 0.0
+        # Removal lag: a removed secret or certificate still gets tokens for up to this long.
+        self.removal_lag_seconds = 0.0
+        self.lag_rng = random.Random(0)  # replica choice: repeatable per scenario
+        self.stale_reads = 0  # reads answered with something older than the truth
+        self.lingering_tokens = 0  # tokens granted to a credential already removed
+        self._history: dict[str, list[tuple[tuple[datetime, ...], tuple[Credential, ...]]]] = {}
+        # Removed credentials (secret value or certificate thumbprint) and when every token
+        # replica has forgotten them.
+        self.lingering: dict[str, list[tuple[str, datetime]]] = defaultdict(list)
+        self._all_ders: dict[str, bytes] = {}
         # Race hooks: another writer acting after a key list read / after a PATCH landed
         # (given the credentials as they were before it).
         self.after_key_read: Callable[[FakeApp, int], None] | None = None
@@ -164,10 +186,57 @@ class FakeDirectory:
                           thumbprint=thumbprint_of(der))
         app.credentials.append(cred)
         app.ders[cred.key_id] = der
+        self._all_ders[cred.key_id] = der
         return cred
 
     def by_app_id(self, app_id: str) -> FakeApp | None:
         return next((a for a in self.apps.values() if a.app_id == app_id), None)
+
+    # ---------------------------------------------------------------- lag
+
+    def _written(self, app: FakeApp, before: Sequence[Credential]) -> None:
+        """After a write through the port: the read replicas learn it late."""
+        gone = [c for c in before if c not in app.credentials]
+        if gone and self.removal_lag_seconds > 0:
+            until = self.clock.now() + timedelta(
+                seconds=self.lag_rng.uniform(0, self.removal_lag_seconds))
+            for c in gone:
+                mark = (app.values.get(c.key_id) if c.kind is CredentialKind.SECRET
+                        else c.thumbprint)
+                if mark:
+                    self.lingering[app.app_id].append((mark, until))
+        if self.read_lag_seconds <= 0:
+            return
+        history = self._history.setdefault(app.object_id, [])
+        if not history:
+            history.append(((), tuple(before)))
+        now = self.clock.now()
+        times = tuple(now + timedelta(seconds=self.lag_rng.uniform(0, self.read_lag_seconds))
+                      for _ in range(READ_REPLICAS))
+        history.append((times, tuple(app.credentials)))
+
+    def _replica_view(self, app: FakeApp) -> tuple[Credential, ...]:
+        """The credentials as one read replica knows them."""
+        current = tuple(app.credentials)
+        history = self._history.get(app.object_id)
+        if not history:
+            return current
+        if history[-1][1] != current:  # a write outside the ports (a test, the portal)
+            history.append(((), current))
+        replica = self.lag_rng.randrange(READ_REPLICAS)
+        now = self.clock.now()
+        seen = next((creds for times, creds in reversed(history)
+                     if not times or now >= times[replica]), history[0][1])
+        if seen != current:
+            self.stale_reads += 1
+        return seen
+
+    def still_accepts(self, app: FakeApp, mark: str) -> bool:
+        """A removed secret value or certificate thumbprint some token replica still knows."""
+        now = self.clock.now()
+        found = any(m == mark and now < until for m, until in self.lingering.get(app.app_id, ()))
+        self.lingering_tokens += found
+        return found
 
     async def list_applications(self) -> AsyncIterator[ScanItem]:
         self.faults.check_before("list")
@@ -185,7 +254,7 @@ class FakeDirectory:
         app = self.by_app_id(app_id)
         if app is None:
             return None
-        snap = app.snapshot()
+        snap = replace(app.snapshot(), credentials=self._replica_view(app))
         if self.lagging_reads:
             # A read replica that has not learned rotator's writes yet.
             self.lagging_reads -= 1
@@ -214,6 +283,17 @@ class FakeDirectory:
                 "Authorization_RequestDenied: Insufficient privileges to complete the operation.",
                 status=403, code="Authorization_RequestDenied")
         return app.policy
+
+    async def list_credential_policies(self) -> TenantPolicies:
+        self.calls.append("list_credential_policies")
+        if any(not a.policy_readable for a in self.apps.values()):
+            raise DirectoryError(
+                "Graph refused to read the app management policies: "
+                "Authorization_RequestDenied: Insufficient privileges to complete the operation.",
+                status=403, code="Authorization_RequestDenied")
+        return TenantPolicies(self.default_policy, {
+            a.object_id.lower(): a.policy for a in self.apps.values()
+            if a.policy is not None and a.policy is not self.default_policy})
 
     async def add_password(self, object_id: str, display_name: str, end: datetime
                            ) -> NewPassword:
@@ -248,9 +328,11 @@ class FakeDirectory:
                 code="CredentialInvalidLifetimeAsPerAppPolicy")
         key = str(uuid.uuid4())
         value = f"{CANARY}{uuid.uuid4().hex}"
+        before = list(app.credentials)
         app.credentials.append(Credential(key, CredentialKind.SECRET, display_name, now, end,
                                           value[:3]))
         app.values[key] = value
+        self._written(app, before)
         self.faults.check_after("add_password")
         return NewPassword(key, SecretValue(value), value[:3], now, end)
 
@@ -258,7 +340,10 @@ class FakeDirectory:
         self.calls.append("remove_password")
         self.faults.check_before("remove_password")
         app = self._writable(object_id)
+        before = list(app.credentials)
         app.credentials = [c for c in app.credentials if c.key_id != key_id]
+        if len(before) != len(app.credentials):
+            self._written(app, before)
         app.values.pop(key_id, None)
         self.faults.check_after("remove_password")
 
@@ -299,7 +384,9 @@ class FakeDirectory:
         self.faults.check_before("add_key")
         app = self._writable(object_id)
         self._check_proof(app, proof)
+        before = list(app.credentials)
         cred = self.put_certificate(app, certificate_der, display_name)
+        self._written(app, before)
         self.faults.check_after("add_key")
         return cred
 
@@ -310,7 +397,9 @@ class FakeDirectory:
         if app.credential_of(key_id) is None:
             return
         self._check_proof(app, proof)
+        before = list(app.credentials)
         app.credentials = [c for c in app.credentials if c.key_id != key_id]
+        self._written(app, before)
         app.ders.pop(key_id, None)
         self.faults.check_after("remove_key")
 
@@ -318,9 +407,9 @@ class FakeDirectory:
         self.calls.append("list_keys")
         app = self._writable(object_id)
         entries = [
-            KeyEntry(c.key_id, base64.b64encode(app.ders[c.key_id]).decode(), c.display_name,
-                     start=c.start, end=c.end, thumbprint=c.thumbprint)
-            for c in app.credentials if c.kind is CredentialKind.CERTIFICATE
+            KeyEntry(c.key_id, base64.b64encode(self._all_ders[c.key_id]).decode(),
+                     c.display_name, start=c.start, end=c.end, thumbprint=c.thumbprint)
+            for c in self._replica_view(app) if c.kind is CredentialKind.CERTIFICATE
         ]
         self.key_reads += 1
         if self.after_key_read is not None:
@@ -347,8 +436,10 @@ class FakeDirectory:
                                    cert.not_valid_before_utc, cert.not_valid_after_utc,
                                    thumbprint=thumbprint_of(der)))
             ders[e.key_id] = der
+            self._all_ders[e.key_id] = der
         app.credentials = kept
         app.ders = ders
+        self._written(app, before)
         if self.after_patch is not None:
             self.after_patch(app, before)
         self.faults.check_after("patch")
@@ -411,6 +502,7 @@ class FakeProbe:
         self.attempts = 0
         self.hook: Callable[[], None] | None = None
         self.pem_bundles: list[SecretValue] = []
+        self.token_version = 1  # of the verify scope's resource
 
     async def try_secret(self, tenant_id: str, client_id: str, secret: SecretValue,
                          scope: str) -> TokenOutcome:
@@ -425,7 +517,8 @@ class FakeProbe:
         app = self.directory.by_app_id(client_id)
         if app is None:
             return TokenOutcome(False, error_code="AADSTS700016", message="not found")
-        if secret.reveal() not in app.values.values():
+        if (secret.reveal() not in app.values.values()
+                and not self.directory.still_accepts(app, secret.reveal())):
             return TokenOutcome(False, error_code="AADSTS7000215", message="invalid secret")
         return self._token(client_id, app, "1")
 
@@ -444,8 +537,12 @@ class FakeProbe:
                             message="token endpoint unavailable (HTTP 503): AADSTS90033")
 
     def _token(self, client_id: str, app: FakeApp, acr: str) -> TokenOutcome:
-        claims: dict[str, object] = {"appid": client_id, "tid": self.tenant_id,
-                                     "appidacr": acr}
+        """A v1 token (Graph, Key Vault, a portal-made API), or v2 with token_version 2."""
+        claims: dict[str, object] = {"tid": self.tenant_id}
+        if self.token_version == 2:
+            claims.update(ver="2.0", azp=client_id, azpacr=acr)
+        else:
+            claims.update(ver="1.0", appid=client_id, appidacr=acr)
         if app.roles:
             claims["roles"] = list(app.roles)
         return TokenOutcome(True, claims=claims)
@@ -468,7 +565,8 @@ class FakeProbe:
         material = certs.load(pem_bundle, "application/x-pem-file")
         now = self.directory.clock.now()
         registered = any(c.thumbprint == material.thumbprint and c.is_valid_at(now)
-                         for c in app.credentials)
+                         for c in app.credentials) or self.directory.still_accepts(
+                             app, material.thumbprint)
         pub = material.certificate.public_key().public_bytes(
             certs.serialization.Encoding.DER,
             certs.serialization.PublicFormat.SubjectPublicKeyInfo)

@@ -65,3 +65,45 @@ def test_a_4xx_without_an_aadsts_code_is_fatal_but_throttling_is_not() -> None:
     assert judge_refusal(None, "throttled", 429).kind is AttemptKind.TRANSIENT
     assert judge_refusal(None, "unavailable", 503).kind is AttemptKind.TRANSIENT
     assert judge_refusal(None, "timeout").kind is AttemptKind.TRANSIENT
+
+
+# Token versions: a v1 token (Graph, Key Vault, a portal-made API) names the client in
+# appid/appidacr, a v2 token (an API asking for v2) in azp/azpacr, never both.
+V1 = {"ver": "1.0", "appid": "c1", "appidacr": "1", "tid": "t1"}
+V2 = {"ver": "2.0", "azp": "c1", "azpacr": "1", "tid": "t1"}
+
+
+def _verdict(claims: dict[str, object], kind: CredentialKind = CredentialKind.SECRET):  # type: ignore[no-untyped-def]
+    return judge_claims(claims, client_id="C1", tenant_id="T1", expected_roles=(),
+                        credential_kind=kind)
+
+
+def test_each_token_version_proves_a_secret_and_a_certificate() -> None:
+    for shape, acr in ((V1, "appidacr"), (V2, "azpacr")):
+        assert _verdict(shape).kind is AttemptKind.SUCCESS
+        cert = {**shape, acr: "2"}
+        assert _verdict(cert, CredentialKind.CERTIFICATE).kind is AttemptKind.SUCCESS
+        wrong = _verdict(cert)  # a certificate's token does not prove a new secret
+        assert wrong.kind is AttemptKind.FATAL
+        assert f"{acr}=2" in wrong.message and "certificate" in wrong.message
+        assert _verdict(shape, CredentialKind.CERTIFICATE).kind is AttemptKind.FATAL
+
+
+def test_a_v2_token_names_its_client_in_azp_only() -> None:
+    # A stray appid does not make a token issued to another client ours.
+    verdict = _verdict({**V2, "azp": "other", "appid": "c1"})
+    assert verdict.kind is AttemptKind.FATAL and "(azp)" in verdict.message
+    assert _verdict({**V2, "azpacr": "2", "appidacr": "1"}).kind is AttemptKind.FATAL
+
+
+def test_a_v1_token_names_its_client_in_appid_only() -> None:
+    verdict = _verdict({"ver": "1.0", "azp": "c1", "azpacr": "1", "tid": "t1"})
+    assert verdict.kind is AttemptKind.FATAL and "(appid)" in verdict.message
+    assert _verdict({**V1, "appidacr": "2", "azpacr": "1"}).kind is AttemptKind.FATAL
+
+
+def test_without_ver_the_pair_present_is_read() -> None:
+    no_ver = {k: v for k, v in V2.items() if k != "ver"}
+    assert _verdict(no_ver).kind is AttemptKind.SUCCESS
+    assert _verdict({**no_ver, "azpacr": "2"}).kind is AttemptKind.FATAL
+    assert _verdict({k: v for k, v in V1.items() if k != "ver"}).kind is AttemptKind.SUCCESS
