@@ -174,6 +174,7 @@ def estate_findings(rows: Sequence[InventoryRow], rules: PostureRules) -> list[F
                 "owner to tell before they expire",
                 "sp" if on_sp else None,
             ))
+    return out
 
 
 def policy_findings(rows: Sequence[InventoryRow], policies: TenantPolicies) -> list[Finding]:
