@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import time
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import jwt
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
 
 from rotator.adapters import sdk_clients
 from rotator.emulator.runner import RunningEmulator
+from tests.support.certs import Cert, make_cert
+
+__all__ = ["Cert", "make_cert"]  # shared with other test directories through tests.support
 
 
 def token_for(
@@ -60,41 +55,6 @@ def admin_credential(emu: RunningEmulator) -> Any:
         authority_host=env["ROTATOR_AUTHORITY_HOST"],
         ca_bundle=env["ROTATOR_CA_BUNDLE"],
     )
-
-
-@dataclass
-class Cert:
-    key: rsa.RSAPrivateKey
-    der: bytes
-    pem: bytes  # certificate + private key, as CertificateCredential wants it
-
-    @property
-    def x5t(self) -> str:
-        return base64.urlsafe_b64encode(hashlib.sha1(self.der).digest()).decode().rstrip("=")
-
-    @property
-    def b64(self) -> str:
-        return base64.b64encode(self.der).decode()
-
-
-def make_cert(name: str = "test", days: int = 30, *, start_offset_days: int = 0) -> Cert:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    start = datetime.now(UTC) - timedelta(hours=1) + timedelta(days=start_offset_days)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(start)
-        .not_valid_after(start + timedelta(days=days))
-        .sign(key, hashes.SHA256())
-    )
-    pem = cert.public_bytes(serialization.Encoding.PEM) + key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-    return Cert(key, cert.public_bytes(serialization.Encoding.DER), pem)
 
 
 def make_proof(

@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import io
 import json
-import uuid
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -24,52 +22,17 @@ from rotator import certificate_material as certs
 from rotator import logs
 from rotator.bootstrap import engine_deps, load, open_store
 from rotator.domain.certificates import PEM_CONTENT_TYPE, PKCS12_CONTENT_TYPE, KeyEntry, x5t_of
-from rotator.domain.credentials import Credential, CredentialKind
+from rotator.domain.credentials import Credential
 from rotator.domain.rotation import Registration, Rotation, RotationReason
 from rotator.domain.secret_value import SecretValue
-from rotator.emulator.invariants import Managed
 from rotator.emulator.runner import RunningEmulator
 from rotator.engine.context import EngineDeps, VerifyTiming
 from rotator.engine.driver import drive
 from rotator.engine.start import plan_rotation, start_rotation
 from rotator.ports import Directory, StoredSecret
+from tests.support.certs import CertApp, make_cert_app, policy_file
 from tests.support.emulated import rotator_env, run_rotator, token_with
 from tests.support.invariants import assert_tenant_invariants
-
-
-@dataclass
-class CertApp:
-    app_id: str
-    object_id: str
-    secret_name: str
-    old_key_ids: list[str]
-
-    @property
-    def managed(self) -> Managed:
-        return Managed(self.app_id, self.secret_name, CredentialKind.CERTIFICATE)
-
-
-def make_cert_app(emu: RunningEmulator, *, expired: int = 0, unknown: int = 0) -> CertApp:
-    """An app with certificates whose keys rotator has never seen (some already expired)."""
-    now = datetime.now(UTC)
-    ders = [certs.generate("RSA2048", "CN=expired", now - timedelta(days=400),
-                           now - timedelta(days=1)).der for _ in range(expired)]
-    ders += [certs.generate("RSA2048", "CN=unknown", now - timedelta(days=100),
-                            now + timedelta(days=5)).der for _ in range(unknown)]
-    name = f"itc-{uuid.uuid4().hex[:8]}"
-    app = emu.tenant.create_app(name, certificates=ders)
-    return CertApp(app.app_id, app.id, f"{name}-cert",
-                   [k.key_id for k in emu.tenant.keys(app.app_id)])
-
-
-def policy_file(path: Path, app: CertApp, fmt: str = "pem") -> Path:
-    path.write_text("\n".join([
-        "[defaults]", "verify_successes = 2", "verify_timeout_seconds = 60", "grace_hours = 24",
-        "lifetime_days = 90", "[[app]]", f'app_id = "{app.app_id}"',
-        f'secret_name = "{app.secret_name}"', 'credential = "certificate"',
-        f'key_vault_format = "{fmt}"', 'certificate_subject = "CN=rotator-it"',
-    ]) + "\n")
-    return path
 
 
 class RecordingDirectory:

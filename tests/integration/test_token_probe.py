@@ -11,7 +11,7 @@ from rotator.adapters.token_probe import AzureIdentityTokenProbe
 from rotator.domain.secret_value import SecretValue
 from rotator.domain.verification import AttemptKind, judge_refusal
 from rotator.emulator.runner import RunningEmulator
-from tests.emulator.helpers import make_cert
+from tests.support.certs import make_cert
 
 GRAPH = "https://graph.microsoft.com/.default"
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from rotator.emulator.runner import RunningEmulator
-from tests.integration.test_certificate_rotation import make_cert_app, policy_file
+from tests.support.certs import make_cert_app, policy_file
 from tests.support.emulated import make_app, rotator_env, run_rotator, write_policy
 from tests.support.invariants import assert_app_invariants, assert_tenant_invariants
 
