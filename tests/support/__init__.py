@@ -13,6 +13,9 @@ fixtures imports it from here.
 - ``serve.py``      ``rotator serve`` as a process (service tests, benchmarks)
 - ``receivers.py``  loopback webhook and SMTP servers for alert channels
 - ``deploy.py``     the deployment files
+- ``certs.py``      self-signed certificates, and emulated apps holding certificates
+- ``inventory.py``  the emulated tenant's inventory read in process (metrics at scale)
+- ``consumer.py``   a consumer of a rotated secret as a process
 
 A directory's own helpers sit beside its tests (``tests/emulator/helpers.py``,
 ``tests/integration/crafted_graph.py``, ``tests/alerts/helpers.py``); the campaign's
