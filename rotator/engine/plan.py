@@ -64,6 +64,20 @@ def latest_by_app(rotations: Iterable[Rotation]) -> dict[str, Rotation]:
     return latest
 
 
+def retired_but_listed(app: AppRegistration, last: Rotation | None) -> str | None:
+    """The key id of a credential that ``last`` removed and ``app`` still lists, if any.
+
+    Directory reads lag writes: a scan or a read answered by a replica that has not
+    learned a finished rotation shows the old, due credential and not the new one. Such
+    a view predates the rotation, so no rotation is planned from it (a second one would
+    replace a credential that is already gone).
+    """
+    if last is None or last.state is not RotationState.COMPLETED or last.old_key_id is None:
+        return None
+    old = last.old_key_id.lower()
+    return next((c.key_id for c in app.credentials if c.key_id.lower() == old), None)
+
+
 def due_candidates(
     policy: Policy,
     inventory: Sequence[InventoryRow],
@@ -76,7 +90,8 @@ def due_candidates(
 
     An app waits when it has a rotation in flight (the pass advances that one), when
     its last rotation failed and the failure backoff (``next_attempt_at``) has not
-    passed, or when its last rotation began after ``inventory_as_of`` — the inventory
+    passed, or when its last rotation began after ``inventory_as_of`` or the inventory
+    still lists the credential that rotation retired — either way the inventory
     predates that rotation, so it says nothing about the app any more.
     """
     apps = apps_from_inventory(r for r in inventory if r.app_id.lower() in policy.apps)
@@ -104,6 +119,12 @@ def due_candidates(
                 continue
             if last.created_at >= inventory_as_of:
                 skipped.append(Skipped(app_id, "rotated since the last scan; waiting for a scan"))
+                continue
+            retired = retired_but_listed(app, last)
+            if retired is not None:
+                skipped.append(Skipped(app_id, (
+                    f"the inventory still lists credential {retired}, which rotation "
+                    f"{last.id} retired (a directory read that lagged); waiting for a scan")))
                 continue
         kind = default_kind(app, now, configured=app_policy.credential)
         verdict = rotation_due(Snapshot(app, kind, RenewalRule(app_policy.renew_before_days)), now)

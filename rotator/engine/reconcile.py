@@ -31,7 +31,7 @@ from rotator.domain.states import RotationState
 from rotator.engine.context import EngineDeps, log
 from rotator.engine.driver import RotationBusy, drive
 from rotator.engine.hooks import deliver_due
-from rotator.engine.plan import Candidate, due_candidates, latest_by_app
+from rotator.engine.plan import Candidate, due_candidates, latest_by_app, retired_but_listed
 from rotator.engine.start import RotationRefused, plan_rotation, start_rotation
 
 # How many due rotations one look at the database considers at most (promoted ones
@@ -153,6 +153,12 @@ class Reconciler:
         latest = deps.store.list_rotations(app_id=candidate.app_id, limit=1)
         if latest and (latest[0].active or latest[0].created_at >= asked_at):
             return None  # another process got there while we were reading
+        retired = retired_but_listed(plan.app, latest[0] if latest else None)
+        if retired is not None:
+            log.info("a fresh read still lists a retired credential; the directory has not "
+                     "caught up, so nothing is planned from it", app_id=candidate.app_id,
+                     key_id=retired, rotation_id=latest[0].id)
+            return None
         rotation = start_rotation(deps, plan, reason=RotationReason.DUE)
         log.info("rotation due", rotation_id=rotation.id, app_id=rotation.app_id,
                  reason=verdict.reason, detail=verdict.message)
