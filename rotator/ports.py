@@ -104,6 +104,12 @@ class Directory(Protocol):
         """By application (client) id; ``None`` when the tenant has no such app."""
         ...
 
+    async def federated_app_ids(self) -> set[str]:
+        """Application (client) ids of the app registrations that hold at least one
+        federated identity credential (lower case), read in a few requests however many
+        apps the tenant holds."""
+        ...
+
     async def get_credential_policy(self, object_id: str) -> CredentialRestrictions | None:
         """The app management policy in force for the app: its own enabled policy, else
         the enabled tenant default; ``None`` when neither restricts it. Raises

@@ -94,6 +94,11 @@ class CountingDirectory(_Counting):
         )
         return result
 
+    async def federated_app_ids(self) -> set[str]:
+        result: set[str] = await self._count(
+            "federated_app_ids", lambda: self._inner.federated_app_ids())
+        return result
+
     async def get_credential_policy(self, object_id: str) -> CredentialRestrictions | None:
         result: CredentialRestrictions | None = await self._count(
             "get_credential_policy", lambda: self._inner.get_credential_policy(object_id)

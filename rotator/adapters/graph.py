@@ -49,6 +49,7 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 PAGE_SIZE = 999
+ADVANCED_QUERY = ("ConsistencyLevel", "eventual")
 
 
 def _retry_after(headers: object) -> float | None:
@@ -165,7 +166,33 @@ class GraphDirectory:
         async for raw in self._pages(info, "service principals", builder):
             yield _scan_item(raw, parse_service_principal, "service principal")
 
-    async def _pages(self, info: Any, what: str, builder: Any) -> AsyncIterator[object]:
+    async def federated_app_ids(self) -> set[str]:
+        from kiota_abstractions.base_request_configuration import RequestConfiguration
+        from msgraph.generated.applications.applications_request_builder import (
+            ApplicationsRequestBuilder,
+        )
+
+        # Counting a relationship in $filter is one of Graph's advanced queries: it needs
+        # ConsistencyLevel: eventual and $count=true, on every page.
+        params = ApplicationsRequestBuilder.ApplicationsRequestBuilderGetQueryParameters(
+            filter="federatedIdentityCredentials/$count ne 0", count=True,
+            select=["appId"], top=PAGE_SIZE,
+        )
+        config = RequestConfiguration(query_parameters=params)
+        config.headers.add(*ADVANCED_QUERY)
+        info = self._client.applications.to_get_request_information(config)
+        found: set[str] = set()
+        async for raw in self._pages(info, "applications with federated credentials",
+                                     self._client.applications, advanced=True):
+            app_id = raw.get("appId") if isinstance(raw, dict) else None
+            if not isinstance(app_id, str) or not app_id:
+                raise DirectoryError(
+                    "Graph listed an application with federated credentials but no appId")
+            found.add(app_id.lower())
+        return found
+
+    async def _pages(self, info: Any, what: str, builder: Any, *, advanced: bool = False
+                     ) -> AsyncIterator[object]:
         """Every entry of a paged listing, following ``@odata.nextLink`` with care."""
         page_no = 0
         followed: set[str] = set()
@@ -191,6 +218,8 @@ class GraphDirectory:
                 )
             followed.add(url)
             info = builder.with_url(url).to_get_request_information()
+            if advanced:
+                info.headers.add(*ADVANCED_QUERY)
 
     def _checked_next_link(self, link: object, page_no: int, what: str = "applications"
                            ) -> str:

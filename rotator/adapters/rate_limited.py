@@ -83,6 +83,9 @@ class RateLimitedDirectory:
     async def get_application(self, app_id: str) -> AppRegistration | None:
         return await self._inner.get_application(app_id)
 
+    async def federated_app_ids(self) -> set[str]:
+        return await self._inner.federated_app_ids()
+
     async def get_credential_policy(self, object_id: str) -> CredentialRestrictions | None:
         return await self._inner.get_credential_policy(object_id)
 

@@ -30,6 +30,7 @@ class FindingKind(StrEnum):
     SP_CREDENTIAL_ON_OWN_APP = "sp_credential_on_own_app"
     NO_OWNER = "no_owner"
     FOREIGN_SP_SECRET = "foreign_sp_secret"
+    FEDERATED_WITH_SECRET = "federated_with_secret"
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,6 +166,7 @@ def estate_findings(rows: Sequence[InventoryRow], rules: PostureRules) -> list[F
                 "of a multi-tenant app registered elsewhere; its publisher does not see it",
                 row.key_id,
             ))
+    out += _federated_with_secrets(rows)
     for (app_id, on_sp), row in sorted(holders.items()):
         if row.owners is not None and not row.owners:
             what = "Service principal" if on_sp else "App"
@@ -175,6 +177,25 @@ def estate_findings(rows: Sequence[InventoryRow], rules: PostureRules) -> list[F
                 "sp" if on_sp else None,
             ))
     return out
+
+
+def _federated_with_secrets(rows: Sequence[InventoryRow]) -> list[Finding]:
+    """Apps that sign in with a federated identity credential and still hold secrets."""
+    secrets: dict[str, list[InventoryRow]] = defaultdict(list)
+    for row in rows:
+        if row.federated and not row.on_service_principal and row.kind is CredentialKind.SECRET:
+            secrets[row.app_id].append(row)
+    return [
+        Finding(
+            FindingKind.FEDERATED_WITH_SECRET, Severity.WARNING, app_id,
+            held[0].app_display_name,
+            f"App {held[0].app_display_name!r} ({app_id}) has a federated identity "
+            f"credential and still {len(held)} client secret(s) "
+            f"({', '.join(sorted(r.key_id for r in held))}); once its workloads sign in "
+            "federated, remove the secret(s) rather than rotate them",
+        )
+        for app_id, held in sorted(secrets.items())
+    ]
 
 
 def policy_findings(rows: Sequence[InventoryRow], policies: TenantPolicies) -> list[Finding]:

@@ -65,6 +65,8 @@ class InventoryRow:
     owners: tuple[str, ...] | None = None
     # Service principals: the app is registered in another tenant (multi-tenant app).
     foreign_app: bool = False
+    # App registrations: the app holds a federated identity credential (None: not known).
+    federated: bool | None = None
     # Filled when read back from the store; ignored when writing.
     scan_run_id: str | None = None
     seen_at: datetime | None = None
@@ -92,8 +94,8 @@ class InventoryRow:
     @classmethod
     def from_credential(
         cls, app: AppRegistration, credential: Credential, *, managed: bool,
-        foreign_app: bool = False, scan_run_id: str | None = None,
-        seen_at: datetime | None = None,
+        foreign_app: bool = False, federated: bool | None = None,
+        scan_run_id: str | None = None, seen_at: datetime | None = None,
     ) -> InventoryRow:
         usage = credential.usage or (
             USAGE_SECRET if credential.kind is CredentialKind.SECRET else USAGE_VERIFY)
@@ -120,6 +122,7 @@ class InventoryRow:
             signing_active=signing,
             owners=app.owners,
             foreign_app=foreign_app,
+            federated=federated if app.source is CredentialSource.APPLICATION else None,
             scan_run_id=scan_run_id,
             seen_at=seen_at,
         )

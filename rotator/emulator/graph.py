@@ -223,13 +223,37 @@ _FILTERS: list[tuple[re.Pattern[str], Callable[[str], Callable[[Application], bo
 ]
 
 
-def _parse_filter(text: str | None) -> Callable[[Application], bool] | None:
+# Filters Graph only answers as advanced queries (ConsistencyLevel: eventual, $count=true).
+_ADVANCED_FILTERS: list[tuple[re.Pattern[str], Callable[[str], Callable[[Application], bool]]]] = [
+    (
+        re.compile(r"^federatedIdentityCredentials/\$count\s+(eq|ne)\s+0$", re.I),
+        lambda op: (lambda a: not a.federated_identity_credentials) if op.lower() == "eq"
+        else (lambda a: bool(a.federated_identity_credentials)),
+    ),
+]
+
+
+def _parse_filter(text: str | None, *, advanced: bool = False
+                  ) -> Callable[[Application], bool] | None:
     if not text:
         return None
     for pattern, build in _FILTERS:
         match = pattern.match(text.strip())
         if match:
             return build(match.group(1))
+    for pattern, build in _ADVANCED_FILTERS:
+        match = pattern.match(text.strip())
+        if match and advanced:
+            return build(match.group(1))
+        if match:
+            raise GraphError(
+                400,
+                "Request_UnsupportedQuery",
+                "Unsupported or invalid query filter clause specified for property "
+                "'federatedIdentityCredentials' of resource 'Application'. Counting a "
+                "relationship is an advanced query: send ConsistencyLevel: eventual and "
+                "$count=true.",
+            )
     raise GraphError(
         400,
         "Request_UnsupportedQuery",
@@ -297,13 +321,17 @@ async def list_applications(request: Request) -> Response:
         )
     select = _parse_select(query.get("$select"))
     expand = parse_expand(query.get("$expand"))
-    predicate = _parse_filter(query.get("$filter"))
+    advanced = (request.headers.get("ConsistencyLevel", "").lower() == "eventual"
+                and query.get("$count", "").lower() == "true")
+    predicate = _parse_filter(query.get("$filter"), advanced=advanced)
     start = _read_skip_token(query["$skiptoken"]) if "$skiptoken" in query else 0
     apps, next_position = state.tenant.page(start, expand_page_size(top, expand), predicate)
     context = f"{state.base_url}/v1.0/$metadata#applications"
     if select:
         context += f"({','.join(select)})"
     body: dict[str, Any] = {"@odata.context": context}
+    if advanced:
+        body["@odata.count"] = state.tenant.count_apps(predicate)
     if next_position is not None:
         params = {k: v for k, v in query.items() if k != "$skiptoken"}
         params["$skiptoken"] = _skip_token(next_position)

@@ -312,6 +312,12 @@ class Tenant(EstateMixin):
                 out.append(app)
             return out, None
 
+    def count_apps(self, predicate: Callable[[Application], bool] | None = None) -> int:
+        """How many live apps match (``@odata.count`` of an advanced query)."""
+        with self._lock:
+            return sum(1 for app in self._apps.values()
+                       if not app.deleted and (predicate is None or predicate(app)))
+
     # ------------------------------------------------------------------ creation
 
     def _first_party_sp(

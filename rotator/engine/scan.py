@@ -74,6 +74,7 @@ async def scan(
             asyncio.to_thread(deps.store.record_inventory, scan_id, rows, now))
 
     try:
+        federated = await _federated(deps, report)
         async for item in deps.directory.list_applications():
             if item.app is None:
                 report.errors.append((item.raw_id, item.error or "unreadable application"))
@@ -93,7 +94,8 @@ async def scan(
             for cred in app.credentials:
                 report.credentials_seen += 1
                 batch.append(InventoryRow.from_credential(
-                    app, cred, managed=app.app_id in managed, scan_run_id=scan_id, seen_at=now))
+                    app, cred, managed=app.app_id in managed, scan_run_id=scan_id, seen_at=now,
+                    federated=None if federated is None else app.app_id.lower() in federated))
             if len(batch) >= BATCH:
                 await flush(batch)
                 batch = []
@@ -131,6 +133,16 @@ async def scan(
         report.status = ScanStatus.PARTIAL if report.errors else ScanStatus.SUCCEEDED
     _finish(deps, report)
     return report
+
+
+async def _federated(deps: EngineDeps, report: ScanReport) -> set[str] | None:
+    """Client ids of the apps that hold a federated identity credential; ``None`` (not
+    known, and the scan partial) when Graph would not say."""
+    try:
+        return await deps.directory.federated_app_ids()
+    except DirectoryError as exc:
+        report.errors.append((None, f"could not list apps with federated credentials: {exc}"))
+        return None
 
 
 async def _service_principals(

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import pytest
 
 from rotator.adapters.db import SqlStore
+from rotator.alerts.findings import FindingKind, PostureRules, credential_findings
 from rotator.bootstrap import engine_deps, load, open_store
 from rotator.domain.credentials import CredentialKind, CredentialSource
 from rotator.domain.records import InventoryRow, ScanStatus
@@ -97,3 +99,22 @@ async def test_a_failed_service_principal_listing_makes_the_scan_partial(
     assert {r.key_id for r in _rows(store, emu, "partner-sync")} == before
     billing = _rows(store, emu, "billing-legacy")
     assert sorted(str(r.source) for r in billing) == ["application", "servicePrincipal"]
+
+
+async def test_apps_with_a_federated_credential_and_a_secret_are_found(
+    emu: RunningEmulator, store: SqlStore
+) -> None:
+    emu.faults.reset_counters()
+    report = await _scan(emu, store)
+    assert report.status is ScanStatus.SUCCEEDED, report.errors
+    (deploy,) = _rows(store, emu, "gh-deploy")  # a federated credential and a secret
+    assert deploy.federated is True and deploy.kind is CredentialKind.SECRET
+    assert not any(r.federated for r in _rows(store, emu, "billing-legacy"))
+    assert _rows(store, emu, "aks-workload") == []  # federated, nothing else to hold
+    findings = [f for f in credential_findings(store.inventory(), PostureRules(),
+                                               datetime.now(UTC))
+                if f.kind is FindingKind.FEDERATED_WITH_SECRET]
+    assert [(f.app_id, f.app_name) for f in findings] == [(deploy.app_id, "gh-deploy")]
+    assert deploy.key_id in findings[0].message
+    # One advanced query, not one request per app (the seeded tenant needs one page).
+    assert emu.faults.count_of("graph.list", 200) == 2

@@ -125,6 +125,8 @@ class FakeDirectory:
         self.apps: dict[str, FakeApp] = {}
         # Service principals with credentials of their own (read by scans, never rotated).
         self.service_principals: list[AppRegistration] = []
+        # Client ids of apps that hold a federated identity credential.
+        self.federated: set[str] = set()
         # The tenant default policy; an app's own FakeApp.policy is what is in force for it.
         self.default_policy: CredentialRestrictions | None = None
         self.calls: list[str] = []
@@ -247,6 +249,10 @@ class FakeDirectory:
         self.faults.check_before("list_sps")
         for sp in list(self.service_principals):
             yield ScanItem(app=sp, raw_id=sp.object_id)
+
+    async def federated_app_ids(self) -> set[str]:
+        self.faults.check_before("federated")
+        return {a.lower() for a in self.federated}
 
     async def get_application(self, app_id: str) -> AppRegistration | None:
         self.calls.append("get")

@@ -134,6 +134,8 @@ class CredentialModel(Base):
     # A JSON list of mail addresses or user principal names; NULL when not known.
     owners: Mapped[str | None] = mapped_column(sa.Text)
     foreign_app: Mapped[bool] = mapped_column(server_default=sa.false())
+    # The app holds a federated identity credential; NULL when not known.
+    federated: Mapped[bool | None]
 
 
 class RotationModel(Base):

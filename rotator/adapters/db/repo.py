@@ -146,6 +146,7 @@ def _inventory_from_model(m: CredentialModel) -> InventoryRow:
         signing_active=m.signing_active,
         owners=None if m.owners is None else tuple(json.loads(m.owners)),
         foreign_app=bool(m.foreign_app),
+        federated=m.federated,
         scan_run_id=m.scan_run_id,
         seen_at=m.seen_at,
     )
@@ -453,6 +454,8 @@ class SqlStore:
                         else conv("signing_active", bool(row.signing_active)),
                         "owners": None if row.owners is None else json.dumps(list(row.owners)),
                         "foreign_app": conv("foreign_app", bool(row.foreign_app)),
+                        "federated": None if row.federated is None
+                        else conv("federated", bool(row.federated)),
                     }
                 plan.write(conn, by_key.values())
             written += len(by_key)
