@@ -246,3 +246,24 @@ def test_federated_credentials_and_users_through_the_admin(
     assert signing.status_code == 200, signing.text
     usages = sorted(k.usage for k in emu.tenant.find_sp(sp.id).key_credentials)
     assert usages == ["Sign", "Verify"]
+
+
+def test_apps_with_federated_credentials_are_an_advanced_query(
+    emu: RunningEmulator, http: httpx.Client
+) -> None:
+    headers = _bearer(http, emu)
+    url = ("/v1.0/applications?$filter=federatedIdentityCredentials/$count ne 0"
+           "&$select=appId&$top=2")
+    refused = http.get(url, headers=headers)  # Graph answers it only as an advanced query
+    assert refused.status_code == 400
+    assert refused.json()["error"]["code"] == "Request_UnsupportedQuery"
+    advanced = {**headers, "ConsistencyLevel": "eventual"}
+    pages, link = [], url + "&$count=true"
+    while link:
+        body = http.get(link, headers=advanced).json()
+        pages.append(body)
+        link = body.get("@odata.nextLink")
+    names = {emu.tenant.find_app(app_id=a["appId"]).display_name
+             for p in pages for a in p["value"]}
+    assert names >= {"gh-deploy", "aks-workload"} and "billing-legacy" not in names
+    assert pages[0]["@odata.count"] == len(names) and len(pages) == -(-len(names) // 2)
