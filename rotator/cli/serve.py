@@ -14,10 +14,11 @@ from rotator.cli.app import EXIT_FAILED, EXIT_OK, EXIT_USAGE, CliApp
               help="Port of the health and metrics endpoint (default ROTATOR_HTTP_PORT, 9464; "
                    "0 takes any free port, named in the start-up log line).")
 def serve_command(host: str, port: int | None) -> None:
-    """Run the service: scan, rotate when due, serve /healthz, /readyz and /metrics."""
+    """Run the service: scan, rotate when due, serve /healthz, /readyz and /metrics
+    (and /api/v1 when the policy file has an [api] table)."""
     import asyncio
 
-    from rotator.bootstrap import engine_deps
+    from rotator.bootstrap import engine_deps, token_validator
     from rotator.config import ConfigError
     from rotator.daemon import serve
     from rotator.logs import configure
@@ -31,7 +32,8 @@ def serve_command(host: str, port: int | None) -> None:
 
     async def go() -> None:
         async with engine_deps(loaded, store) as deps:
-            await serve(deps, http_host=host, http_port=http_port)
+            await serve(deps, http_host=host, http_port=http_port,
+                        token_validator=token_validator(loaded))
 
     try:
         asyncio.run(go())
