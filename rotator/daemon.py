@@ -120,8 +120,10 @@ class Daemon:
         stop_grace_seconds: float = DEFAULT_STOP_GRACE_SECONDS,
         jobs: Sequence[Job] | None = None,
         token_validator: AccessTokenValidator | None = None,
+        tls: tuple[str, str] | None = None,
     ) -> None:
         self.deps = deps
+        self.tls = tls
         # With the policy's [api] table: validates the bearer tokens of /api/v1.
         self.token_validator = token_validator
         self.policy = deps.policy
@@ -282,12 +284,18 @@ class Daemon:
                 dependencies=self.metrics.dependencies.states,
                 extra_routes=self._api_routes(),
             )
-            server = make_server(app)
+            server = make_server(app, self.tls)
             server_task = asyncio.create_task(server.serve(sockets=[sock]), name="http")
         scheduler = self._scheduler()
         scheduler.start()
-        log.info("rotator serving", port=self.bound_port, managed_apps=len(self.policy.apps),
-                 jobs=[j.name for j in self.jobs], owner=self.deps.owner)
+        if (self.policy.api is not None and self.tls is None
+                and self.http_host not in ("127.0.0.1", "::1", "localhost")):
+            log.warning("the API answers plain HTTP: bearer tokens cross the network in the "
+                        "clear unless TLS ends in front of rotator (an ingress); otherwise set "
+                        "ROTATOR_TLS_CERT_FILE and ROTATOR_TLS_KEY_FILE")
+        log.info("rotator serving", port=self.bound_port, tls=self.tls is not None,
+                 managed_apps=len(self.policy.apps), jobs=[j.name for j in self.jobs],
+                 owner=self.deps.owner, api=bool(self.policy.api and self.token_validator))
         self.started.set()
         try:
             await self.stop_event.wait()
@@ -334,14 +342,15 @@ class Daemon:
 
 async def serve(deps: EngineDeps, *, http_host: str, http_port: int,
                 metrics: Metrics | None = None,
-                token_validator: AccessTokenValidator | None = None) -> None:
+                token_validator: AccessTokenValidator | None = None,
+                tls: tuple[str, str] | None = None) -> None:
     """``rotator serve``: instrument the ports, run the daemon until SIGTERM/SIGINT."""
     import signal
 
     metrics = metrics or Metrics()
     instrument(deps, metrics, graph_writes_per_minute=deps.policy.daemon.graph_writes_per_minute)
     daemon = Daemon(deps, metrics=metrics, http_host=http_host, http_port=http_port,
-                    token_validator=token_validator)
+                    token_validator=token_validator, tls=tls)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, daemon.request_stop)

@@ -139,8 +139,9 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def make_server(app: Starlette) -> Any:
-    """A uvicorn server that leaves signals to the daemon (it stops the server itself)."""
+def make_server(app: Starlette, tls: tuple[str, str] | None = None) -> Any:
+    """A uvicorn server that leaves signals to the daemon (it stops the server itself);
+    ``tls``: (certificate chain, key) PEM files, to answer HTTPS."""
     import uvicorn
 
     class _Server(uvicorn.Server):
@@ -151,5 +152,6 @@ def make_server(app: Starlette) -> Any:
     config = uvicorn.Config(
         app, log_level="warning", access_log=False, lifespan="off",
         timeout_graceful_shutdown=2,
+        ssl_certfile=tls[0] if tls else None, ssl_keyfile=tls[1] if tls else None,
     )
     return _Server(config)

@@ -29,11 +29,14 @@ def serve_command(host: str, port: int | None) -> None:
     configure(settings.log_format, settings.log_level)
     store = cli.store()
     http_port = settings.http_port if port is None else port
+    tls = None
+    if settings.tls_cert_file is not None and settings.tls_key_file is not None:
+        tls = (str(settings.tls_cert_file), str(settings.tls_key_file))
 
     async def go() -> None:
         async with engine_deps(loaded, store) as deps:
             await serve(deps, http_host=host, http_port=http_port,
-                        token_validator=token_validator(loaded))
+                        token_validator=token_validator(loaded), tls=tls)
 
     try:
         asyncio.run(go())

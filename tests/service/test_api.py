@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
+from rotator.emulator.pki import make_tls_material
 from rotator.emulator.runner import RunningEmulator
 from rotator.emulator.seed import API_ADMIN_NAME, ROTATOR_API_NAME, ROTATOR_API_URI, WEB_API_URI
 from rotator.emulator.tenant import make_secret_text
@@ -53,9 +54,26 @@ def served(emu: RunningEmulator, managed: tuple[str, str],
                           scan_interval_minutes=5, reconcile_interval_seconds=30)
     with policy.open("a") as f:
         f.write(f'[api]\naudience = "{ROTATOR_API_URI}"\n')
-    with serving(emu, f"sqlite:///{work / 'rotator.db'}", policy, work / "serve.log") as s:
-        wait_for(lambda: s.get("/readyz").status_code == 200, 60, "the first scan")
+    # The API answers HTTPS, with a certificate from a CA of the test's own.
+    tls = make_tls_material(("127.0.0.1",))
+    files = {}
+    for name, pem in (("ca", tls.ca_cert_pem), ("cert", tls.server_cert_pem),
+                      ("key", tls.server_key_pem)):
+        files[name] = work / f"{name}.pem"
+        files[name].write_bytes(pem)
+    TRUST.update(verify=ssl.create_default_context(cafile=str(files["ca"])))
+    env = {"ROTATOR_TLS_CERT_FILE": str(files["cert"]), "ROTATOR_TLS_KEY_FILE": str(files["key"])}
+    with serving(emu, f"sqlite:///{work / 'rotator.db'}", policy, work / "serve.log",
+                 extra_env=env) as s:
+        wait_for(lambda: call(s, "GET", "/readyz").status_code == 200, 60, "the first scan")
         yield s
+
+
+TRUST: dict[str, Any] = {}
+
+
+def https(served: Served, path: str) -> str:
+    return f"https://127.0.0.1:{served.port}{path}"
 
 
 def call(served: Served, method: str, path: str, token: str | None = None,
@@ -63,7 +81,8 @@ def call(served: Served, method: str, path: str, token: str | None = None,
     headers = dict(kw.pop("headers", {}))
     if token is not None:
         headers["Authorization"] = f"Bearer {token}"
-    return httpx.request(method, served.url(path), headers=headers, timeout=30, **kw)
+    return httpx.request(method, https(served, path), headers=headers, timeout=30,
+                         verify=TRUST["verify"], **kw)
 
 
 def refused_as_invalid_token(response: httpx.Response) -> str:
@@ -92,7 +111,9 @@ def test_a_reader_reads_pages_and_is_refused_a_rotation(
     assert first.status_code == 200, first.text
     page = first.json()
     assert len(page["items"]) == 3 and page["total"] > 3 and page["next"]
-    second = httpx.get(page["next"], headers={"Authorization": f"Bearer {token}"}, timeout=30)
+    assert page["next"].startswith(https(served, "/api/v1/credentials?"))
+    second = httpx.get(page["next"], headers={"Authorization": f"Bearer {token}"}, timeout=30,
+                       verify=TRUST["verify"])
     assert second.json()["offset"] == 3
     assert {i["key_id"] for i in page["items"]}.isdisjoint(
         i["key_id"] for i in second.json()["items"])
@@ -220,6 +241,11 @@ def _token_for_web_api(emu: RunningEmulator) -> str:
     token = token_for(emu, *seeded_client(emu, CLIENT_NAME), scope=f"{WEB_API_URI}/.default")
     assert claims_of(token)["aud"] == WEB_API_URI
     return token
+
+
+def test_plain_http_is_not_answered(served: Served) -> None:
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(served.url("/api/v1/openapi.json"), timeout=5)
 
 
 def test_openapi_document_lists_the_endpoints(served: Served) -> None:
