@@ -14,7 +14,8 @@ _PAGING = [
 _PAGE = {"type": "object", "required": ["items", "offset", "limit", "total", "next"],
          "properties": {"items": {"type": "array", "items": {"type": "object"}},
                         "offset": {"type": "integer"}, "limit": {"type": "integer"},
-                        "total": {"type": "integer"},
+                        "total": {"type": ["integer", "null"],
+                                  "description": "null where counting would read every row"},
                         "next": {"type": ["string", "null"], "format": "uri"}}}
 _ERRORS = {
     "401": {"description": "no token, or a token this API does not accept "

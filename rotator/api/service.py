@@ -17,6 +17,7 @@ from typing import Generic, TypeVar
 
 from rotator.alerts.findings import Finding
 from rotator.alerts.runner import take_snapshot
+from rotator.domain.alerts import SEVERITY_ORDER
 from rotator.domain.credentials import CredentialSource
 from rotator.domain.records import AuditEvent, AuditOutcome, InventoryRow
 from rotator.domain.rotation import Rotation, RotationReason
@@ -38,14 +39,19 @@ T = TypeVar("T")
 @dataclass(frozen=True, slots=True)
 class Page(Generic[T]):
     items: Sequence[T]
-    total: int
     offset: int
     limit: int
+    more: bool
+    total: int | None = None  # None where counting every row would cost a full read
 
     @property
     def next_offset(self) -> int | None:
-        end = self.offset + len(self.items)
-        return end if end < self.total else None
+        return self.offset + len(self.items) if self.more else None
+
+    @classmethod
+    def of(cls, found: Sequence[T], offset: int, limit: int) -> Page[T]:
+        return cls(found[offset:offset + limit], offset, limit,
+                   more=len(found) > offset + limit, total=len(found))
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +82,7 @@ class ApiService:
                                        now=now)
         kept = [r for r in rows if (managed is None or r.managed == managed)
                 and (source is None or r.source == source)]
-        return Page(kept[offset:offset + limit], len(kept), offset, limit)
+        return Page.of(kept, offset, limit)
 
     async def rotations(self, *, view: RotationView, app_id: str | None, offset: int,
                         limit: int) -> Page[Rotation]:
@@ -88,8 +94,8 @@ class ApiService:
         # One more than the page: whether a next page exists without counting every row.
         found = await asyncio.to_thread(self.deps.store.list_rotations, states=states,
                                         app_id=app_id, limit=offset + limit + 1)
-        total = len(found)
-        return Page(found[offset:offset + limit], total, offset, limit)
+        return Page(found[offset:offset + limit], offset, limit,
+                    more=len(found) > offset + limit)
 
     async def rotation(self, rotation_id: str) -> tuple[Rotation, list[AuditEvent]] | None:
         def read() -> tuple[Rotation, list[AuditEvent]] | None:
@@ -103,9 +109,9 @@ class ApiService:
     async def findings(self, *, offset: int, limit: int) -> Page[Finding]:
         snap = await asyncio.to_thread(take_snapshot, self.deps.store, self.deps.policy,
                                        self.deps.now())
-        found = sorted(snap.findings, key=lambda f: (f.severity, f.kind, f.app_id,
-                                                     f.key_id or ""))
-        return Page(found[offset:offset + limit], len(found), offset, limit)
+        found = sorted(snap.findings, key=lambda f: (SEVERITY_ORDER[f.severity], f.kind,
+                                                     f.app_id, f.key_id or ""))
+        return Page.of(found, offset, limit)
 
     # ------------------------------------------------------------------ writes
 

@@ -39,20 +39,32 @@ CANARY = "CANARY"
 def managed(emu: RunningEmulator) -> tuple[str, str]:
     """A managed app that is not due (so only the API starts its rotation), whose secret
     holds a canary that must never appear in an answer."""
+    return _managed_app(emu, "api-managed")
+
+
+@pytest.fixture(scope="module")
+def held(emu: RunningEmulator) -> tuple[str, str]:
+    """A managed app whose policy keeps the old secret 24 hours after promote: its
+    rotation stays in flight for the whole module."""
+    return _managed_app(emu, "api-held")
+
+
+def _managed_app(emu: RunningEmulator, prefix: str) -> tuple[str, str]:
     value = f"{CANARY}-{uuid.uuid4().hex}"
-    app = emu.tenant.create_app(f"api-managed-{uuid.uuid4().hex[:6]}",
+    app = emu.tenant.create_app(f"{prefix}-{uuid.uuid4().hex[:6]}",
                                 secrets=[(value, datetime.now(UTC) + timedelta(days=170))])
     seed_consumer_secret(emu, app, value)
     return app.app_id, value
 
 
 @pytest.fixture(scope="module")
-def served(emu: RunningEmulator, managed: tuple[str, str],
+def served(emu: RunningEmulator, managed: tuple[str, str], held: tuple[str, str],
            tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     work = tmp_path_factory.mktemp("api")
     policy = write_policy(work / "policy.toml", emu.base_url, [managed[0]],
                           scan_interval_minutes=5, reconcile_interval_seconds=30)
     with policy.open("a") as f:
+        f.write(f'[[app]]\napp_id = "{held[0]}"\ngrace_hours = 24\n')
         f.write(f'[api]\naudience = "{ROTATOR_API_URI}"\n')
     # The API answers HTTPS, with a certificate from a CA of the test's own.
     tls = make_tls_material(("127.0.0.1",))
@@ -118,7 +130,8 @@ def test_a_reader_reads_pages_and_is_refused_a_rotation(
     assert {i["key_id"] for i in page["items"]}.isdisjoint(
         i["key_id"] for i in second.json()["items"])
     mine = call(served, "GET", "/api/v1/credentials?managed=true&source=application", token)
-    assert [i["app_id"] for i in mine.json()["items"]] == [managed[0]]
+    assert managed[0] in [i["app_id"] for i in mine.json()["items"]]
+    assert all(i["managed"] and i["source"] == "application" for i in mine.json()["items"])
     soon = call(served, "GET", "/api/v1/credentials?within_days=30", token).json()["items"]
     assert all(i["days_left"] is None or i["days_left"] <= 30 for i in soon)
     assert call(served, "GET", "/api/v1/rotations?state=in_flight", token).status_code == 200
@@ -144,9 +157,6 @@ def test_an_admin_rotates_an_app_and_sees_it_complete(
     assert started.status_code == 202, started.text
     rotation_id = started.json()["rotation_id"]
     assert started.headers["Location"] == f"/api/v1/rotations/{rotation_id}"
-    again = call(served, "POST", f"/api/v1/apps/{app_id}/rotate", token)
-    if again.status_code == 202 and again.json()["in_flight"]:
-        assert again.json()["rotation_id"] == rotation_id  # one rotation per app
 
     answers: list[str] = []
 
@@ -168,6 +178,26 @@ def test_an_admin_rotates_an_app_and_sees_it_complete(
     assert new_value != old_value
     for text in answers:
         assert CANARY not in text and new_value not in text
+
+
+def test_an_app_in_flight_answers_with_its_rotation(
+        served: Served, emu: RunningEmulator, held: tuple[str, str]) -> None:
+    token = admin_token(emu)
+    first = call(served, "POST", f"/api/v1/apps/{held[0]}/rotate", token)
+    assert first.status_code == 202 and first.json()["in_flight"] is False
+    rotation_id = first.json()["rotation_id"]
+    wait_for(lambda: call(served, "GET", f"/api/v1/rotations/{rotation_id}", token
+                          ).json()["state"] == "promoted", 60, "promote")
+    again = call(served, "POST", f"/api/v1/apps/{held[0]}/rotate", token)
+    assert again.status_code == 202
+    assert (again.json()["rotation_id"], again.json()["in_flight"]) == (rotation_id, True)
+    listed = call(served, "GET", f"/api/v1/rotations?state=in_flight&app_id={held[0]}",
+                  token).json()
+    assert [r["id"] for r in listed["items"]] == [rotation_id] and listed["total"] is None
+    trail = call(served, "GET", f"/api/v1/rotations/{rotation_id}", token).json()["audit"]
+    asked_again = [e for e in trail if e["step"] == "api.rotate"]
+    assert len(asked_again) == 1
+    assert asked_again[0]["details"]["requested_by_client_id"] == claims_of(token)["appid"]
 
 
 def test_a_client_granted_a_role_through_graph_gets_in(
