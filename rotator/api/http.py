@@ -57,8 +57,9 @@ def _challenge(error: str | None = None, description: str | None = None) -> str:
 
 def _refusal(status: int, error: str | None, description: str) -> Response:
     body = {"error": error or "unauthorized", "error_description": description}
-    return JSONResponse(body, status_code=status,
-                        headers={"WWW-Authenticate": _challenge(error, description)})
+    # RFC 6750 3.1: to a request with no credentials, no error information in the challenge.
+    challenge = _challenge(error, description) if error else _challenge()
+    return JSONResponse(body, status_code=status, headers={"WWW-Authenticate": challenge})
 
 
 def _problem(status: int, error: str, message: str, **headers: str) -> Response:
@@ -110,7 +111,6 @@ def build_api(service: ApiService, validator: AccessTokenValidator, policy: ApiP
     async def authenticate(request: Request) -> Caller | Response:
         header = request.headers.get("authorization")
         if header is None:
-            # RFC 6750 3.1: a request with no credentials gets no error code.
             return _refusal(401, None, "send an Entra access token for "
                             f"{policy.audience}: Authorization: Bearer <token>")
         scheme, _, token = header.partition(" ")

@@ -108,7 +108,8 @@ def refused_as_invalid_token(response: httpx.Response) -> str:
 def test_no_token_is_401_with_a_bearer_challenge(served: Served) -> None:
     response = call(served, "GET", "/api/v1/credentials")
     assert response.status_code == 401
-    assert response.headers["WWW-Authenticate"].startswith('Bearer realm="rotator"')
+    assert response.headers["WWW-Authenticate"] == 'Bearer realm="rotator"'
+    assert "api://rotator" in response.json()["error_description"]
     basic = call(served, "GET", "/api/v1/rotations",
                  headers={"Authorization": "Basic dXNlcjpwYXNz"})
     assert basic.status_code == 401
