@@ -11,7 +11,7 @@ if TYPE_CHECKING:
     from rotator.adapters.db import SqlStore
     from rotator.config import Policy, Settings
     from rotator.engine.context import EngineDeps
-    from rotator.ports import SecretStore
+    from rotator.ports import AccessTokenValidator, SecretStore
 
 
 @dataclass
@@ -45,6 +45,20 @@ def open_store(settings: Settings, *, upgrade: bool = True) -> SqlStore:
 
         run_upgrade(settings.database_url)
     return SqlStore(engine)
+
+
+def token_validator(loaded: Loaded) -> AccessTokenValidator | None:
+    """The API's bearer-token check, when the policy has an [api] table."""
+    api = loaded.policy.api
+    if api is None:
+        return None
+    from rotator.adapters.entra_tokens import EntraTokenValidator
+
+    s = loaded.settings
+    return EntraTokenValidator(
+        authority_host=s.authority_host, tenant_id=s.required_tenant_id(),
+        audiences=api.audiences, ca_bundle=str(s.ca_bundle) if s.ca_bundle else None,
+    )
 
 
 @contextlib.asynccontextmanager

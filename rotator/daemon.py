@@ -28,6 +28,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
+from starlette.routing import BaseRoute
 
 from rotator import throttle_waits
 from rotator.adapters.counting import CountingDirectory, CountingSecretStore, CountingTokenProbe
@@ -39,7 +40,7 @@ from rotator.engine.context import EngineDeps
 from rotator.engine.reconcile import Reconciler, ShuttingDown, wait_then_cancel
 from rotator.health import ScanOutcome, bind, build_app, make_server
 from rotator.metrics import Metrics
-from rotator.ports import SecretStore
+from rotator.ports import AccessTokenValidator, SecretStore
 
 log = structlog.get_logger("rotator.daemon")
 
@@ -118,8 +119,13 @@ class Daemon:
         http_port: int | None = 9464,
         stop_grace_seconds: float = DEFAULT_STOP_GRACE_SECONDS,
         jobs: Sequence[Job] | None = None,
+        token_validator: AccessTokenValidator | None = None,
+        tls: tuple[str, str] | None = None,
     ) -> None:
         self.deps = deps
+        self.tls = tls
+        # With the policy's [api] table: validates the bearer tokens of /api/v1.
+        self.token_validator = token_validator
         self.policy = deps.policy
         self.metrics = metrics or Metrics()
         self.http_host = http_host
@@ -276,13 +282,20 @@ class Daemon:
                 metrics=self.metrics, ping=self.deps.store.ping, last_scan=lambda: self.last_scan,
                 scan_interval=self.scan_interval, now=self.deps.now,
                 dependencies=self.metrics.dependencies.states,
+                extra_routes=self._api_routes(),
             )
-            server = make_server(app)
+            server = make_server(app, self.tls)
             server_task = asyncio.create_task(server.serve(sockets=[sock]), name="http")
         scheduler = self._scheduler()
         scheduler.start()
-        log.info("rotator serving", port=self.bound_port, managed_apps=len(self.policy.apps),
-                 jobs=[j.name for j in self.jobs], owner=self.deps.owner)
+        if (self.policy.api is not None and self.tls is None
+                and self.http_host not in ("127.0.0.1", "::1", "localhost")):
+            log.warning("the API answers plain HTTP: bearer tokens cross the network in the "
+                        "clear unless TLS ends in front of rotator (an ingress); otherwise set "
+                        "ROTATOR_TLS_CERT_FILE and ROTATOR_TLS_KEY_FILE")
+        log.info("rotator serving", port=self.bound_port, tls=self.tls is not None,
+                 managed_apps=len(self.policy.apps), jobs=[j.name for j in self.jobs],
+                 owner=self.deps.owner, api=bool(self.policy.api and self.token_validator))
         self.started.set()
         try:
             await self.stop_event.wait()
@@ -290,6 +303,18 @@ class Daemon:
             await self._shutdown(scheduler, server, server_task)
             if sock is not None:
                 sock.close()
+
+    def _api_routes(self) -> list[BaseRoute]:
+        """``/api/v1`` when the policy has an [api] table (and a validator was wired)."""
+        api_policy = self.policy.api
+        if api_policy is None or self.token_validator is None:
+            return []
+        from rotator.api.http import build_api
+        from rotator.api.service import ApiService
+
+        # A rotation asked for through the API starts at once, not at the next tick.
+        service = ApiService(self.deps, kick=self.reconciler.fill)
+        return [build_api(service, self.token_validator, api_policy)]
 
     async def _shutdown(self, scheduler: Any, server: Any, server_task: asyncio.Task[Any] | None
                         ) -> None:
@@ -316,13 +341,16 @@ class Daemon:
 
 
 async def serve(deps: EngineDeps, *, http_host: str, http_port: int,
-                metrics: Metrics | None = None) -> None:
+                metrics: Metrics | None = None,
+                token_validator: AccessTokenValidator | None = None,
+                tls: tuple[str, str] | None = None) -> None:
     """``rotator serve``: instrument the ports, run the daemon until SIGTERM/SIGINT."""
     import signal
 
     metrics = metrics or Metrics()
     instrument(deps, metrics, graph_writes_per_minute=deps.policy.daemon.graph_writes_per_minute)
-    daemon = Daemon(deps, metrics=metrics, http_host=http_host, http_port=http_port)
+    daemon = Daemon(deps, metrics=metrics, http_host=http_host, http_port=http_port,
+                    token_validator=token_validator, tls=tls)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, daemon.request_stop)

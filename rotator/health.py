@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from collections.abc import Callable, Generator, Mapping
+from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -21,7 +21,7 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from rotator.domain.records import ScanStatus
 from rotator.metrics import CONTENT_TYPE_LATEST, DependencyState, Metrics
@@ -78,7 +78,9 @@ def build_app(
     scan_interval: timedelta,
     now: Callable[[], datetime],
     dependencies: Callable[[], Mapping[str, DependencyState]] | None = None,
+    extra_routes: Sequence[BaseRoute] = (),
 ) -> Starlette:
+    """``extra_routes``: further endpoints on the same port (the ``/api/v1`` mount)."""
     async def healthz(_: Request) -> Response:
         return JSONResponse({"status": "alive"})
 
@@ -119,6 +121,7 @@ def build_app(
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Route("/metrics", metrics_endpoint),
+        *extra_routes,
     ])
 
 
@@ -136,8 +139,9 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def make_server(app: Starlette) -> Any:
-    """A uvicorn server that leaves signals to the daemon (it stops the server itself)."""
+def make_server(app: Starlette, tls: tuple[str, str] | None = None) -> Any:
+    """A uvicorn server that leaves signals to the daemon (it stops the server itself);
+    ``tls``: (certificate chain, key) PEM files, to answer HTTPS."""
     import uvicorn
 
     class _Server(uvicorn.Server):
@@ -148,5 +152,6 @@ def make_server(app: Starlette) -> Any:
     config = uvicorn.Config(
         app, log_level="warning", access_log=False, lifespan="off",
         timeout_graceful_shutdown=2,
+        ssl_certfile=tls[0] if tls else None, ssl_keyfile=tls[1] if tls else None,
     )
     return _Server(config)

@@ -547,3 +547,41 @@ class Store(Protocol):
     ) -> list[AuditEvent]:
         """The latest ``limit`` matching events (at or after ``since``), oldest first."""
         ...
+
+
+# ----------------------------------------------------------------- API callers (Entra tokens)
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who sent an API request, from a validated access token."""
+
+    client_id: str  # the calling app: ``appid`` in a v1 token, ``azp`` in a v2 one
+    object_id: str | None  # ``oid``: the caller's service principal (or user)
+    tenant_id: str
+    roles: frozenset[str] = frozenset()
+
+    def audit_details(self) -> dict[str, str]:
+        """What the audit trail records about who asked."""
+        return {"requested_by_client_id": self.client_id,
+                "requested_by_object_id": self.object_id or ""}
+
+
+class TokenRejected(Exception):
+    """The bearer token is not one this API accepts; ``error`` is the RFC 6750 code."""
+
+    def __init__(self, description: str, *, error: str = "invalid_token") -> None:
+        super().__init__(description)
+        self.error = error
+        self.description = description
+
+
+class TokenKeysUnavailable(Exception):
+    """The tenant's signing keys could not be read, so no token can be judged now."""
+
+
+class AccessTokenValidator(Protocol):
+    async def validate(self, token: str) -> Caller:
+        """The caller a token names, after checking signature, issuer, audience, lifetime
+        and tenant; raises :class:`TokenRejected` or :class:`TokenKeysUnavailable`."""
+        ...

@@ -14,10 +14,11 @@ from rotator.cli.app import EXIT_FAILED, EXIT_OK, EXIT_USAGE, CliApp
               help="Port of the health and metrics endpoint (default ROTATOR_HTTP_PORT, 9464; "
                    "0 takes any free port, named in the start-up log line).")
 def serve_command(host: str, port: int | None) -> None:
-    """Run the service: scan, rotate when due, serve /healthz, /readyz and /metrics."""
+    """Run the service: scan, rotate when due, serve /healthz, /readyz and /metrics
+    (and /api/v1 when the policy file has an [api] table)."""
     import asyncio
 
-    from rotator.bootstrap import engine_deps
+    from rotator.bootstrap import engine_deps, token_validator
     from rotator.config import ConfigError
     from rotator.daemon import serve
     from rotator.logs import configure
@@ -28,10 +29,14 @@ def serve_command(host: str, port: int | None) -> None:
     configure(settings.log_format, settings.log_level)
     store = cli.store()
     http_port = settings.http_port if port is None else port
+    tls = None
+    if settings.tls_cert_file is not None and settings.tls_key_file is not None:
+        tls = (str(settings.tls_cert_file), str(settings.tls_key_file))
 
     async def go() -> None:
         async with engine_deps(loaded, store) as deps:
-            await serve(deps, http_host=host, http_port=http_port)
+            await serve(deps, http_host=host, http_port=http_port,
+                        token_validator=token_validator(loaded), tls=tls)
 
     try:
         asyncio.run(go())

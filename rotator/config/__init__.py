@@ -11,6 +11,7 @@ The package's modules, by what they hold:
   whose fields declare the keys of ``[defaults]`` and ``[[app]]`` (``KEYS``)
 - ``keys``: how a key is declared once, as a field, and read back into a table
 - ``alerts``: the ``[alerts]`` table, its model and its parsing
+- ``api``: the ``[api]`` table (the HTTPS API's audience and app roles)
 - ``load``: reading the TOML policy file (``load_policy``, ``empty_policy``)
 - ``checks``: checks of single values; ``problems``: reporting them with line numbers
 - ``files``: reading the files configuration names; ``errors``: ``ConfigError``
@@ -27,6 +28,7 @@ from rotator.config.alerts import (
     ChannelType,
     DigestMode,
 )
+from rotator.config.api import ApiPolicy
 from rotator.config.checks import MAX_SECRET_NAME, check_vault_url
 from rotator.config.errors import ConfigError
 from rotator.config.hooks import HookPolicy
@@ -49,6 +51,7 @@ __all__ = [
     "MAX_SECRET_NAME",
     "SETTINGS_ENV",
     "AlertsPolicy",
+    "ApiPolicy",
     "AppDefaults",
     "AppPolicy",
     "ChannelPolicy",

@@ -12,6 +12,7 @@ from typing import Any, Final
 
 from rotator.config import checks
 from rotator.config.alerts import parse_alerts
+from rotator.config.api import parse_api
 from rotator.config.checks import check_vault_url
 from rotator.config.errors import ConfigError
 from rotator.config.files import read_error, read_text
@@ -30,7 +31,7 @@ from rotator.config.problems import Problems, suggest
 from rotator.config.settings import Settings
 from rotator.domain.retirement import RetireRule
 
-_TOP_KEYS: Final = ("defaults", "app", "alerts")
+_TOP_KEYS: Final = ("defaults", "app", "alerts", "api")
 
 
 def empty_policy(settings: Settings | None = None) -> Policy:
@@ -84,8 +85,8 @@ def _parse(file: Path, text: str, data: Mapping[str, Any], settings: Settings) -
     for key, value in data.items():
         if key not in _TOP_KEYS:
             hint = (
-                "unknown; the file has a [defaults] table, [[app]] tables and an [alerts] "
-                "table; " + suggest(key, _TOP_KEYS)
+                "unknown; the file has a [defaults] table, [[app]] tables, an [alerts] "
+                "table and an [api] table; " + suggest(key, _TOP_KEYS)
             )
             if isinstance(value, dict) and value and all(k in DEFAULTS_KEYS for k in value):
                 # e.g. a [daemon] table: its settings are real, they just live in [defaults].
@@ -204,9 +205,11 @@ def _parse(file: Path, text: str, data: Mapping[str, Any], settings: Settings) -
             secret_owner[(app.vault_url, name.lower())] = (app.app_id, role, name)
         apps[app.app_id] = app
     alerts = parse_alerts(data.get("alerts", {}), problems)
+    api = parse_api(data.get("api"), problems)
     problems.raise_if_any()
     return Policy(
-        defaults=defaults, daemon=daemon, apps=MappingProxyType(apps), source=file, alerts=alerts
+        defaults=defaults, daemon=daemon, apps=MappingProxyType(apps), source=file, alerts=alerts,
+        api=api,
     )
 
 

@@ -16,6 +16,7 @@ from typing import Final
 
 from rotator.config import checks
 from rotator.config.alerts import AlertsPolicy
+from rotator.config.api import ApiPolicy
 from rotator.config.hooks import HookPolicy
 from rotator.config.keys import Key, declared, key_field, key_spec
 from rotator.domain.credentials import CredentialKind
@@ -205,6 +206,8 @@ class Policy:
     apps: Mapping[str, AppPolicy] = field(default_factory=dict)
     source: Path | None = None
     alerts: AlertsPolicy = field(default_factory=AlertsPolicy)
+    # The [api] table; None leaves /api/v1 off.
+    api: ApiPolicy | None = None
 
     @property
     def metrics_horizon_days(self) -> float:

@@ -18,6 +18,7 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -60,11 +61,15 @@ class Settings(BaseSettings):
     )
     log_level: str = Field("INFO", validation_alias=AliasChoices("ROTATOR_LOG_LEVEL"))
     env_file: Path | None = _env("ROTATOR_ENV_FILE")
+    # `rotator serve` answers HTTPS with this certificate chain and key (PEM files).
+    tls_cert_file: Path | None = _env("ROTATOR_TLS_CERT_FILE")
+    tls_key_file: Path | None = _env("ROTATOR_TLS_KEY_FILE")
     tenant_id: str | None = _env("AZURE_TENANT_ID")
     client_id: str | None = _env("AZURE_CLIENT_ID")
     client_secret: SecretStr | None = _env("AZURE_CLIENT_SECRET")
 
-    @field_validator("vault_url", "ca_bundle", "config_path", "env_file", mode="before")
+    @field_validator("vault_url", "ca_bundle", "config_path", "env_file", "tls_cert_file",
+                     "tls_key_file", mode="before")
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         if isinstance(value, str) and not value.strip():
@@ -92,6 +97,21 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"file {str(value)!r} does not exist; set it to a PEM CA bundle or unset it")
         return value
+
+    @field_validator("tls_cert_file", "tls_key_file")
+    @classmethod
+    def _pem_exists(cls, value: Path | None) -> Path | None:
+        if value is not None and not is_file(value):
+            raise ValueError(f"file {str(value)!r} does not exist; set it to a PEM file "
+                             "or unset it")
+        return value
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> Settings:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("ROTATOR_TLS_CERT_FILE and ROTATOR_TLS_KEY_FILE go together: "
+                             "set both (HTTPS) or neither (HTTP)")
+        return self
 
     @field_validator("log_level")
     @classmethod
@@ -174,7 +194,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             loc = ".".join(str(p) for p in err["loc"])
             # Our validators' own words, without pydantic's "Value error, " in front.
             msg = str(err["ctx"]["error"]) if err["type"] == "value_error" else err["msg"]
-            problems.append(f"{loc}: {msg}")
+            problems.append(f"{loc}: {msg}" if loc else msg)
         if len(problems) == 1:
             raise ConfigError(f"invalid settings: {problems[0]}") from None
         raise ConfigError("invalid settings:\n  " + "\n  ".join(problems)) from None

@@ -23,7 +23,7 @@ async def _graph_unknown(request: Request) -> Response:
 def _token_routes() -> list[BaseRoute]:
     return [
         Route("/{tenant}/v2.0/.well-known/openid-configuration", token.openid_configuration),
-        Route("/{tenant}/.well-known/openid-configuration", token.openid_configuration),
+        Route("/{tenant}/.well-known/openid-configuration", token.openid_configuration_v1),
         Route("/{tenant}/discovery/v2.0/keys", token.jwks),
         Route("/{tenant}/discovery/keys", token.jwks),
         Route("/{tenant}/oauth2/v2.0/token", token.token, methods=["POST"]),

@@ -95,9 +95,22 @@ class AccessTokens:
 
     def __init__(self, key: SigningKey, tenant_id: str, issuer: str) -> None:
         self._key = key
+        # Every key the tenant publishes; tokens signed by any of them stay valid.
+        self.published: dict[str, SigningKey] = {key.kid: key}
         self.tenant_id = tenant_id
         self.issuer = issuer  # the v2.0 authority's issuer
         self.v1_issuer = v1_issuer(tenant_id)
+
+    def roll(self) -> SigningKey:
+        """Sign with a new key from now on, as Entra rolls its keys; the old one stays
+        published (and valid) beside it."""
+        new = SigningKey()
+        self.published[new.kid] = new
+        self._key = new
+        return new
+
+    def jwks(self) -> dict[str, object]:
+        return {"keys": [k.jwk() for k in self.published.values()]}
 
     def issue(
         self,
@@ -144,11 +157,12 @@ class AccessTokens:
     def verify(self, token: str, audiences: tuple[str, ...]) -> dict[str, Any]:
         """Claims of a valid token for one of ``audiences``; raises ``jwt.InvalidTokenError``."""
         header = jwt.get_unverified_header(token)
-        if header.get("kid") != self._key.kid:
+        key = self.published.get(str(header.get("kid")))
+        if key is None:
             raise jwt.InvalidSignatureError("unknown signing key")
         claims: dict[str, Any] = jwt.decode(
             token,
-            self._key.private_key.public_key(),
+            key.private_key.public_key(),
             algorithms=["RS256"],
             audience=list(audiences),
             issuer=[self.v1_issuer, self.issuer],

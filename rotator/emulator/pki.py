@@ -111,22 +111,15 @@ class SigningKey:
         # Entra's kid equals the x5t of its signing certificate; a key hash serves the same role.
         self.kid = b64url(hashlib.sha1(der, usedforsecurity=False).digest())
 
-    def jwks(self) -> dict[str, object]:
+    def jwk(self) -> dict[str, object]:
         numbers = self.private_key.public_key().public_numbers()
         n = numbers.n.to_bytes((numbers.n.bit_length() + 7) // 8, "big")
         e = numbers.e.to_bytes((numbers.e.bit_length() + 7) // 8, "big")
-        return {
-            "keys": [
-                {
-                    "kty": "RSA",
-                    "use": "sig",
-                    "kid": self.kid,
-                    "x5t": self.kid,
-                    "n": b64url(n),
-                    "e": b64url(e),
-                }
-            ]
-        }
+        return {"kty": "RSA", "use": "sig", "kid": self.kid, "x5t": self.kid,
+                "n": b64url(n), "e": b64url(e)}
+
+    def jwks(self) -> dict[str, object]:
+        return {"keys": [self.jwk()]}
 
 
 def cert_thumbprints(der: bytes) -> tuple[bytes, bytes]:

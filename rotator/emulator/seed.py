@@ -28,6 +28,12 @@ WEB_API_URI = "api://myapis/mywebapi"
 # mywebapi is left as the portal makes it, so it gets v1 tokens like Graph and Key Vault.
 V2_API_NAME = "myv2api"
 V2_API_URI = "api://myapis/myv2api"
+# rotator's own API (``[api]`` in the policy file), registered the way the walkthrough
+# registers its web API, with a client granted each of its app roles.
+ROTATOR_API_NAME = "rotator-api"
+ROTATOR_API_URI = "api://rotator"
+API_READER_NAME = "rotator-api-reader"
+API_ADMIN_NAME = "rotator-api-admin"
 CLIENT_NAME = "myclient"
 NO_CONSENT_CLIENT_NAME = "myclient-noconsent"
 
@@ -127,7 +133,34 @@ def seed_tenant(
     client = tenant.app_by_display_name(CLIENT_NAME)
     tenant.grant_app_role(client.app_id, v2_api.app_id, "ReadOnly")
     seed_estate(tenant, seed)
+    # Last of all, from a random stream of its own, so every id seeded before stays.
+    _rotator_api(tenant, random.Random(seed ^ 0xA91))  # noqa: S311
     return tenant
+
+
+def _rotator_api(tenant: Tenant, rng: random.Random) -> None:
+    """``api://rotator`` with app roles ReadOnly and Admin, and a client holding each
+    (granted with admin consent), whose secrets are in ``tenant.scenario_secrets``."""
+    now = utcnow()
+    api = tenant.create_app(
+        ROTATOR_API_NAME,
+        owned_by_rotator=False,
+        identifier_uris=[ROTATOR_API_URI],
+        app_roles=[
+            AppRole(_uuid(rng), "Admin", "Admin Role",
+                    "Allows rotating credentials through rotator's API"),
+            AppRole(_uuid(rng), "ReadOnly", "Read-Only Role",
+                    "Allows reading rotator's inventory, rotations and findings"),
+        ],
+    )
+    for name, role in ((API_READER_NAME, "ReadOnly"), (API_ADMIN_NAME, "Admin")):
+        secret = make_secret_text(rng)
+        client = tenant.create_app(name, owned_by_rotator=False,
+                                   secrets=[(secret, now + timedelta(days=365))])
+        tenant.grant_app_role(client.app_id, api.app_id, role)
+        tenant.scenario_secrets[name] = secret
+    # Granting an app role to a client (admin consent) through Graph needs this.
+    tenant.grant_app_role(tenant.admin_app_id, GRAPH_APP_ID, "AppRoleAssignment.ReadWrite.All")
 
 
 # Apps open to personal Microsoft accounts (at most two secrets each), owned by the rotator:

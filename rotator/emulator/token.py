@@ -88,7 +88,28 @@ async def openid_configuration(request: Request) -> Response:
 
 
 async def jwks(request: Request) -> Response:
-    return JSONResponse(_state(request).signing_key.jwks())
+    return JSONResponse(_state(request).tokens.jwks())
+
+
+async def openid_configuration_v1(request: Request) -> Response:
+    """The v1 endpoint's discovery document: what v1 access tokens name as issuer."""
+    try:
+        state = _tenant_or_error(request)
+    except AadError as exc:
+        return aad_error_response(exc)
+    base, tid = state.base_url, state.tenant.tenant_id
+    return JSONResponse({
+        "token_endpoint": f"{base}/{tid}/oauth2/token",
+        "jwks_uri": f"{base}/{tid}/discovery/keys",
+        "issuer": state.tokens.v1_issuer,
+        "authorization_endpoint": f"{base}/{tid}/oauth2/authorize",
+        "id_token_signing_alg_values_supported": ["RS256"],
+        "response_types_supported": ["code", "id_token", "code id_token", "token id_token",
+                                     "token"],
+        "subject_types_supported": ["pairwise"],
+        "tenant_region_scope": "EU",
+        "cloud_instance_name": "emulated",
+    })
 
 
 @guarded("token", "token")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -138,9 +139,12 @@ async def _read_app(deps: EngineDeps, app_id: str) -> AppRegistration | None:
 
 
 def start_rotation(
-    deps: EngineDeps, plan: Plan, *, reason: RotationReason, retire_now: bool = False
+    deps: EngineDeps, plan: Plan, *, reason: RotationReason, retire_now: bool = False,
+    requested_by: Mapping[str, str] | None = None,
 ) -> Rotation:
     """Record a pending rotation, or return the one already in flight for this app.
+
+    ``requested_by`` (who asked through the API) goes into the plan's audit event.
 
     The database's partial unique index is what makes "one active rotation per
     app" hold across processes; losing that race means resuming the winner.
@@ -166,7 +170,8 @@ def start_rotation(
     try:
         created = deps.store.create_rotation(rotation, audit=AuditNote(
             "plan", AuditOutcome.OK, f"rotation of {plan.kind} planned ({reason})",
-            {"old_key_id": rotation.old_key_id or "", "secret_name": rotation.secret_name},
+            {"old_key_id": rotation.old_key_id or "", "secret_name": rotation.secret_name,
+             **(requested_by or {})},
         ))
     except RotationConflict:
         existing = deps.store.active_rotation(plan.app.app_id)

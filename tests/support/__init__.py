@@ -16,6 +16,7 @@ fixtures imports it from here.
 - ``certs.py``      self-signed certificates, and emulated apps holding certificates
 - ``inventory.py``  the emulated tenant's inventory read in process (metrics at scale)
 - ``consumer.py``   a consumer of a rotated secret as a process
+- ``api.py``        callers of rotator's API: real tokens via azure-identity, and forgeries
 
 A directory's own helpers sit beside its tests (``tests/emulator/helpers.py``,
 ``tests/integration/crafted_graph.py``, ``tests/alerts/helpers.py``); the campaign's

@@ -136,9 +136,10 @@ def open_store(url: str) -> SqlStore:
 
 
 @contextmanager
-def serving(emu: RunningEmulator, db_url: str, policy: Path, log_path: Path) -> Iterator[Served]:
+def serving(emu: RunningEmulator, db_url: str, policy: Path, log_path: Path,
+            extra_env: dict[str, str] | None = None) -> Iterator[Served]:
     """`start_serve`, and whatever happens in the block, no process is left behind."""
-    served = start_serve(emu, db_url, policy, log_path)
+    served = start_serve(emu, db_url, policy, log_path, extra_env=extra_env)
     try:
         yield served
     finally:

@@ -45,7 +45,7 @@ def test_domain_imports_only_the_standard_library_and_itself(path: Path) -> None
 
 @pytest.mark.parametrize("module", ["rotator.engine.driver", "rotator.engine.reconcile",
                                     "rotator.alerts.thresholds", "rotator.alerts.runner",
-                                    "rotator.report.source"])
+                                    "rotator.report.source", "rotator.api.http"])
 def test_core_loads_without_database_graph_or_azure(module: str) -> None:
     code = (
         f"import sys, {module}\n"
