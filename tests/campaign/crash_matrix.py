@@ -125,8 +125,15 @@ FAST_POINTS = frozenset(
 
 def fast_cases() -> list[Case]:
     # The hook path repeats the secret path's writes: only its own point is in the subset.
+    # A certificate's first rotation differs from a later one only in how it registers and
+    # unregisters the key (PATCH, not addKey): the steps both share are killed once, on
+    # the later rotation.
     return [c for c in all_cases() if c.point in FAST_POINTS
-            and (not c.path.hook or c.point.endswith(":hook.send"))]
+            and (not c.path.hook or c.point.endswith(":hook.send"))
+            and (c.path.name != "certificate-first" or c.point.endswith(_FIRST_ONLY))]
+
+
+_FIRST_ONLY = (":graph.set_key_credentials", ":graph.remove_key")
 
 
 # ------------------------------------------------------------------ the managed app
