@@ -108,7 +108,11 @@ async def engine_deps(
     from rotator.adapters.hooks import HookClient
     from rotator.adapters.usage_report import GraphUsageReport
 
-    overrides.setdefault("read_settle_seconds", loaded.policy.daemon.graph_read_settle_seconds)
+    daemon_policy = loaded.policy.daemon
+    overrides.setdefault("read_settle_seconds", daemon_policy.graph_read_settle_seconds)
+    overrides.setdefault("max_step_attempts", daemon_policy.step_max_attempts)
+    overrides.setdefault("step_backoff_seconds", daemon_policy.step_backoff_seconds)
+    overrides.setdefault("step_backoff_max_seconds", daemon_policy.step_backoff_max_seconds)
     hooks: Any = HookClient(withheld=loaded.policy.secret_env_names())
     if failpoints.active:
         hooks = FailpointHookSender(hooks, failpoints)
