@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
     from rotator.adapters.db import SqlStore
     from rotator.config import Policy, Settings
     from rotator.engine.context import EngineDeps
@@ -37,14 +39,57 @@ def open_store(settings: Settings, *, upgrade: bool = True) -> SqlStore:
     otherwise spend."""
     from rotator.adapters.db import SqlStore
     from rotator.adapters.db.scripts import is_current
+
+    engine = database_engine(settings)
+    if upgrade and not is_current(engine):
+        from rotator.adapters.db.migrate import upgrade_engine
+
+        upgrade_engine(engine)
+    return SqlStore(engine)
+
+
+def database_engine(settings: Settings) -> Engine:
+    """The engine for ``ROTATOR_DATABASE_URL``, logging in as ``ROTATOR_DATABASE_AUTH``
+    says: with the URL's password, or with an Entra token of rotator's identity."""
+    import sqlalchemy as sa
+
     from rotator.adapters.db.session import make_engine
+    from rotator.config import ConfigError
+
+    if settings.database_auth != "entra":
+        return make_engine(settings.database_url)
+    url = sa.make_url(settings.database_url)
+    if url.get_backend_name() != "postgresql":
+        raise ConfigError(
+            "ROTATOR_DATABASE_AUTH=entra logs in to Azure Database for PostgreSQL: set "
+            "ROTATOR_DATABASE_URL to a postgresql+psycopg:// URL, or unset "
+            "ROTATOR_DATABASE_AUTH")
+    if url.password is not None:
+        raise ConfigError(
+            "ROTATOR_DATABASE_AUTH=entra logs in with an Entra token, yet "
+            "ROTATOR_DATABASE_URL carries a password: remove the password from the URL "
+            "(keep the role name, the identity's PostgreSQL role)")
+    from rotator.adapters.db.entra_auth import EntraPassword, use_entra_password
 
     engine = make_engine(settings.database_url)
-    if upgrade and not is_current(engine):
-        from rotator.adapters.db.migrate import upgrade as run_upgrade
+    use_entra_password(engine, EntraPassword(database_credential(settings)))
+    return engine
 
-        run_upgrade(settings.database_url)
-    return SqlStore(engine)
+
+def database_credential(settings: Settings) -> Any:
+    """The identity rotator uses for Graph, as a synchronous credential: connections
+    are opened in worker threads, where an async credential cannot be awaited."""
+    from rotator.adapters import sdk_clients
+
+    ca_bundle = str(settings.ca_bundle) if settings.ca_bundle else None
+    if settings.client_secret is not None and settings.client_id:
+        return sdk_clients.sync_secret_credential(
+            settings.required_tenant_id(), settings.client_id,
+            settings.client_secret.get_secret_value(),
+            authority_host=settings.authority_host, ca_bundle=ca_bundle,
+        )
+    return sdk_clients.sync_default_credential(
+        authority_host=settings.authority_host, ca_bundle=ca_bundle)
 
 
 def token_validator(loaded: Loaded) -> AccessTokenValidator | None:
@@ -122,7 +167,11 @@ async def engine_deps(
     from rotator.adapters.hooks import HookClient
     from rotator.adapters.usage_report import GraphUsageReport
 
-    overrides.setdefault("read_settle_seconds", loaded.policy.daemon.graph_read_settle_seconds)
+    daemon_policy = loaded.policy.daemon
+    overrides.setdefault("read_settle_seconds", daemon_policy.graph_read_settle_seconds)
+    overrides.setdefault("max_step_attempts", daemon_policy.step_max_attempts)
+    overrides.setdefault("step_backoff_seconds", daemon_policy.step_backoff_seconds)
+    overrides.setdefault("step_backoff_max_seconds", daemon_policy.step_backoff_max_seconds)
     hooks: Any = HookClient(withheld=loaded.policy.secret_env_names())
     if failpoints.active:
         hooks = FailpointHookSender(hooks, failpoints)

@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -189,7 +190,7 @@ class Daemon:
         self.metrics.scans.labels(report.status).inc()
         if report.status is not ScanStatus.FAILED:
             # Read and rendered in a thread, once per scan, so a scrape only copies bytes.
-            await asyncio.to_thread(self._record_inventory)
+            await self.deps.db(self._record_inventory)
         if report.status is ScanStatus.SUCCEEDED:
             self.metrics.last_successful_scan.set(time.time())
         # Last: /readyz turns ready only once the scan's results are on /metrics.
@@ -205,7 +206,7 @@ class Daemon:
     async def reconcile_once(self) -> None:
         report = await self.reconciler.run_pass()
         self.metrics.rotations_in_flight.set(len(self.reconciler.in_flight))
-        promoted = await asyncio.to_thread(
+        promoted = await self.deps.db(
             self.deps.store.list_rotations, states=[RotationState.PROMOTED]
         )
         self.metrics.retirements_held.set(sum(1 for r in promoted if r.held))
@@ -281,7 +282,7 @@ class Daemon:
             app = build_app(
                 metrics=self.metrics, ping=self.deps.store.ping, last_scan=lambda: self.last_scan,
                 scan_interval=self.scan_interval, now=self.deps.now,
-                dependencies=self.metrics.dependencies.states,
+                dependencies=self.metrics.dependencies.states, run_blocking=self.deps.db,
                 extra_routes=self._api_routes(),
             )
             server = make_server(app, self.tls)
@@ -348,6 +349,7 @@ async def serve(deps: EngineDeps, *, http_host: str, http_port: int,
     import signal
 
     metrics = metrics or Metrics()
+    deps.db_executor = database_workers(deps.store)
     instrument(deps, metrics, graph_writes_per_minute=deps.policy.daemon.graph_writes_per_minute)
     daemon = Daemon(deps, metrics=metrics, http_host=http_host, http_port=http_port,
                     token_validator=token_validator, tls=tls)
@@ -359,3 +361,21 @@ async def serve(deps: EngineDeps, *, http_host: str, http_port: int,
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
+        # A call stuck on a stalled database is not waited for: its lease simply expires.
+        deps.db_executor.shutdown(wait=False, cancel_futures=True)
+
+
+# Threads for the database calls. Their own pool, bounded: a stalled database then holds
+# these and nothing else, while asyncio's default executor stays free for what Graph and
+# Key Vault calls need from it (DNS lookups). SQLAlchemy's pool has 15 connections (5 +
+# 10 overflow); more threads than that would only queue for a connection.
+DATABASE_THREADS = 12
+
+
+def database_workers(store: object) -> ThreadPoolExecutor:
+    """PostgreSQL takes calls side by side; SQLite one writer at a time (see
+    :func:`rotator.engine.context.serial_database_thread`), so one thread there."""
+    engine = getattr(store, "engine", None)
+    parallel = engine is not None and engine.dialect.name == "postgresql"
+    return ThreadPoolExecutor(max_workers=DATABASE_THREADS if parallel else 1,
+                              thread_name_prefix="rotator-db")

@@ -6,6 +6,19 @@ outage of Key Vault, or of the token endpoint, or of one Graph operation, fails
 rotation steps, which wait and retry on their own; /readyz reports such outages under
 ``dependencies`` but stays ready, since every replica sees the same outage and taking
 them all out of service would only hide their metrics and block node drains.
+
+A stalled database (a held lock, a failover, a connection waiting for its timeout):
+
+- ``/healthz`` means "the process and its event loop are alive". It never touches the
+  database, and every database call runs in a worker thread (``EngineDeps.db``), so it
+  answers at once however long the database stalls. A liveness probe must not restart
+  a replica for a database problem a restart cannot fix.
+- ``/readyz`` means "this replica can do database work now": a trivial query must come
+  back within ``PING_TIMEOUT_SECONDS`` through the same worker threads and connection
+  pool the rotations use. When every worker is stuck behind the stall, or the database
+  does not answer, it turns 503 ("database unreachable: ..."); when only some table is
+  locked and a connection is still free, the query answers and the replica stays ready
+  while its rotations wait on the lock (they are retried, never half-done).
 """
 
 from __future__ import annotations
@@ -13,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from collections.abc import Callable, Generator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -79,16 +92,24 @@ def build_app(
     now: Callable[[], datetime],
     dependencies: Callable[[], Mapping[str, DependencyState]] | None = None,
     extra_routes: Sequence[BaseRoute] = (),
+    run_blocking: Callable[[Callable[[], None]], Awaitable[None]] | None = None,
 ) -> Starlette:
-    """``extra_routes``: further endpoints on the same port (the ``/api/v1`` mount)."""
+    """``extra_routes``: further endpoints on the same port (the ``/api/v1`` mount).
+    ``run_blocking`` runs the ping off the loop: the service passes its database
+    workers, so readiness sees what the rotations see (default: asyncio's executor)."""
+    off_loop = run_blocking or asyncio.to_thread
+
     async def healthz(_: Request) -> Response:
         return JSONResponse({"status": "alive"})
 
     async def readyz(_: Request) -> Response:
         error: str | None = None
         try:
-            await asyncio.wait_for(asyncio.to_thread(ping), PING_TIMEOUT_SECONDS)
+            await asyncio.wait_for(off_loop(ping), PING_TIMEOUT_SECONDS)
             ok = True
+        except TimeoutError:
+            ok = False
+            error = f"no answer within {PING_TIMEOUT_SECONDS:g} s"
         except Exception as exc:  # noqa: BLE001 - any failure means not ready
             ok = False
             error = type(exc).__name__ + (f": {str(exc).splitlines()[0]}" if str(exc) else "")

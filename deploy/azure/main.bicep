@@ -17,7 +17,12 @@
 //
 //   az deployment group create -g <resource group> -f deploy/azure/main.bicep \
 //     -p keyVaultName=<vault> image=<registry>/rotator:0.1.0 \
-//        postgresAdminPassword=<generated> policyToml=@deploy/azure/policy.toml
+//        policyToml=@deploy/azure/policy.toml
+//
+// The database login is Entra (databaseAuth = 'entra', the default): the managed
+// identity is the server's Entra administrator and logs in with a token of its own,
+// so no database password exists anywhere. databaseAuth = 'password' (with
+// postgresAdminPassword=<generated>) keeps the older stored-password login.
 
 targetScope = 'resourceGroup'
 
@@ -34,13 +39,19 @@ param image string
 @description('Name of the existing Key Vault (RBAC authorization) that holds the consumer secrets; it must be in this resource group.')
 param keyVaultName string
 
-@description('Administrator login of the PostgreSQL server.')
+@description('How rotator logs in to PostgreSQL. entra (default): with an Entra token of its managed identity, which is the server\'s Entra administrator; no password is stored. password: with postgresAdminLogin and postgresAdminPassword.')
+@allowed([
+  'entra'
+  'password'
+])
+param databaseAuth string = 'entra'
+
+@description('databaseAuth = password only: administrator login of the PostgreSQL server.')
 param postgresAdminLogin string = 'rotatoradmin'
 
-@description('Administrator password of the PostgreSQL server: generate one, never commit it.')
+@description('databaseAuth = password only: administrator password of the PostgreSQL server (at least 16 characters): generate one, never commit it.')
 @secure()
-@minLength(16)
-param postgresAdminPassword string
+param postgresAdminPassword string = ''
 
 @description('The policy file (TOML), e.g. the content of deploy/azure/policy.toml.')
 @secure()
@@ -57,6 +68,7 @@ param replicas int = 2
 param usageReport bool = false
 
 var metricsPort = 9464
+var useEntra = databaseAuth == 'entra'
 var databaseName = 'rotator'
 // Built-in role "Key Vault Secrets Officer": get, list, set, delete secrets.
 var keyVaultSecretsOfficerRoleId = 'b86a8fe4-44ce-4948-aee5-eccb2c155cd7'
@@ -100,11 +112,12 @@ resource postgres 'Microsoft.DBforPostgreSQL/flexibleServers@2023-06-01-preview'
   }
   properties: {
     version: '16'
-    administratorLogin: postgresAdminLogin
-    administratorLoginPassword: postgresAdminPassword
+    administratorLogin: useEntra ? null : postgresAdminLogin
+    administratorLoginPassword: useEntra ? null : postgresAdminPassword
     authConfig: {
-      passwordAuth: 'Enabled'
-      activeDirectoryAuth: 'Disabled'
+      passwordAuth: useEntra ? 'Disabled' : 'Enabled'
+      activeDirectoryAuth: useEntra ? 'Enabled' : 'Disabled'
+      tenantId: useEntra ? tenant().tenantId : null
     }
     storage: {
       storageSizeGB: 32
@@ -116,6 +129,18 @@ resource postgres 'Microsoft.DBforPostgreSQL/flexibleServers@2023-06-01-preview'
     highAvailability: {
       mode: 'Disabled'
     }
+  }
+}
+
+// Entra login: the identity is the server's Entra administrator, so it can create its
+// schema on first start; its PostgreSQL role is named after it.
+resource entraAdmin 'Microsoft.DBforPostgreSQL/flexibleServers/administrators@2023-06-01-preview' = if (useEntra) {
+  parent: postgres
+  name: identity.properties.principalId
+  properties: {
+    principalType: 'ServicePrincipal'
+    principalName: identity.name
+    tenantId: tenant().tenantId
   }
 }
 
@@ -153,7 +178,9 @@ resource vaultRole 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   }
 }
 
-var databaseUrl = 'postgresql+psycopg://${postgresAdminLogin}:${uriComponent(postgresAdminPassword)}@${postgres.properties.fullyQualifiedDomainName}:5432/${databaseName}?sslmode=require'
+var databaseHost = '${postgres.properties.fullyQualifiedDomainName}:5432/${databaseName}?sslmode=require'
+// Entra: no password in the URL; each connection's password is a fresh token.
+var databaseUrl = useEntra ? 'postgresql+psycopg://${identity.name}@${databaseHost}' : 'postgresql+psycopg://${postgresAdminLogin}:${uriComponent(postgresAdminPassword)}@${databaseHost}'
 
 resource app 'Microsoft.App/containerApps@2024-03-01' = {
   name: namePrefix
@@ -166,6 +193,7 @@ resource app 'Microsoft.App/containerApps@2024-03-01' = {
   }
   dependsOn: [
     database
+    entraAdmin
     allowAzure
     vaultRole
   ]
@@ -222,6 +250,10 @@ resource app 'Microsoft.App/containerApps@2024-03-01' = {
             {
               name: 'ROTATOR_DATABASE_URL'
               secretRef: 'database-url'
+            }
+            {
+              name: 'ROTATOR_DATABASE_AUTH'
+              value: databaseAuth
             }
             {
               name: 'ROTATOR_CONFIG'

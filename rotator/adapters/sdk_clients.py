@@ -167,6 +167,16 @@ def sync_secret_credential(
     return ClientSecretCredential(tenant_id, client_id, client_secret, **options)
 
 
+def sync_default_credential(
+    *, authority_host: str | None = None, ca_bundle: str | None = None
+) -> azure.identity.DefaultAzureCredential:
+    """DefaultAzureCredential, synchronous: for the database's connection tokens, which
+    are asked for from SQLAlchemy's connect in a worker thread."""
+    from azure.identity import DefaultAzureCredential
+
+    return DefaultAzureCredential(**identity_options(authority_host, ca_bundle))
+
+
 def async_default_credential(
     *, authority_host: str | None = None, ca_bundle: str | None = None,
     http: AsyncHttp | None = None,

@@ -1,15 +1,14 @@
 """What the API does, over the same store and engine functions the CLI uses.
 
 No HTTP here: :mod:`rotator.api.http` turns requests into these calls and their results
-into JSON. Reads go to the database in a thread (the store is synchronous and the
-service's one loop also drives rotations); a rotation request plans with
+into JSON. Reads go to the database on the service's database threads (the store is
+synchronous and the service's one loop also drives rotations); a rotation request plans with
 :func:`rotator.engine.start.plan_rotation` and records with ``start_rotation``, exactly
 as ``rotator rotate`` does, and then the service's own reconciler drives it.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -78,7 +77,7 @@ class ApiService:
                           source: CredentialSource | None, offset: int, limit: int
                           ) -> Page[InventoryRow]:
         now = self.deps.now()
-        rows = await asyncio.to_thread(self.deps.store.inventory, within_days=within_days,
+        rows = await self.deps.db(self.deps.store.inventory, within_days=within_days,
                                        now=now)
         kept = [r for r in rows if (managed is None or r.managed == managed)
                 and (source is None or r.source == source)]
@@ -92,7 +91,7 @@ class ApiService:
         elif view is RotationView.FAILED:
             states = [RotationState.FAILED]
         # One more than the page: whether a next page exists without counting every row.
-        found = await asyncio.to_thread(self.deps.store.list_rotations, states=states,
+        found = await self.deps.db(self.deps.store.list_rotations, states=states,
                                         app_id=app_id, limit=offset + limit + 1)
         return Page(found[offset:offset + limit], offset, limit,
                     more=len(found) > offset + limit)
@@ -104,10 +103,10 @@ class ApiService:
                 return None
             return found, self.deps.store.history(rotation_id=rotation_id)
 
-        return await asyncio.to_thread(read)
+        return await self.deps.db(read)
 
     async def findings(self, *, offset: int, limit: int) -> Page[Finding]:
-        snap = await asyncio.to_thread(take_snapshot, self.deps.store, self.deps.policy,
+        snap = await self.deps.db(take_snapshot, self.deps.store, self.deps.policy,
                                        self.deps.now())
         found = sorted(snap.findings, key=lambda f: (SEVERITY_ORDER[f.severity], f.kind,
                                                      f.app_id, f.key_id or ""))
@@ -128,8 +127,8 @@ class ApiService:
             await self._audit(app_id, None, "dry run: nothing was changed", who)
             return RotateOutcome(None, plan.resumed is not None, tuple(plan.describe()))
         asked_at = self.deps.now()
-        rotation = await asyncio.to_thread(
-            start_rotation, self.deps, plan, reason=RotationReason.MANUAL,
+        rotation = await start_rotation(
+            self.deps, plan, reason=RotationReason.MANUAL,
             retire_now=retire_now, requested_by=who)
         # start_rotation answers with the rotation in flight when another got there first.
         resumed = plan.resumed is not None or rotation.created_at < asked_at
@@ -144,7 +143,7 @@ class ApiService:
 
     async def _audit(self, app_id: str, rotation_id: str | None, message: str,
                      who: dict[str, str]) -> None:
-        await asyncio.to_thread(
+        await self.deps.db(
             self.deps.store.append_audit, self.deps.now(), "api.rotate", AuditOutcome.OK,
             message, rotation_id=rotation_id, app_id=app_id, details=who)
 

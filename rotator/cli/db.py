@@ -16,12 +16,17 @@ def db_group() -> None:
 @click.option("--revision", default="head", show_default=True)
 def upgrade_command(revision: str) -> None:
     """Apply migrations up to REVISION (idempotent)."""
-    from rotator.adapters.db.migrate import upgrade
+    from rotator.adapters.db.migrate import upgrade_engine
+    from rotator.bootstrap import database_engine
 
     cli = CliApp()
     settings = cli.loaded().settings
     try:
-        upgrade(settings.database_url, revision)
+        engine = database_engine(settings)
+        try:
+            upgrade_engine(engine, revision)
+        finally:
+            engine.dispose()
     except Exception as exc:  # noqa: BLE001 - reported to the admin, not traced
         cli.abort(f"migration failed: {type(exc).__name__}: {exc}", EXIT_FAILED)
     click.echo(f"database is at revision {revision}")

@@ -77,7 +77,7 @@ def rotate_command(
             plan = await plan_rotation(deps, app_id, requested_key_id=key_id)
             if dry_run:
                 return plan, None
-            rotation = start_rotation(deps, plan, reason=RotationReason.MANUAL,
+            rotation = await start_rotation(deps, plan, reason=RotationReason.MANUAL,
                                       retire_now=retire_now)
             if plan.resumed is not None:
                 progress(f"resuming rotation {rotation.id} (state {rotation.state})")

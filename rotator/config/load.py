@@ -141,6 +141,16 @@ def _parse(file: Path, text: str, data: Mapping[str, Any], settings: Settings) -
     if wait_keys_known and (why := _max_wait_problem(resolved)) is not None:
         where = next((k for k in _WAIT_KEYS if k in raw_defaults), "retire_max_wait_hours")
         problems.add(lines.key("defaults", where), f"[defaults] key {where!r}", why)
+    backoff_known = not {"step_backoff_seconds", "step_backoff_max_seconds"} & broken
+    if backoff_known and resolved["step_backoff_max_seconds"] < resolved["step_backoff_seconds"]:
+        where = ("step_backoff_max_seconds" if "step_backoff_max_seconds" in raw_defaults
+                 else "step_backoff_seconds")
+        problems.add(
+            lines.key("defaults", where), f"[defaults] key {where!r}",
+            f"step_backoff_max_seconds ({resolved['step_backoff_max_seconds']:g}) must be at "
+            f"least step_backoff_seconds ({resolved['step_backoff_seconds']:g}); raise the "
+            "first or lower the second",
+        )
     defaults = AppDefaults(**{KEYS[k].attr: resolved[k] for k in DEFAULTS_KEYS if KEYS[k].in_app})
     daemon = DaemonPolicy(
         **{KEYS[k].attr: resolved[k] for k in DEFAULTS_KEYS if not KEYS[k].in_app}

@@ -184,6 +184,25 @@ class DaemonPolicy:
         checks.positive(unit="seconds", hi=86_400),
         help="how long a process owns a rotation it works on before another may take it over",
     )
+    step_backoff_seconds: float = key_field(
+        5.0,
+        checks.positive(unit="seconds", hi=3600),
+        help="after a transient failure of a rotation step (throttling, 5xx, network), the "
+        "first pause before it is retried; each further failure doubles it, up to "
+        "step_backoff_max_seconds (a Retry-After from the service is never shortened)",
+    )
+    step_backoff_max_seconds: float = key_field(
+        300.0,
+        checks.positive(unit="seconds", hi=86_400),
+        help="the longest pause between retries of a rotation step; at least "
+        "step_backoff_seconds",
+    )
+    step_max_attempts: int = key_field(
+        8,
+        checks.whole(1, 100, unit="attempts"),
+        help="transient failures of one step before a rotation that has not promoted rolls "
+        "back (a promoted one keeps retrying: its new credential is already in use)",
+    )
     metrics_horizon_days: float | None = key_field(
         None,
         checks.positive(unit="days", hi=3650),

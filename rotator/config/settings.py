@@ -54,6 +54,11 @@ class Settings(BaseSettings):
     database_url: str = Field(
         "sqlite:///rotator.db", validation_alias=AliasChoices("ROTATOR_DATABASE_URL")
     )
+    # password: the URL carries the database password; entra: each connection logs in
+    # with an Entra token of the identity below (Azure Database for PostgreSQL).
+    database_auth: Literal["password", "entra"] = Field(
+        "password", validation_alias=AliasChoices("ROTATOR_DATABASE_AUTH")
+    )
     config_path: Path | None = _env("ROTATOR_CONFIG")
     http_port: int = Field(9464, ge=1, le=65535, validation_alias=AliasChoices("ROTATOR_HTTP_PORT"))
     log_format: Literal["auto", "json", "console"] = Field(

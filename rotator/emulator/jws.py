@@ -100,6 +100,8 @@ class AccessTokens:
         self.tenant_id = tenant_id
         self.issuer = issuer  # the v2.0 authority's issuer
         self.v1_issuer = v1_issuer(tenant_id)
+        # Seconds a new token is valid; a test shortens it to see clients renew tokens.
+        self.lifetime = ACCESS_TOKEN_LIFETIME
 
     def roll(self) -> SigningKey:
         """Sign with a new key from now on, as Entra rolls its keys; the old one stays
@@ -129,7 +131,7 @@ class AccessTokens:
             "iss": self.v1_issuer if version == 1 else self.issuer,
             "iat": now,
             "nbf": now,
-            "exp": now + ACCESS_TOKEN_LIFETIME + 1,
+            "exp": now + self.lifetime + 1,
             "aio": uuid.uuid4().hex,
         }
         if version == 1:

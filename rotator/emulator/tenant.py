@@ -50,6 +50,9 @@ GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"
 GRAPH_RESOURCE = "https://graph.microsoft.com"
 VAULT_APP_ID = "cfa8b339-82a2-471a-a3c9-0fc0be7a4093"
 VAULT_RESOURCE = "https://vault.azure.net"
+# Azure Database for PostgreSQL's Entra logins ("Azure OSSRDBMS Database").
+OSSRDBMS_APP_ID = "123cd850-d9df-40bd-94d5-c9f07b7fa203"
+OSSRDBMS_RESOURCE = "https://ossrdbms-aad.database.windows.net"
 # Real Graph app role ids, so role assignments look like a real tenant's.
 GRAPH_ROLES: dict[str, str] = {
     "Application.Read.All": "9a5d68dd-52b0-4cc2-bd40-abcf44ac3a30",
@@ -140,6 +143,9 @@ class Tenant(EstateMixin):
         )
         self.vault_sp = self._first_party_sp(
             VAULT_APP_ID, "Azure Key Vault", [VAULT_RESOURCE, VAULT_APP_ID], []
+        )
+        self.ossrdbms_sp = self._first_party_sp(
+            OSSRDBMS_APP_ID, "Azure OSSRDBMS Database", [OSSRDBMS_RESOURCE, OSSRDBMS_APP_ID], []
         )
 
     # ------------------------------------------------------------------ ids and time
@@ -740,7 +746,7 @@ class Tenant(EstateMixin):
         """The version of the access tokens issued for ``resource``: Graph and Key Vault
         accept v1; a tenant app its ``api.requestedAccessTokenVersion`` (unset means 1)."""
         with self._lock:
-            if resource in (self.graph_sp, self.vault_sp):
+            if resource in (self.graph_sp, self.vault_sp, self.ossrdbms_sp):
                 return 1
             app = self._apps_by_app_id.get(resource.app_id)
             return 2 if app is not None and app.access_token_version == 2 else 1
@@ -887,7 +893,7 @@ class Tenant(EstateMixin):
         """The service principal a ``{resource}/.default`` scope names, as Entra resolves it."""
         wanted = resource.rstrip("/").lower()
         with self._lock:
-            for sp in (self.graph_sp, self.vault_sp):
+            for sp in (self.graph_sp, self.vault_sp, self.ossrdbms_sp):
                 if wanted in (n.rstrip("/").lower() for n in sp.service_principal_names):
                     return sp
             by_app_id = self._sps_by_app_id.get(resource)

@@ -214,6 +214,8 @@ async def _token(request: Request) -> Response:
         audience = "https://graph.microsoft.com"
     elif resource is tenant.vault_sp:
         audience = "https://vault.azure.net"
+    elif resource is tenant.ossrdbms_sp:
+        audience = "https://ossrdbms-aad.database.windows.net"
     elif version == 2:
         audience = resource.app_id  # a v2 token's audience is always the API's app id
     access_token = state.tokens.issue(
@@ -233,8 +235,8 @@ async def _token(request: Request) -> Response:
     return JSONResponse(
         {
             "token_type": "Bearer",
-            "expires_in": 3599,
-            "ext_expires_in": 3599,
+            "expires_in": state.tokens.lifetime,
+            "ext_expires_in": state.tokens.lifetime,
             "access_token": access_token,
         },
         headers={"Cache-Control": "no-store, no-cache", "Pragma": "no-cache"},

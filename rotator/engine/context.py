@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import random
 import socket
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import structlog
 
@@ -37,6 +39,9 @@ if TYPE_CHECKING:
     from rotator.domain.hooks import HookEvent
 
 log = structlog.get_logger("rotator.engine")
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
 def no_checkpoint(name: str) -> None:
@@ -107,6 +112,20 @@ class VerifyTiming:
     refusal_cap: float = 8.0
 
 
+_SERIAL: list[Executor] = []
+
+
+def serial_database_thread() -> Executor:
+    """One worker thread for the database calls of the process, created on first use.
+
+    One at a time is what SQLite wants: two write transactions racing from two threads
+    of one process fail at once with "database is locked" when one read first (WAL
+    snapshots), before any busy timeout applies."""
+    if not _SERIAL:
+        _SERIAL.append(ThreadPoolExecutor(max_workers=1, thread_name_prefix="rotator-db"))
+    return _SERIAL[0]
+
+
 @dataclass
 class EngineDeps:
     directory: Directory
@@ -119,8 +138,12 @@ class EngineDeps:
     owner: str = field(default_factory=default_owner)
     lease_seconds: float = 300.0
     verify_timing: VerifyTiming = field(default_factory=VerifyTiming)
-    # Transient failures of one step before a rotation that has not promoted gives up.
+    # Transient failures of one step before a rotation that has not promoted gives up,
+    # and the pause before each retry: doubling from step_backoff_seconds up to the cap
+    # (the policy's step_max_attempts, step_backoff_seconds, step_backoff_max_seconds).
     max_step_attempts: int = 8
+    step_backoff_seconds: float = 5.0
+    step_backoff_max_seconds: float = 300.0
     # Graph serves reads from replicas that learn writes late: an absence is believed only
     # when reads this far apart agree (longer than the lag the directory usually shows).
     read_settle_seconds: float = 3.0
@@ -137,9 +160,25 @@ class EngineDeps:
     hooks: HookSender = field(default_factory=NoHookSender)
     # The credential usage report (retire_when = "unused").
     usage: UsageReport = field(default_factory=NoUsageReport)
+    # Where the blocking database calls run (see :meth:`db`); None: one thread shared by
+    # the process, so calls run one at a time as they did on the loop. The service on
+    # PostgreSQL gives them a bounded pool of its own.
+    db_executor: Executor | None = None
 
     def now(self) -> datetime:
         return self.clock.now()
+
+    async def db(self, call: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run one blocking store call in a worker thread, never on the event loop.
+
+        The store is synchronous SQLAlchemy: a database that stalls (a held lock, a
+        failover, a dead connection waiting for its timeout) would otherwise stop every
+        rotation's Graph calls, every verify loop and /healthz with it. Each call is a
+        whole transaction, so a thread only ever holds one connection at a time."""
+        loop = asyncio.get_running_loop()
+        job = functools.partial(call, *args, **kwargs)
+        return await loop.run_in_executor(self.db_executor or serial_database_thread(), job)
+
 
     def app_policy(self, app_id: str) -> AppPolicy | None:
         return self.policy.for_app(app_id)
@@ -167,9 +206,9 @@ async def read_app_settled(
         log.info("a read does not show what was expected yet; reading again",
                  app_id=rotation.app_id, rotation_id=rotation.id,
                  wait_seconds=deps.read_settle_seconds)
-        renew_lease(deps, rotation)
+        await renew_lease(deps, rotation)
         await deps.sleep(min(deps.read_settle_seconds, deps.lease_seconds / 2))
-        renew_lease(deps, rotation)
+        await renew_lease(deps, rotation)
         app = await deps.directory.get_application(rotation.app_id)
     return app
 
@@ -190,9 +229,11 @@ class LeaseLost(Exception):
     """Another process took this rotation over; stop touching it."""
 
 
-def renew_lease(deps: EngineDeps, rotation: Rotation) -> None:
+async def renew_lease(deps: EngineDeps, rotation: Rotation) -> None:
     """Long steps (verify) call this between attempts so the lease does not lapse."""
-    if deps.store.claim(rotation.id, deps.owner, deps.now(), deps.lease_seconds) is None:
+    claimed = await deps.db(deps.store.claim, rotation.id, deps.owner, deps.now(),
+                            deps.lease_seconds)
+    if claimed is None:
         raise LeaseLost(f"rotation {rotation.id} is now owned by another process")
 
 
@@ -203,7 +244,7 @@ def step_error(exc: DirectoryError | SecretStoreError) -> StepRetry | StepFailed
     return StepFailed(str(exc))
 
 
-def record(
+async def record(
     deps: EngineDeps,
     before: Rotation,
     after: Rotation,
@@ -227,8 +268,8 @@ def record(
     moves = after.state is not expected
     if moves:
         deps.checkpoint(f"before:db.{after.state}")
-    saved = deps.store.save_rotation(
-        after, expected_state=expected,
+    saved = await deps.db(
+        deps.store.save_rotation, after, expected_state=expected,
         audit=AuditNote(step, outcome, message, dict(details or {})),
     )
     if moves:

@@ -125,7 +125,7 @@ async def create_and_stage(deps: EngineDeps, rotation: Rotation) -> Rotation:
     if restrictions is not None and lifetime < wanted:
         cap = LifetimeCap(restrictions.policy_id, wanted, lifetime, "read")
     end = now + lifetime
-    creating = record(
+    creating = await record(
         deps, rotation, rotation.advance(RotationState.CREATING, now),
         step="create",
         message="creating a new client secret"
@@ -153,7 +153,7 @@ async def create_and_stage(deps: EngineDeps, rotation: Rotation) -> Rotation:
         with contextlib.suppress(DirectoryError):  # else resume_creating removes it later
             await deps.directory.remove_password(creating.object_id, new.key_id)
         raise step_error(exc) from None
-    return record(
+    return await record(
         deps, creating,
         creating.advance(
             RotationState.STAGED, deps.now(),
@@ -201,7 +201,7 @@ async def resume_creating(deps: EngineDeps, rotation: Rotation) -> Rotation:
             await _remove(deps, rotation, extra.key_id)
         cred = next(c for c in mine if c.key_id == keep)
         assert staged is not None
-        return record(
+        return await record(
             deps, rotation,
             rotation.advance(
                 RotationState.STAGED, deps.now(), new_key_id=keep,
@@ -211,7 +211,7 @@ async def resume_creating(deps: EngineDeps, rotation: Rotation) -> Rotation:
         )
     for lost in mine:
         await _remove(deps, rotation, lost.key_id)
-    return record(
+    return await record(
         deps, rotation,
         rotation.advance(RotationState.PENDING, deps.now(), attempts=rotation.attempts + 1),
         step="recover",
@@ -250,7 +250,7 @@ async def _create_certificate(deps: EngineDeps, rotation: Rotation) -> Rotation:
         rotation, value_bytes=len(value.reveal().encode()), content_type=content_type,
         staging=certificate_staging_tags(rotation, material.thumbprint),
         thumbprint=material.thumbprint)
-    creating = record(
+    creating = await record(
         deps, rotation, rotation.advance(RotationState.CREATING, now),
         step="create",
         message=f"creating a new {policy.key_type} certificate"
@@ -285,7 +285,7 @@ async def _register_staged(
     how = ("addKey, proven by the certificate rotator stored last time"
            if registered.path is Registration.ADD_KEY
            else "PATCH (no certificate rotator can sign with)")
-    return record(
+    return await record(
         deps, rotation,
         rotation.advance(
             RotationState.STAGED, deps.now(),
@@ -344,7 +344,7 @@ async def _resume_creating_certificate(deps: EngineDeps, rotation: Rotation) -> 
         # Signed by the staged key while it is registered, else by the consumer's key.
         await remove_certificate(deps, rotation, stray.key_id, [material, held])
     if staged is not None and material is not None and keep is not None:
-        return record(
+        return await record(
             deps, rotation,
             rotation.advance(
                 RotationState.STAGED, deps.now(), new_key_id=keep.key_id,
@@ -363,7 +363,7 @@ async def _resume_creating_certificate(deps: EngineDeps, rotation: Rotation) -> 
             await deps.vault(rotation).disable_version(rotation.staging_secret_name,
                                                        staged.version)
     removed = len(ours) - (1 if keep is not None else 0)
-    return record(
+    return await record(
         deps, rotation,
         rotation.advance(RotationState.PENDING, deps.now(), attempts=rotation.attempts + 1),
         step="recover",

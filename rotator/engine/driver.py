@@ -55,7 +55,7 @@ async def advance_once(deps: EngineDeps, rotation: Rotation, *, retire_now: bool
                 waiting = await _promoted_event(deps, rotation)
                 if waiting is not None:
                     return waiting
-                rotation = _current(deps, rotation.id)
+                rotation = await _current(deps, rotation.id)
                 if not retire_due(rotation, deps, retire_now=retire_now):
                     return rotation
                 return await retire(deps, rotation, retire_now=retire_now)
@@ -66,7 +66,7 @@ async def advance_once(deps: EngineDeps, rotation: Rotation, *, retire_now: bool
             case _:
                 return rotation
     except StepRetry as exc:
-        return _after_retryable(deps, rotation.id, str(exc), exc.retry_after)
+        return await _after_retryable(deps, rotation.id, str(exc), exc.retry_after)
     except StepFailed as exc:
         return await _after_failure(deps, rotation.id, str(exc))
 
@@ -77,22 +77,22 @@ async def _promoted_event(deps: EngineDeps, rotation: Rotation) -> Rotation | No
     if not wants(deps, rotation.app_id, EventType.PROMOTED):
         return None
     next_due = await notify(deps, rotation, EventType.PROMOTED)
-    current = _current(deps, rotation.id)
+    current = await _current(deps, rotation.id)
     if next_due is None:
         if current.next_attempt_at is not None and current.held is None and (
             current.last_error is None or current.last_error.startswith(HOOK_WAIT)
         ):
-            record(deps, current,
+            await record(deps, current,
                    current.with_changes(deps.now(), next_attempt_at=None, last_error=None),
                    step="hook", message="every consumer hook has the promoted event",
                    outcome=AuditOutcome.INFO)
         return None
-    pending = [d.hook for d in deps.store.hooks.for_rotation(rotation.id)
+    pending = [d.hook for d in await deps.db(deps.store.hooks.for_rotation, rotation.id)
                if d.event.type is EventType.PROMOTED and not d.delivered]
     message = f"{HOOK_WAIT}: {', '.join(pending)} not yet notified"
     if current.next_attempt_at == next_due and current.last_error == message:
         return current
-    return record(deps, current,
+    return await record(deps, current,
                   current.with_changes(deps.now(), next_attempt_at=next_due, last_error=message),
                   step="hook", message=f"{message}; next attempt {next_due.isoformat()}",
                   outcome=AuditOutcome.INFO)
@@ -105,19 +105,19 @@ async def _terminal_event(deps: EngineDeps, rotation: Rotation) -> None:
     await notify_ended(deps, rotation)
 
 
-def _current(deps: EngineDeps, rotation_id: str) -> Rotation:
-    current = deps.store.get_rotation(rotation_id)
+async def _current(deps: EngineDeps, rotation_id: str) -> Rotation:
+    current = await deps.db(deps.store.get_rotation, rotation_id)
     if current is None:
         raise LeaseLost(f"rotation {rotation_id} disappeared from the database")
     return current
 
 
-def _after_retryable(deps: EngineDeps, rotation_id: str, message: str,
+async def _after_retryable(deps: EngineDeps, rotation_id: str, message: str,
                      retry_after: float | None) -> Rotation:
-    current = _current(deps, rotation_id)
+    current = await _current(deps, rotation_id)
     attempts = current.attempts + 1
     if attempts >= deps.max_step_attempts and current.state in BEFORE_PROMOTE:
-        return record(
+        return await record(
             deps, current,
             current.advance(RotationState.ROLLING_BACK, deps.now(), attempts=attempts,
                             last_error=f"gave up after {attempts} attempts: {message}"),
@@ -125,15 +125,17 @@ def _after_retryable(deps: EngineDeps, rotation_id: str, message: str,
             outcome=AuditOutcome.ERROR,
         )
     if attempts >= deps.max_step_attempts and current.state is RotationState.PENDING:
-        return record(
+        return await record(
             deps, current,
             current.advance(RotationState.FAILED, deps.now(), attempts=attempts,
                             finished_at=deps.now(), last_error=message),
             step="create", message=f"giving up after {attempts} attempts: {message}",
             outcome=AuditOutcome.ERROR,
         )
-    delay = step_retry_delay(attempts, retry_after=retry_after)
-    return record(
+    delay = step_retry_delay(attempts, base_seconds=deps.step_backoff_seconds,
+                             cap_seconds=deps.step_backoff_max_seconds,
+                             retry_after=retry_after)
+    return await record(
         deps, current,
         current.with_changes(deps.now(), attempts=attempts, last_error=message,
                              next_attempt_at=deps.now() + timedelta(seconds=delay)),
@@ -143,9 +145,9 @@ def _after_retryable(deps: EngineDeps, rotation_id: str, message: str,
 
 
 async def _after_failure(deps: EngineDeps, rotation_id: str, message: str) -> Rotation:
-    current = _current(deps, rotation_id)
+    current = await _current(deps, rotation_id)
     if current.state is RotationState.PENDING:
-        return record(
+        return await record(
             deps, current,
             current.advance(RotationState.FAILED, deps.now(), finished_at=deps.now(),
                             last_error=message),
@@ -155,7 +157,7 @@ async def _after_failure(deps: EngineDeps, rotation_id: str, message: str) -> Ro
         rolling = await begin_rollback(deps, current, message)
         return await advance_once(deps, rolling)
     # promoted / retiring / rolling_back: keep the state, wait for a person or a fix.
-    return record(
+    return await record(
         deps, current,
         current.with_changes(deps.now(), attempts=current.attempts + 1, last_error=message,
                              next_attempt_at=deps.now() + BLOCKED_RETRY),
@@ -179,17 +181,19 @@ async def drive(
     wait_for_retries: bool = True,
 ) -> Rotation:
     """Advance a rotation until it ends, waits for its grace period, or (daemon) backs off."""
-    claimed = deps.store.claim(rotation_id, deps.owner, deps.now(), deps.lease_seconds)
+    claimed = await deps.db(deps.store.claim, rotation_id, deps.owner, deps.now(),
+                            deps.lease_seconds)
     if claimed is None:
-        holder = deps.store.get_rotation(rotation_id)
+        holder = await deps.db(deps.store.get_rotation, rotation_id)
         if holder is not None and holder.lease_owner and owner_is_dead(holder.lease_owner):
-            claimed = deps.store.take_over(
-                rotation_id, holder.lease_owner, deps.owner, deps.now(), deps.lease_seconds
+            claimed = await deps.db(
+                deps.store.take_over, rotation_id, holder.lease_owner, deps.owner, deps.now(),
+                deps.lease_seconds,
             )
             if claimed is not None:
                 deps.progress(f"took over from {holder.lease_owner}, which is no longer running")
     if claimed is None:
-        holder = deps.store.get_rotation(rotation_id)
+        holder = await deps.db(deps.store.get_rotation, rotation_id)
         owner = holder.lease_owner if holder else "?"
         until = holder.lease_expires_at.isoformat() if holder and holder.lease_expires_at else "?"
         raise RotationBusy(
@@ -220,7 +224,7 @@ async def drive(
                 break  # nothing moved and nothing scheduled: do not spin
     except LeaseLost as exc:
         log.warning("lease lost", rotation_id=rotation_id, error=str(exc))
-        return _current(deps, rotation_id)
+        return await _current(deps, rotation_id)
     finally:
-        deps.store.release(rotation_id, deps.owner)
+        await deps.db(deps.store.release, rotation_id, deps.owner)
     return rotation

@@ -29,9 +29,9 @@ CATCH_UP = timedelta(days=1)
 CATCH_UP_LIMIT = 500
 
 
-def event_for(deps: EngineDeps, rotation: Rotation, event_type: EventType) -> HookEvent:
+async def event_for(deps: EngineDeps, rotation: Rotation, event_type: EventType) -> HookEvent:
     """The event of ``rotation``; its time is when the rotation reached the state."""
-    rows = deps.store.inventory(app_id=rotation.app_id)
+    rows = await deps.db(deps.store.inventory, app_id=rotation.app_id)
     display_name = rows[0].app_display_name if rows else None
     return make_event(
         event_type,
@@ -65,13 +65,14 @@ async def notify(deps: EngineDeps, rotation: Rotation, event_type: EventType) ->
     event: HookEvent | None = None
     next_due: datetime | None = None
     for hook in hooks:
-        existing = [d for d in deps.store.hooks.for_rotation(rotation.id)
+        existing = [d for d in await deps.db(deps.store.hooks.for_rotation, rotation.id)
                     if d.hook == hook.name and d.event.type is event_type]
         if existing:
             delivery = existing[0]
         else:
-            event = event or event_for(deps, rotation, event_type)
-            delivery = deps.store.hooks.ensure(hook.name, event, rotation.id, deps.now())
+            event = event or await event_for(deps, rotation, event_type)
+            delivery = await deps.db(deps.store.hooks.ensure, hook.name, event, rotation.id,
+                                     deps.now())
         if delivery.delivered:
             continue
         if delivery.next_attempt_at is not None and delivery.next_attempt_at > deps.now():
@@ -98,8 +99,9 @@ async def attempt(deps: EngineDeps, delivery: HookDelivery) -> HookDelivery:
         except (HookError, TimeoutError) as exc:
             error = str(exc) or "timed out"
         else:
-            done = deps.store.hooks.mark_delivered(delivery.hook, event.id, deps.now())
-            deps.store.append_audit(
+            done = await deps.db(deps.store.hooks.mark_delivered, delivery.hook, event.id,
+                                 deps.now())
+            await deps.db(deps.store.append_audit,
                 deps.now(), "hook", AuditOutcome.OK,
                 f"delivered {what} (attempt {done.attempts})",
                 rotation_id=delivery.rotation_id, app_id=delivery.app_id,
@@ -111,10 +113,10 @@ async def attempt(deps: EngineDeps, delivery: HookDelivery) -> HookDelivery:
                      event_type=event.type.value, rotation_id=delivery.rotation_id)
             return done
     delay = hook_retry_delay(delivery.attempts + 1)
-    failed = deps.store.hooks.mark_failed(
+    failed = await deps.db(deps.store.hooks.mark_failed,
         delivery.hook, event.id, deps.now(), error, deps.now() + delay
     )
-    deps.store.append_audit(
+    await deps.db(deps.store.append_audit,
         deps.now(), "hook", AuditOutcome.ERROR,
         f"could not deliver {what} (attempt {failed.attempts}): {error}; "
         f"retrying in {delay.total_seconds():.0f} s",
@@ -150,14 +152,14 @@ async def catch_up(deps: EngineDeps) -> None:
     if not any(p.hooks for p in deps.policy.apps.values()):
         return
     since = deps.now() - CATCH_UP
-    for rotation in deps.store.list_rotations(states=list(TERMINAL_EVENTS),
+    for rotation in await deps.db(deps.store.list_rotations, states=list(TERMINAL_EVENTS),
                                               limit=CATCH_UP_LIMIT):
         event_type = TERMINAL_EVENTS[rotation.state]
         if (rotation.finished_at or rotation.updated_at) < since or not wants(
             deps, rotation.app_id, event_type
         ):
             continue
-        recorded = {d.hook for d in deps.store.hooks.for_rotation(rotation.id)
+        recorded = {d.hook for d in await deps.db(deps.store.hooks.for_rotation, rotation.id)
                     if d.event.type is event_type}
         policy = deps.app_policy(rotation.app_id)
         wanted = {h.name for h in policy.hooks if h.wants(event_type)} if policy else set()
@@ -171,7 +173,7 @@ async def deliver_due(deps: EngineDeps, limit: int = DUE_LIMIT) -> int:
     were delivered."""
     await catch_up(deps)
     delivered = 0
-    for delivery in deps.store.hooks.due(deps.now(), limit):
+    for delivery in await deps.db(deps.store.hooks.due, deps.now(), limit):
         policy = deps.app_policy(delivery.app_id)
         if policy is None or all(h.name != delivery.hook for h in policy.hooks):
             continue  # the hook (or the app) left the policy: nobody to tell any more

@@ -72,7 +72,7 @@ async def promote(deps: EngineDeps, rotation: Rotation, *, retire_now: bool = Fa
     retire_after = now if retire_now else now + timedelta(hours=grace_hours)
     # With consumer hooks the promoted event is due at once (and gates retirement).
     hooks_due = now if wants(deps, rotation.app_id, EventType.PROMOTED) else None
-    return record(
+    return await record(
         deps, rotation,
         rotation.advance(RotationState.PROMOTED, now, consumer_version=version,
                          retire_after=retire_after, attempts=0, last_error=None,

@@ -53,13 +53,13 @@ class PassReport:
     hooks_delivered: int = 0
 
 
-def planning_scan(deps: EngineDeps) -> ScanRun | None:
+async def planning_scan(deps: EngineDeps) -> ScanRun | None:
     """The scan whose inventory planning may trust: the latest finished one that was not
     a failure; while one is running or after a failed one, the last clean one."""
-    last = deps.store.last_scan()
+    last = await deps.db(deps.store.last_scan)
     if last is not None and last.status in (ScanStatus.SUCCEEDED, ScanStatus.PARTIAL):
         return last
-    return deps.store.last_successful_scan()
+    return await deps.db(deps.store.last_successful_scan)
 
 
 class Reconciler:
@@ -98,12 +98,13 @@ class Reconciler:
     async def plan_due(self, report: PassReport | None = None) -> list[Rotation]:
         report = report or PassReport()
         deps = self.deps
-        scan = planning_scan(deps)
+        scan = await planning_scan(deps)
         if scan is None:
             log.info("no usable scan yet; not planning rotations")
             return []
-        inventory = await asyncio.to_thread(deps.store.inventory)
-        rotations = deps.store.list_rotations(limit=max(1_000, 5 * len(deps.policy.apps)))
+        inventory = await deps.db(deps.store.inventory)
+        rotations = await deps.db(deps.store.list_rotations,
+                                  limit=max(1_000, 5 * len(deps.policy.apps)))
         candidates, _skipped = due_candidates(
             deps.policy, inventory, latest_by_app(rotations),
             inventory_as_of=scan.started_at, now=deps.now(),
@@ -150,7 +151,7 @@ class Reconciler:
         if verdict is None:
             log.info("no longer due on a fresh read", app_id=candidate.app_id)
             return None
-        latest = deps.store.list_rotations(app_id=candidate.app_id, limit=1)
+        latest = await deps.db(deps.store.list_rotations, app_id=candidate.app_id, limit=1)
         if latest and (latest[0].active or latest[0].created_at >= asked_at):
             return None  # another process got there while we were reading
         retired = retired_but_listed(plan.app, latest[0] if latest else None)
@@ -159,7 +160,7 @@ class Reconciler:
                      "caught up, so nothing is planned from it", app_id=candidate.app_id,
                      key_id=retired, rotation_id=latest[0].id)
             return None
-        rotation = start_rotation(deps, plan, reason=RotationReason.DUE)
+        rotation = await start_rotation(deps, plan, reason=RotationReason.DUE)
         log.info("rotation due", rotation_id=rotation.id, app_id=rotation.app_id,
                  reason=verdict.reason, detail=verdict.message)
         if self.on_started is not None:
@@ -196,7 +197,7 @@ class Reconciler:
             # past rotations that are not ready (waiting out their grace period).
             page = max(FILL_PAGE, 2 * free)
             for offset in range(0, DUE_QUERY_LIMIT, page):
-                due = self.deps.store.due_rotations(now, page, offset)
+                due = await self.deps.db(self.deps.store.due_rotations, now, page, offset)
                 seen = {r.id for r in picked}  # rows may shift between pages
                 picked += [r for r in due if r.id not in seen and self._ready(r, now)
                            ][:free - len(picked)]

@@ -49,7 +49,7 @@ async def retire(deps: EngineDeps, rotation: Rotation, *, retire_now: bool = Fal
     if rotation.state is RotationState.PROMOTED:
         if rotation.old_key_id is None:
             strays = await _remove_strays(deps, rotation)
-            return record(
+            return await record(
                 deps, rotation,
                 rotation.advance(RotationState.COMPLETED, deps.now(), finished_at=deps.now()),
                 step="retire",
@@ -72,7 +72,7 @@ async def retire(deps: EngineDeps, rotation: Rotation, *, retire_now: bool = Fal
             raise StepRetry(f"the directory does not show the new credential {new_key} yet")
         if app.credential(rotation.old_key_id) is None:
             strays = await _remove_strays(deps, rotation)
-            return record(
+            return await record(
                 deps, rotation,
                 rotation.advance(RotationState.COMPLETED, deps.now(), finished_at=deps.now()),
                 step="retire",
@@ -92,7 +92,7 @@ async def retire(deps: EngineDeps, rotation: Rotation, *, retire_now: bool = Fal
         if isinstance(evidence, Rotation):
             return evidence  # held
         rotation, rule = evidence
-        rotation = record(
+        rotation = await record(
             deps, rotation,
             rotation.advance(RotationState.RETIRING, deps.now(), held=None, held_overdue=False),
             step="retire", message=f"removing superseded credential {rotation.old_key_id} "
@@ -100,13 +100,13 @@ async def retire(deps: EngineDeps, rotation: Rotation, *, retire_now: bool = Fal
             outcome=AuditOutcome.INFO, details={"retired_by": rule},
         )
     else:
-        rule = _recorded_rule(deps, rotation)
+        rule = await _recorded_rule(deps, rotation)
     assert rotation.old_key_id is not None
     how = await _remove_old(deps, rotation, rotation.old_key_id)
     strays = await _remove_strays(deps, rotation)
     message = (f"old credential {rotation.old_key_id} removed ({how}; rule: {rule})"
                + _strays_note(strays))
-    return record(
+    return await record(
         deps, rotation,
         rotation.advance(RotationState.COMPLETED, deps.now(), finished_at=deps.now(),
                          attempts=0, last_error=None, next_attempt_at=None),
@@ -116,9 +116,9 @@ async def retire(deps: EngineDeps, rotation: Rotation, *, retire_now: bool = Fal
     )
 
 
-def _recorded_rule(deps: EngineDeps, rotation: Rotation) -> str:
+async def _recorded_rule(deps: EngineDeps, rotation: Rotation) -> str:
     """The rule the retiring step recorded (re-entry after a crash)."""
-    for event in reversed(deps.store.history(rotation_id=rotation.id, limit=50)):
+    for event in reversed(await deps.db(deps.store.history, rotation_id=rotation.id, limit=50)):
         found = event.details.get("retired_by")
         if isinstance(found, str):
             return found
@@ -142,7 +142,7 @@ async def _rule(deps: EngineDeps, rotation: Rotation, *, retire_now: bool
             # Said once per rotation (log, audit; the alert is once per app).
             log.warning("credential usage report unavailable; retiring on the grace rule",
                         app_id=rotation.app_id, rotation_id=rotation.id, error=str(exc))
-            rotation = record(
+            rotation = await record(
                 deps, rotation, rotation.with_changes(deps.now(), rule_fallback=str(exc)),
                 step="retire", outcome=AuditOutcome.ERROR,
                 message=f"cannot read the credential usage report for app {rotation.app_id} "
@@ -179,15 +179,15 @@ async def _hold(deps: EngineDeps, rotation: Rotation, reason: str, overdue: bool
         message = (f"retirement of {rotation.old_key_id} {reason}"
                    + (f"; overdue: waited {waited:.1f} h, more than retire_max_wait_hours"
                       if overdue else ""))
-        saved = record(deps, rotation, held, step="retire", message=message,
+        saved = await record(deps, rotation, held, step="retire", message=message,
                        outcome=AuditOutcome.ERROR if overdue else AuditOutcome.INFO,
                        details={"held": reason, "overdue": overdue})
     else:
         # The same verdict again: the rotation's record is updated, the trail is not.
-        saved = deps.store.save_rotation(held, expected_state=rotation.state)
+        saved = await deps.db(deps.store.save_rotation, held, expected_state=rotation.state)
         deps.progress(f"retire: {reason}")
     await notify(deps, saved, EventType.HELD)
-    return deps.store.get_rotation(saved.id) or saved
+    return await deps.db(deps.store.get_rotation, saved.id) or saved
 
 
 def _strays_note(strays: list[str]) -> str:

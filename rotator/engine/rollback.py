@@ -17,7 +17,7 @@ from rotator.ports import DirectoryError, SecretStoreError
 
 
 async def begin_rollback(deps: EngineDeps, rotation: Rotation, reason: str) -> Rotation:
-    return record(
+    return await record(
         deps, rotation,
         rotation.advance(RotationState.ROLLING_BACK, deps.now(), last_error=reason),
         step="rollback", message=f"rolling back: {reason}", outcome=AuditOutcome.ERROR,
@@ -75,11 +75,11 @@ async def roll_back(deps: EngineDeps, rotation: Rotation) -> Rotation:
             log.warning("could not disable the staging version", rotation_id=rotation.id,
                         error=str(exc))
     failures = 1 + sum(
-        1 for r in deps.store.list_rotations(app_id=rotation.app_id, limit=20)
+        1 for r in await deps.db(deps.store.list_rotations, app_id=rotation.app_id, limit=20)
         if r.id != rotation.id and r.state is RotationState.FAILED
     )
     now = deps.now()
-    return record(
+    return await record(
         deps, rotation,
         rotation.advance(RotationState.FAILED, now, finished_at=now,
                          next_attempt_at=now + failure_backoff(failures)),

@@ -49,7 +49,7 @@ async def scan(
     """Scan every app registration; ``on_app(apps, credentials)`` is told the running
     totals after each app is read (an admin's terminal shows them as it goes)."""
     now = deps.now()
-    scan_id = deps.store.start_scan(now)
+    scan_id = await deps.db(deps.store.start_scan, now)
     report = ScanReport(scan_id=scan_id, status=ScanStatus.RUNNING)
     batch: list[InventoryRow] = []
     managed = deps.policy.apps
@@ -70,8 +70,7 @@ async def scan(
     async def flush(rows: list[InventoryRow]) -> None:
         nonlocal writing
         await settle()
-        writing = asyncio.create_task(
-            asyncio.to_thread(deps.store.record_inventory, scan_id, rows, now))
+        writing = asyncio.create_task(deps.db(deps.store.record_inventory, scan_id, rows, now))
 
     try:
         federated = await _federated(deps, report)
@@ -112,7 +111,7 @@ async def scan(
         report.status = ScanStatus.INTERRUPTED
         report.error = "the service stopped before the scan read every app"
         try:
-            _finish(deps, report)
+            await _finish(deps, report)
         except Exception as exc:  # noqa: BLE001 - stopping all the same
             log.warning("could not mark the interrupted scan", scan_id=scan_id,
                         error=type(exc).__name__)
@@ -131,7 +130,7 @@ async def scan(
             await settle()
     if report.status is not ScanStatus.FAILED:
         report.status = ScanStatus.PARTIAL if report.errors else ScanStatus.SUCCEEDED
-    _finish(deps, report)
+    await _finish(deps, report)
     return report
 
 
@@ -183,12 +182,12 @@ async def _service_principals(
     return batch
 
 
-def _finish(deps: EngineDeps, report: ScanReport) -> None:
-    deps.store.finish_scan(
+async def _finish(deps: EngineDeps, report: ScanReport) -> None:
+    await deps.db(deps.store.finish_scan,
         report.scan_id, deps.now(), status=report.status, apps_seen=report.apps_seen,
         credentials_seen=report.credentials_seen, errors=report.errors, error=report.error,
     )
-    deps.store.append_audit(
+    await deps.db(deps.store.append_audit,
         deps.now(), "scan",
         AuditOutcome.OK if report.status is ScanStatus.SUCCEEDED
         else AuditOutcome.INFO if report.status is ScanStatus.INTERRUPTED  # a stop, no fault

@@ -81,7 +81,7 @@ async def plan_rotation(
             "check the app_id in the policy file",
             refusal=Refusal.REQUEST,
         )
-    active = deps.store.active_rotation(app_id)
+    active = await deps.db(deps.store.active_rotation, app_id)
     requested = app.credential(requested_key_id.lower()) if requested_key_id else None
     if requested_key_id and requested is None and active is None:
         raise RotationRefused(
@@ -138,7 +138,7 @@ async def _read_app(deps: EngineDeps, app_id: str) -> AppRegistration | None:
     return None  # unreachable: the loop returns or raises
 
 
-def start_rotation(
+async def start_rotation(
     deps: EngineDeps, plan: Plan, *, reason: RotationReason, retire_now: bool = False,
     requested_by: Mapping[str, str] | None = None,
 ) -> Rotation:
@@ -168,13 +168,13 @@ def start_rotation(
     )
     deps.checkpoint(f"before:db.{RotationState.PENDING}")
     try:
-        created = deps.store.create_rotation(rotation, audit=AuditNote(
+        created = await deps.db(deps.store.create_rotation, rotation, audit=AuditNote(
             "plan", AuditOutcome.OK, f"rotation of {plan.kind} planned ({reason})",
             {"old_key_id": rotation.old_key_id or "", "secret_name": rotation.secret_name,
              **(requested_by or {})},
         ))
     except RotationConflict:
-        existing = deps.store.active_rotation(plan.app.app_id)
+        existing = await deps.db(deps.store.active_rotation, plan.app.app_id)
         if existing is None:  # it finished in between; the caller may try again
             raise RotationRefused(
                 f"another rotation of app {plan.app.app_id} just finished; run the command again"

@@ -131,7 +131,7 @@ async def make_room_for_a_secret(deps: EngineDeps, rotation: Rotation) -> Rotati
         except DirectoryError as exc:
             raise step_error(exc) from None
         ended = old.end.isoformat() if old.end else "?"
-        rotation = record(
+        rotation = await record(
             deps, rotation, rotation.with_changes(deps.now()),
             step="create",
             message=f"removed expired secret {old.key_id} (ended {ended}) to make room: "

@@ -62,7 +62,7 @@ async def verify(deps: EngineDeps, rotation: Rotation) -> Rotation:
                 f"{policy.verify_timeout_seconds:g} s ({progress.attempts} attempts); "
                 f"last refusal: {last_refusal}"
             )
-        renew_lease(deps, rotation)
+        await renew_lease(deps, rotation)
         if pem is not None:
             outcome = await deps.probe.try_certificate(
                 deps.tenant_id, rotation.app_id, pem, policy.verify_scope
@@ -120,7 +120,7 @@ async def verify(deps: EngineDeps, rotation: Rotation) -> Rotation:
                 throttle_waits.waited("token", delay, status=outcome.status)
         await deps.sleep(delay)
     waited = (deps.now() - started).total_seconds()
-    return record(
+    return await record(
         deps, rotation,
         rotation.advance(RotationState.VERIFIED, deps.now(), attempts=0, last_error=None,
                          next_attempt_at=None, verify_seconds=round(waited, 1),

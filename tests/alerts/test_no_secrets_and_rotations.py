@@ -55,7 +55,7 @@ timeout_seconds = 1
 
     async def rotate() -> RotationState:
         plan = await plan_rotation(deps, orders.app_id)
-        rotation = start_rotation(deps, plan, reason=RotationReason.MANUAL, retire_now=True)
+        rotation = await start_rotation(deps, plan, reason=RotationReason.MANUAL, retire_now=True)
         return (await drive(deps, rotation.id, retire_now=True)).state
 
     state, report = await asyncio.gather(

@@ -297,7 +297,7 @@ async def _rotate(world: World, app: FakeApp, store: SqlStore | FlakyStore,
     deps = world.deps(store=store, **ports)
     instrument(deps, metrics, graph_writes_per_minute=600_000)
     plan = await plan_rotation(deps, app.app_id)
-    rotation = start_rotation(deps, plan, reason=RotationReason.MANUAL, retire_now=retire_now)
+    rotation = await start_rotation(deps, plan, reason=RotationReason.MANUAL, retire_now=retire_now)
     result = await drive(deps, rotation.id, retire_now=retire_now)
     metrics.record_finished(result)
     return result

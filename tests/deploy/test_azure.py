@@ -76,7 +76,8 @@ def test_no_secret_literals() -> None:
     for match in re.finditer(r"param (\w+) string = '([^']*)'", text):
         name, default = match.groups()
         assert not re.search(r"password|secret|key", name, re.IGNORECASE) or not default, name
-    assert re.search(r"administratorLoginPassword: postgresAdminPassword\b", text)
+    assert re.search(r"administratorLoginPassword: useEntra \? null : postgresAdminPassword\b",
+                     text)
     # No property named like a password or secret holds a string literal
     # (passwordAuth is a switch; secretRef names a secret, it holds none).
     for key, _ in re.findall(r"(\w*(?:password|secret)\w*): '([^']+)'", text, re.IGNORECASE):
@@ -160,3 +161,23 @@ def test_bicep_grants_audit_log_only_on_opt_in() -> None:
     assert "grant-graph-permissions.sh --principal-id ${identity.properties.principalId}" in output
     assert "${usageReport ? ' --audit-log' : ''}" in output
     assert AUDIT_LOG not in text and READWRITE_ALL not in text  # Entra grants are the script's
+
+
+def test_entra_database_login_is_the_default_and_stores_no_password() -> None:
+    text = _bicep()
+    assert "param databaseAuth string = 'entra'" in text
+    assert "param postgresAdminPassword string = ''" in text  # not needed for entra
+    # The server takes Entra logins (and no passwords) and the identity is its admin.
+    assert "passwordAuth: useEntra ? 'Disabled' : 'Enabled'" in text
+    assert "activeDirectoryAuth: useEntra ? 'Enabled' : 'Disabled'" in text
+    admin = text[text.index("resource entraAdmin") :]
+    admin = admin[: admin.index("\n}\n")]
+    assert "if (useEntra)" in admin and "identity.properties.principalId" in admin
+    assert "principalType: 'ServicePrincipal'" in admin
+    # The URL names the identity's role and carries no password; the app is told to
+    # log in with a token.
+    entra_url = re.search(r"var databaseUrl = useEntra \? '([^']*)'", text)
+    assert entra_url is not None and entra_url.group(1).startswith(
+        "postgresql+psycopg://${identity.name}@"), entra_url
+    assert "assword" not in entra_url.group(1)
+    assert re.search(r"name: 'ROTATOR_DATABASE_AUTH'\s+value: databaseAuth", text)

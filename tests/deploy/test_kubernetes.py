@@ -179,6 +179,7 @@ def test_network_policy(objects: dict[str, dict[str, Any]]) -> None:
 def test_overlay_refers_to_the_base_and_patches_existing_paths(yaml_module: Any) -> None:
     overlay = yaml_module.safe_load((OVERLAY / "kustomization.yaml").read_text())
     assert overlay["resources"] == ["../../base"]
+    assert overlay["components"] == ["../../components/entra-database"]
     for patch in overlay["patches"]:
         ops = yaml_module.safe_load(patch["patch"])
         assert all(op["op"] == "replace" for op in ops)
@@ -196,3 +197,49 @@ def test_no_literal_values_for_secret_settings(objects: dict[str, dict[str, Any]
             SETTINGS_ENV["database_url"],
         ):
             assert "value" not in node
+
+
+def _apply(doc: Any, ops: list[dict[str, Any]]) -> None:
+    """The JSON patch operations the component uses (test, replace, add), as kustomize
+    applies them; a path that is not there fails like it would."""
+    for op in ops:
+        *parents, last = [p.replace("~1", "/") for p in op["path"].split("/")[1:]]
+        node = doc
+        for part in parents:
+            node = node[int(part)] if isinstance(node, list) else node[part]
+        key: Any = last if isinstance(node, dict) else (len(node) if last == "-" else int(last))
+        if op["op"] == "test":
+            assert node[key] == op["value"], op
+        elif op["op"] == "replace":
+            node[key] = op["value"]
+        else:
+            assert op["op"] == "add", op
+            if isinstance(node, list):
+                node.insert(key, op["value"])
+            else:
+                node[key] = op["value"]
+
+
+def test_the_example_overlay_logs_in_with_entra_and_stores_no_database_password(
+    yaml_module: Any, objects: dict[str, dict[str, Any]],
+) -> None:
+    overlay = yaml_module.safe_load((OVERLAY / "kustomization.yaml").read_text())
+    component_dir = (OVERLAY / overlay["components"][0]).resolve()
+    component = yaml_module.safe_load((component_dir / "kustomization.yaml").read_text())
+    deployment = yaml_module.safe_load(yaml_module.safe_dump(objects["Deployment"]))
+    (patch,) = component["patches"]
+    assert patch["target"] == {"kind": "Deployment", "name": "rotator"}
+    _apply(deployment, yaml_module.safe_load(patch["patch"]))
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    env = _env(container)
+    assert env["ROTATOR_DATABASE_AUTH"]["value"] == "entra"
+    url_ref = env["ROTATOR_DATABASE_URL"]["valueFrom"]
+    assert set(url_ref) == {"configMapKeyRef"}, url_ref
+    (generated,) = [g for g in overlay["configMapGenerator"]
+                    if g["name"] == url_ref["configMapKeyRef"]["name"]]
+    (literal,) = generated["literals"]
+    url = literal.removeprefix("url=")
+    assert url.startswith("postgresql+psycopg://")
+    userinfo = url.removeprefix("postgresql+psycopg://").split("@")[0]
+    assert ":" not in userinfo, "the URL must not carry a password"
+    assert "secretKeyRef" not in yaml_module.safe_dump(deployment)

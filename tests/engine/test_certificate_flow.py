@@ -208,7 +208,7 @@ async def test_grace_period_then_retire_with_a_proof_by_the_new_certificate(
     app = cert_app(world, grace_hours=24)
     original = app.credentials[0].key_id
     deps = world.deps()
-    rotation = start_rotation(deps, await plan_rotation(deps, app.app_id),
+    rotation = await start_rotation(deps, await plan_rotation(deps, app.app_id),
                               reason=RotationReason.DUE)
     promoted = await drive(deps, rotation.id)
     assert promoted.state is RotationState.PROMOTED

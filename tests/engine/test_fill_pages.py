@@ -36,7 +36,10 @@ def reconciler(store: PagedStore, monkeypatch: pytest.MonkeyPatch, slots: int) -
         return None
 
     monkeypatch.setattr(Reconciler, "_drive", no_drive)
-    deps: Any = SimpleNamespace(store=store, now=lambda: T0)
+    async def db(call: Any, /, *args: Any, **kwargs: Any) -> Any:
+        return call(*args, **kwargs)
+
+    deps: Any = SimpleNamespace(store=store, now=lambda: T0, db=db)
     return Reconciler(deps, max_concurrent=slots)
 
 

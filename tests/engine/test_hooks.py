@@ -143,7 +143,7 @@ async def test_a_wrong_key_is_refused_by_the_receiver_and_the_old_credential_sta
     world.manage(app, app_toml=webhook_toml(receiver.url))
     deps = world.deps(hooks=HookClient({"ORDERS_HOOK_KEY": "not-the-key"}))
     plan = await plan_rotation(deps, app.app_id)
-    rotation = start_rotation(deps, plan, reason=RotationReason.MANUAL, retire_now=True)
+    rotation = await start_rotation(deps, plan, reason=RotationReason.MANUAL, retire_now=True)
     result = await drive(deps, rotation.id, retire_now=True, wait_for_retries=False)
     assert result.state is RotationState.PROMOTED
     assert old_key in app.values  # the consumer was never told: the old one stays
@@ -163,7 +163,7 @@ async def test_retirement_waits_until_the_promoted_event_is_taken_with_backoff(
     receiver.fail_next = 3
     deps = world.deps(hooks=HookClient({"ORDERS_HOOK_KEY": HMAC_KEY}))
     plan = await plan_rotation(deps, app.app_id)
-    rotation = start_rotation(deps, plan, reason=RotationReason.MANUAL, retire_now=True)
+    rotation = await start_rotation(deps, plan, reason=RotationReason.MANUAL, retire_now=True)
     started = world.clock.now()
     result = await drive(deps, rotation.id, retire_now=True)  # waits out the retries
     assert result.state is RotationState.COMPLETED and old_key not in app.values
@@ -192,7 +192,7 @@ async def test_a_crash_between_promote_and_delivery_resends_the_same_event_id(
 
     deps = world.deps(hooks=sender, checkpoint=die_after_promote)
     plan = await plan_rotation(deps, app.app_id)
-    rotation = start_rotation(deps, plan, reason=RotationReason.MANUAL)
+    rotation = await start_rotation(deps, plan, reason=RotationReason.MANUAL)
     with pytest.raises(Crash):
         await drive(deps, rotation.id)
     assert sender.sent == []
@@ -230,7 +230,7 @@ async def test_an_event_sent_but_not_marked_is_sent_again_with_the_same_id(
     sender = DiesAfterSending()
     deps = world.deps(hooks=sender)
     plan = await plan_rotation(deps, app.app_id)
-    rotation = start_rotation(deps, plan, reason=RotationReason.MANUAL, retire_now=True)
+    rotation = await start_rotation(deps, plan, reason=RotationReason.MANUAL, retire_now=True)
     with pytest.raises(Crash):
         await drive(deps, rotation.id, retire_now=True)
     world.store.release(rotation.id, deps.owner)
@@ -293,7 +293,7 @@ async def test_a_command_that_hangs_is_killed_and_retried(world: World) -> None:
                                "timeout_seconds = 0.5\n")
     deps = world.deps(hooks=HookClient({}))
     plan = await plan_rotation(deps, app.app_id)
-    rotation = start_rotation(deps, plan, reason=RotationReason.MANUAL, retire_now=True)
+    rotation = await start_rotation(deps, plan, reason=RotationReason.MANUAL, retire_now=True)
     result = await drive(deps, rotation.id, retire_now=True, wait_for_retries=False)
     assert result.state is RotationState.PROMOTED
     [delivery] = world.store.hooks.for_rotation(result.id)

@@ -54,7 +54,7 @@ async def _promoted(world: World, app: FakeApp, usage: FakeUsage, **policy: obje
     hooks = Hooks()
     deps = world.deps(usage=usage, hooks=hooks)
     plan = await plan_rotation(deps, app.app_id)
-    rotation = start_rotation(deps, plan, reason=RotationReason.MANUAL)
+    rotation = await start_rotation(deps, plan, reason=RotationReason.MANUAL)
     promoted = await drive(deps, rotation.id)
     assert promoted.state is RotationState.PROMOTED and promoted.promoted_at is not None
     return promoted, hooks
@@ -175,7 +175,7 @@ async def test_the_grace_rule_does_not_read_the_report(world: World) -> None:
     usage = FakeUsage()
     deps = world.deps(usage=usage)
     plan = await plan_rotation(deps, app.app_id)
-    rotation = start_rotation(deps, plan, reason=RotationReason.MANUAL)
+    rotation = await start_rotation(deps, plan, reason=RotationReason.MANUAL)
     await drive(deps, rotation.id)
     world.clock.advance(3601)
     done = await drive(deps, rotation.id)

@@ -183,9 +183,9 @@ async def test_second_start_resumes_the_rotation_in_flight(world: World) -> None
     app = world.directory.add_app("orders")
     world.manage(app)
     deps = world.deps()
-    first = start_rotation(deps, await plan_rotation(deps, app.app_id),
+    first = await start_rotation(deps, await plan_rotation(deps, app.app_id),
                            reason=RotationReason.MANUAL)
-    second = start_rotation(deps, await plan_rotation(deps, app.app_id),
+    second = await start_rotation(deps, await plan_rotation(deps, app.app_id),
                             reason=RotationReason.DUE)
     assert first.id == second.id
 

@@ -91,7 +91,7 @@ async def engine(emu: RunningEmulator, tmp_path: Path, policy: Path
 
 async def rotate(deps: EngineDeps, app: CertApp, *, retire_now: bool = True) -> Rotation:
     plan = await plan_rotation(deps, app.app_id)
-    rotation = start_rotation(deps, plan, reason=RotationReason.MANUAL, retire_now=retire_now)
+    rotation = await start_rotation(deps, plan, reason=RotationReason.MANUAL, retire_now=retire_now)
     return await drive(deps, rotation.id, retire_now=retire_now)
 
 

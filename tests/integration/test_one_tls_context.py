@@ -62,7 +62,7 @@ async def test_rotations_build_one_ssl_context(
                 success_interval=0.1, refusal_base=0.2, refusal_cap=1.0)) as deps:
             for app, _ in apps:
                 plan = await plan_rotation(deps, app.app_id)
-                rotation = start_rotation(deps, plan, reason=RotationReason.MANUAL,
+                rotation = await start_rotation(deps, plan, reason=RotationReason.MANUAL,
                                           retire_now=True)
                 done = await drive(deps, rotation.id, retire_now=True)
                 assert done.state is RotationState.COMPLETED, done.last_error

@@ -116,5 +116,5 @@ async def rotate(world: World, app: FakeApp, *, retire_now: bool = True,
     """Plan, start and drive one manual rotation of ``app`` to where it stops."""
     deps = world.deps(**deps_overrides)
     plan = await plan_rotation(deps, app.app_id)
-    rotation = start_rotation(deps, plan, reason=RotationReason.MANUAL, retire_now=retire_now)
+    rotation = await start_rotation(deps, plan, reason=RotationReason.MANUAL, retire_now=retire_now)
     return await drive(deps, rotation.id, retire_now=retire_now)

@@ -12,12 +12,13 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from sqlalchemy.engine import Engine
 
 from rotator.adapters.db.scripts import MigrationsNotFound, migrations_dir
 from rotator.adapters.db.session import make_engine
 
 __all__ = ["MigrationsNotFound", "alembic_config", "current_revision", "downgrade",
-           "head_revision", "is_up_to_date", "migrations_dir", "upgrade"]
+           "head_revision", "is_up_to_date", "migrations_dir", "upgrade", "upgrade_engine"]
 
 
 def _checked(location: Path) -> Path:
@@ -44,6 +45,15 @@ def alembic_config(url: str, script_location: str | Path | None = None) -> Confi
 def upgrade(url: str, revision: str = "head", *, script_location: str | Path | None = None) -> None:
     """Bring the database at ``url`` up to ``revision`` (creating tables on an empty one)."""
     command.upgrade(alembic_config(url, script_location), revision)
+
+
+def upgrade_engine(engine: Engine, revision: str = "head") -> None:
+    """:func:`upgrade` through ``engine``'s own connections (and so its login, such as
+    an Entra token as the password)."""
+    cfg = alembic_config(engine.url.render_as_string(hide_password=True))
+    with engine.begin() as connection:
+        cfg.attributes["connection"] = connection
+        command.upgrade(cfg, revision)
 
 
 def downgrade(url: str, revision: str, *, script_location: str | Path | None = None) -> None:

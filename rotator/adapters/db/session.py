@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import StaticPool
 
 DEFAULT_DATABASE_URL: Final = "sqlite:///rotator.db"
 SQLITE_BUSY_TIMEOUT_MS: Final = 30_000
@@ -44,8 +45,12 @@ def _sqlite_engine(url: str, **kwargs: Any) -> Engine:
     # The daemon's scheduler, HTTP endpoint and workers share the pool across threads.
     connect_args.setdefault("check_same_thread", False)
     connect_args.setdefault("timeout", SQLITE_BUSY_TIMEOUT_MS / 1000)
-    engine = sa.create_engine(url, connect_args=connect_args, **kwargs)
     is_memory = sa.make_url(url).database in (None, "", ":memory:")
+    if is_memory:
+        # One connection for every thread: the database calls run in a worker thread,
+        # and a connection per thread would be an empty database per thread.
+        kwargs.setdefault("poolclass", StaticPool)
+    engine = sa.create_engine(url, connect_args=connect_args, **kwargs)
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
