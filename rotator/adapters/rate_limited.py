@@ -12,8 +12,10 @@ process on SQLite keeps its bucket in memory (:class:`AsyncRateLimiter`).
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Protocol
 
@@ -94,14 +96,18 @@ class SharedRateLimiter:
         self.rate_per_minute = rate_per_minute
         self.capacity = burst if burst is not None else default_burst(rate_per_minute)
         self._lock = asyncio.Lock()
+        # A thread of its own: a reservation never queues behind the other database
+        # work the service hands to threads (one at a time is all the lock lets through).
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="write-budget")
         self.waited_seconds = 0.0
 
     async def acquire(self) -> float:
         async with self._lock:
+            reserve = functools.partial(self._budget.reserve_write,
+                                        rate_per_minute=self.rate_per_minute,
+                                        burst=self.capacity)
             try:
-                pause = await asyncio.to_thread(
-                    self._budget.reserve_write, rate_per_minute=self.rate_per_minute,
-                    burst=self.capacity)
+                pause = await asyncio.get_running_loop().run_in_executor(self._thread, reserve)
             except Exception as exc:
                 # Not a Graph refusal, but the write cannot go out unmetered: the step
                 # waits and is retried like one that Graph throttled.
