@@ -113,7 +113,10 @@ def test_replicas_share_one_scan_and_rotate_each_credential_exactly_once(
     policy_path = write_policy(
         tmp_path / "policy.toml", emu.base_url, [a.app_id for a, _ in apps],
         scan_interval_minutes=INTERVAL.total_seconds() / 60, max_concurrent_rotations=12,
-        lease_seconds=4,
+        # A scan parses its pages on the event loop, which on two busy cores can hold a
+        # replica's renewals back for seconds: leases of 4 s then change hands between
+        # live replicas all the time. 10 s still hands a dead replica's work on quickly.
+        lease_seconds=10,
     )
     policy = load_policy(policy_path, load_settings(dict(emu.env)))
     # Listing pages answer slowly, so a scan lasts long enough to be killed part-way.
