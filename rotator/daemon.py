@@ -2,8 +2,9 @@
 
 One asyncio loop holds everything:
 
-- ``scan`` every ``scan_interval_minutes`` (and once at start): reads every app
-  registration into the inventory, then refreshes the expiry gauges.
+- ``scan`` every ``scan_interval_minutes``, by one replica of all those sharing the
+  database (see :meth:`Daemon.scan_turn`): reads every app registration into the
+  inventory, then refreshes the expiry gauges. The others read the shared record.
 - ``reconcile`` every ``reconcile_interval_seconds``: starts rotations that are due
   and advances in-flight ones, retirement included (:mod:`rotator.engine.reconcile`).
 - extra jobs from :func:`extra_jobs` — further periodic passes: the alert pass,
@@ -33,7 +34,12 @@ from starlette.routing import BaseRoute
 
 from rotator import throttle_waits
 from rotator.adapters.counting import CountingDirectory, CountingSecretStore, CountingTokenProbe
-from rotator.adapters.rate_limited import AsyncRateLimiter, RateLimitedDirectory
+from rotator.adapters.rate_limited import (
+    AsyncRateLimiter,
+    RateLimitedDirectory,
+    RateLimiter,
+    SharedRateLimiter,
+)
 from rotator.domain.records import ScanStatus
 from rotator.domain.rotation import Rotation
 from rotator.domain.states import RotationState
@@ -47,6 +53,19 @@ log = structlog.get_logger("rotator.daemon")
 
 # After SIGTERM: how long running rotations may finish their step before they are cancelled.
 DEFAULT_STOP_GRACE_SECONDS = 10.0
+
+
+def scan_turn_timing(interval: timedelta) -> tuple[float, float]:
+    """How often a replica asks whether it is its turn to scan, and how long a turn is
+    held between renewals (seconds).
+
+    Asking is one short query, so every replica asks several times an interval: the
+    replica that takes the turn over from one that died (its turn lapses after the
+    lease) then scans well within the interval. The lease is renewed three times per
+    lease; at least 10 s, so a loop held up for a moment does not lose it.
+    """
+    seconds = interval.total_seconds()
+    return min(seconds / 6, 30.0), min(max(seconds / 4, 10.0), 60.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,8 +111,15 @@ ALERT_INTERVAL_SECONDS = 300.0
 
 
 def instrument(deps: EngineDeps, metrics: Metrics, *, graph_writes_per_minute: float) -> None:
-    """Wrap the ports in place: Graph writes through the rate limiter, every request counted."""
-    limiter = AsyncRateLimiter(graph_writes_per_minute)
+    """Wrap the ports in place: Graph writes through the rate limiter, every request counted.
+
+    ``graph_writes_per_minute`` is the tenant's: on a database replicas share, they draw
+    from one budget kept there; a process alone on SQLite keeps its bucket in memory.
+    """
+    coordination = deps.store.coordination
+    limiter: RateLimiter = (
+        SharedRateLimiter(coordination, graph_writes_per_minute) if coordination.shared
+        else AsyncRateLimiter(graph_writes_per_minute))
     record = metrics.record_request
     throttle_waits.subscribe(metrics.record_throttle_wait)
     limited = RateLimitedDirectory(deps.directory, limiter)
@@ -146,9 +172,12 @@ class Daemon:
             on_started=lambda _r: self.metrics.rotations_started.inc(),
         )
         self.scan_interval = timedelta(minutes=daemon_policy.scan_interval_minutes)
+        self.scan_check_seconds, self.scan_lease_seconds = scan_turn_timing(self.scan_interval)
+        # The scan whose results /metrics and /readyz show (this replica's or another's).
+        self._shown_scan_id: str | None = None
         self.metrics.scan_interval.set(self.scan_interval.total_seconds())
         self.jobs: list[Job] = [
-            Job("scan", self.scan_interval.total_seconds(), self.scan_once, run_at_start=True,
+            Job("scan", self.scan_check_seconds, self.scan_turn, run_at_start=True,
                 stop_at_once=True),
             Job("reconcile", daemon_policy.reconcile_interval_seconds, self.reconcile_once,
                 run_at_start=True),
@@ -175,12 +204,108 @@ class Daemon:
 
     # ------------------------------------------------------------------ jobs
 
-    async def scan_once(self) -> None:
+    async def scan_turn(self) -> None:
+        """The scan job. Of the replicas sharing the database, the one that takes the
+        turn scans (once per interval, whichever asks first); the others show the
+        shared record of the last scan on /metrics and /readyz, so the Graph read load
+        does not grow with the number of replicas. A turn whose holder stops renewing
+        it (killed mid-scan) is taken over at the next ask after its lease lapses."""
+        turns = self.deps.store.coordination
+        owner = self.deps.owner
+        turn = await self.deps.db(
+            turns.take_scan_turn, owner, interval_seconds=self.scan_interval.total_seconds(),
+            lease_seconds=self.scan_lease_seconds,
+            # Asked at most this much early, a turn is not put off by a whole ask.
+            early_seconds=self.scan_check_seconds / 2,
+        )
+        if turn is None:
+            await self.follow_shared_scan()
+            return
+        if turn.abandoned_by is not None:
+            log.warning("taking over the scan turn of a replica that stopped renewing it",
+                        abandoned_by=turn.abandoned_by, abandoned_scan_id=turn.abandoned_scan_id)
+            if turn.abandoned_scan_id is not None:
+                await self.deps.db(self._close_abandoned_scan, turn.abandoned_scan_id)
+        started = asyncio.Event()
+        scan_ids: list[str] = []
+
+        def on_started(scan_id: str) -> None:
+            scan_ids.append(scan_id)
+            started.set()
+
+        keeper = asyncio.create_task(self._keep_scan_turn(started, scan_ids), name="scan-turn")
+        stopped = False
+        try:
+            await self.scan_once(on_started=on_started)
+        except asyncio.CancelledError:
+            stopped = True
+            raise
+        finally:
+            keeper.cancel()
+            try:
+                # Stopped part-way: the turn goes back at once, for another replica.
+                await self.deps.db(turns.end_scan_turn, owner, done=not stopped)
+            except Exception as exc:  # noqa: BLE001 - the lease lapses on its own
+                log.warning("could not hand back the scan turn; it lapses on its own",
+                            error=type(exc).__name__)
+
+    async def _keep_scan_turn(self, started: asyncio.Event, scan_ids: list[str]) -> None:
+        """Renew the turn while the scan runs, naming the scan as soon as it has an id."""
+        turns, owner = self.deps.store.coordination, self.deps.owner
+        named: str | None = None
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(started.wait(), self.scan_lease_seconds / 3)
+            started.clear()
+            scan_id = scan_ids[-1] if scan_ids else None
+            try:
+                kept = await self.deps.db(
+                    turns.renew_scan_turn, owner, lease_seconds=self.scan_lease_seconds,
+                    scan_id=scan_id if scan_id != named else None)
+            except Exception as exc:  # noqa: BLE001 - tried again at the next renewal
+                log.warning("could not renew the scan turn", error=type(exc).__name__)
+                continue
+            named = scan_id
+            if not kept:
+                # Another replica took it over (this one was held up past the lease):
+                # this scan still finishes, and its results are as true as the other's.
+                log.warning("the scan turn was taken over by another replica; this scan "
+                            "finishes all the same")
+                return
+
+    def _close_abandoned_scan(self, scan_id: str) -> None:
+        from rotator.ports import StoreError
+
+        with contextlib.suppress(StoreError):  # it did finish after all
+            self.deps.store.finish_scan(
+                scan_id, self.deps.now(), status=ScanStatus.INTERRUPTED, apps_seen=0,
+                credentials_seen=0, errors=[],
+                error="the replica running this scan stopped renewing its turn; another "
+                "replica took the turn over")
+
+    async def follow_shared_scan(self) -> None:
+        """Show the last scan any replica finished, when it is newer than the one shown:
+        the inventory gauges, the last successful scan time, and readiness."""
+        store = self.deps.store
+        shared = await self.deps.db(store.last_finished_scan)
+        if shared is None or shared.finished_at is None or shared.id == self._shown_scan_id:
+            return
+        if shared.status is not ScanStatus.FAILED:
+            await self.deps.db(self._record_inventory)
+        succeeded = (shared if shared.status is ScanStatus.SUCCEEDED
+                     else await self.deps.db(store.last_successful_scan))
+        if succeeded is not None and succeeded.finished_at is not None:
+            self.metrics.last_successful_scan.set(succeeded.finished_at.timestamp())
+        self._shown_scan_id = shared.id
+        self.last_scan = ScanOutcome(shared.status, shared.finished_at, shared.error)
+
+    async def scan_once(self, *, on_started: Callable[[str], None] | None = None) -> None:
+        """Scan now, whoever else scans (the scan job asks for its turn first)."""
         from rotator.engine.scan import scan
 
         started = time.monotonic()
         try:
-            report = await scan(self.deps)
+            report = await scan(self.deps, on_started=on_started)
         except Exception as exc:
             self.metrics.scans.labels(ScanStatus.FAILED).inc()
             self.last_scan = ScanOutcome(ScanStatus.FAILED, self.deps.now(),
@@ -194,6 +319,7 @@ class Daemon:
         if report.status is ScanStatus.SUCCEEDED:
             self.metrics.last_successful_scan.set(time.time())
         # Last: /readyz turns ready only once the scan's results are on /metrics.
+        self._shown_scan_id = report.scan_id
         self.last_scan = ScanOutcome(report.status, self.deps.now(), report.error)
 
     def _record_inventory(self) -> None:

@@ -408,6 +408,54 @@ class AlertStore(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class ScanTurn:
+    """A replica's turn to scan the tenant, taken from the shared record."""
+
+    started_at: datetime
+    # A turn taken over from a replica that stopped renewing it (it died or stalled):
+    # who that was, and the scan it left running, if it had said which.
+    abandoned_by: str | None = None
+    abandoned_scan_id: str | None = None
+
+
+class Coordination(Protocol):
+    """What replicas sharing one database agree on: whose turn it is to scan the
+    tenant, and the tenant's Graph write budget. Times come from one clock (the
+    database's, where several replicas share it), so replicas' clocks never need to agree."""
+
+    @property
+    def shared(self) -> bool:
+        """Whether other processes can share this record (PostgreSQL), or this process
+        is its only user (SQLite): a budget only this process draws from is better kept
+        in memory."""
+        ...
+
+    def take_scan_turn(
+        self, owner: str, *, interval_seconds: float, lease_seconds: float,
+        early_seconds: float = 0.0,
+    ) -> ScanTurn | None:
+        """The turn to scan, if no turn began within the last ``interval_seconds``
+        (less ``early_seconds``) and none is held, or if the holder of the last one
+        stopped renewing it; ``None`` otherwise. Held for ``lease_seconds``."""
+        ...
+
+    def renew_scan_turn(self, owner: str, *, lease_seconds: float,
+                        scan_id: str | None = None) -> bool:
+        """Keep the turn (and say which scan it runs); ``False`` when it was taken over."""
+        ...
+
+    def end_scan_turn(self, owner: str, *, done: bool) -> None:
+        """Give the turn back: ``done`` counts it as this interval's scan; otherwise
+        (a stop part-way) the next replica to ask may scan at once."""
+        ...
+
+    def reserve_write(self, *, rate_per_minute: float, burst: float) -> float:
+        """Reserve one Graph write of the shared budget; returns the seconds to wait
+        before making it (0 when it may go now)."""
+        ...
+
+
 class Store(Protocol):
     """Scans, inventory, rotations with their leases, and the audit trail.
 
@@ -424,6 +472,11 @@ class Store(Protocol):
     @property
     def hooks(self) -> HookStore:
         """Consumer hook delivery state, kept beside the rest."""
+        ...
+
+    @property
+    def coordination(self) -> Coordination:
+        """Scan turns and the write budget replicas share, kept beside the rest."""
         ...
 
     def ping(self) -> None:
@@ -458,6 +511,11 @@ class Store(Protocol):
     def last_scan(self) -> ScanRun | None: ...
 
     def last_successful_scan(self) -> ScanRun | None: ...
+
+    def last_finished_scan(self) -> ScanRun | None:
+        """The scan that finished last and says something about the tenant: succeeded,
+        partial or failed (one interrupted part-way says nothing)."""
+        ...
 
     def inventory(
         self,

@@ -60,6 +60,8 @@ param policyToml string
 @description('Registry server the managed identity pulls the image from with AcrPull, e.g. contoso.azurecr.io (empty: a public image).')
 param registryServer string = ''
 
+// One replica scans per interval and all share one Graph write budget through the
+// database, so more replicas add availability, not Graph load.
 @minValue(1)
 @maxValue(10)
 param replicas int = 2

@@ -3,21 +3,37 @@ through at the tenant's pace instead of in a storm of 429s.
 
 The limiter wraps the Directory port; the engine does not know it is there.
 Microsoft's budget (3,000 writes / 150 s per app and tenant, 18,000 / 5 min per
-tenant) is per tenant, while this bucket is per process: with several replicas
-give each ``budget / replicas``.
+tenant) is per tenant, and so is ``graph_writes_per_minute``: replicas sharing a
+PostgreSQL database draw from one budget kept there (:class:`SharedRateLimiter`), so
+together they stay under it and one replica alone may use all of it. A single
+process on SQLite keeps its bucket in memory (:class:`AsyncRateLimiter`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
+from typing import Protocol
 
 from rotator.domain.app_management import CredentialRestrictions, TenantPolicies
 from rotator.domain.certificates import KeyEntry
 from rotator.domain.credentials import AppRegistration, Credential
-from rotator.ports import Directory, NewPassword, ScanItem
+from rotator.ports import Coordination, Directory, DirectoryError, NewPassword, ScanItem
+
+
+def default_burst(rate_per_minute: float) -> float:
+    """A small burst: enough to start a handful of rotations at once, never a minute's worth."""
+    return max(1.0, min(10.0, rate_per_minute / 60.0 * 5))
+
+
+class RateLimiter(Protocol):
+    async def acquire(self) -> float:
+        """Take one write of the budget, waiting for it if needed; returns the seconds waited."""
+        ...
 
 
 class AsyncRateLimiter:
@@ -36,8 +52,7 @@ class AsyncRateLimiter:
         if rate_per_minute <= 0:
             raise ValueError("rate_per_minute must be positive")
         self.rate = rate_per_minute / 60.0  # tokens per second
-        # A small burst: enough to start a handful of rotations at once, never a minute's worth.
-        self.capacity = burst if burst is not None else max(1.0, min(10.0, self.rate * 5))
+        self.capacity = burst if burst is not None else default_burst(rate_per_minute)
         self._tokens = self.capacity
         self._clock = clock
         self._stamp = clock()
@@ -64,13 +79,55 @@ class AsyncRateLimiter:
         return waited
 
 
+class SharedRateLimiter:
+    """The tenant-wide budget, drawn from the database every replica shares.
+
+    One reservation at a time per process (the lock): a process waits for its slot
+    holding one reservation, so a replica that dies leaves at most one slot unused.
+    The database's clock places the slots; this process only sleeps the answer, so
+    replicas' clocks never need to agree.
+    """
+
+    def __init__(self, budget: Coordination, rate_per_minute: float, *,
+                 burst: float | None = None) -> None:
+        if rate_per_minute <= 0:
+            raise ValueError("rate_per_minute must be positive")
+        self._budget = budget
+        self.rate_per_minute = rate_per_minute
+        self.capacity = burst if burst is not None else default_burst(rate_per_minute)
+        self._lock = asyncio.Lock()
+        # A thread of its own: a reservation never queues behind the other database
+        # work the service hands to threads (one at a time is all the lock lets through).
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="write-budget")
+        self.waited_seconds = 0.0
+
+    async def acquire(self) -> float:
+        async with self._lock:
+            reserve = functools.partial(self._budget.reserve_write,
+                                        rate_per_minute=self.rate_per_minute,
+                                        burst=self.capacity)
+            try:
+                pause = await asyncio.get_running_loop().run_in_executor(self._thread, reserve)
+            except Exception as exc:
+                # Not a Graph refusal, but the write cannot go out unmetered: the step
+                # waits and is retried like one that Graph throttled.
+                raise DirectoryError(
+                    "the shared Graph write budget could not be read from the database "
+                    f"({type(exc).__name__}); the write waits for it", transient=True,
+                ) from exc
+            if pause > 0:
+                await asyncio.sleep(pause)
+        self.waited_seconds += pause
+        return pause
+
+
 class RateLimitedDirectory:
     """The Directory port with every write taking a token first; reads pass straight through.
 
     Writes: addPassword, removePassword, addKey, removeKey and the keyCredentials PATCH.
     """
 
-    def __init__(self, inner: Directory, limiter: AsyncRateLimiter) -> None:
+    def __init__(self, inner: Directory, limiter: RateLimiter) -> None:
         self._inner = inner
         self.limiter = limiter
 

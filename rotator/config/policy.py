@@ -167,9 +167,10 @@ class DaemonPolicy:
     graph_writes_per_minute: float = key_field(
         600.0,
         checks.positive(unit="writes per minute", hi=100_000),
-        help="Graph writes (addPassword, removePassword, ...) per minute, per process: keep "
-        "it below the tenant's budget (3,000 writes / 150 s per app, 18,000 / 5 min per "
-        "tenant) divided by the number of replicas",
+        help="Graph writes (addPassword, removePassword, ...) per minute for the whole "
+        "deployment: replicas sharing a PostgreSQL database draw from this one budget "
+        "together. Keep it below the tenant's budget (3,000 writes / 150 s per app, "
+        "18,000 / 5 min per tenant)",
     )
     graph_read_settle_seconds: float = key_field(
         3.0,

@@ -71,6 +71,8 @@ class TokenBucket:
 @dataclass
 class Faults:
     latency_ms: float = 0.0
+    # route name (or "graph.*") -> extra latency of that route only, e.g. a slow listing.
+    route_latency_ms: dict[str, float] = field(default_factory=dict)
     # route name (or "graph.*", "*") -> {status: probability}; e.g. {"graph.addPassword": {503: .2}}
     error_rates: dict[str, dict[int, float]] = field(default_factory=dict)
     # route -> probability that a write is applied but its response is lost (500 returned).
@@ -116,6 +118,8 @@ class Faults:
                     str(route): {int(status): float(p) for status, p in rates.items()}
                     for route, rates in dict(value).items()
                 }
+            elif key == "route_latency_ms":
+                self.route_latency_ms = {str(k): float(v) for k, v in dict(value).items()}
             elif key == "lost_response_rates":
                 self.lost_response_rates = {str(k): float(v) for k, v in dict(value).items()}
             elif key in _CAPACITIES:
@@ -138,6 +142,7 @@ class Faults:
     def to_json(self) -> dict[str, Any]:
         return {
             "latency_ms": self.latency_ms,
+            "route_latency_ms": dict(self.route_latency_ms),
             "error_rates": {
                 r: {str(s): p for s, p in v.items()} for r, v in self.error_rates.items()
             },
@@ -169,6 +174,11 @@ class Faults:
             if key in table:
                 return table[key]
         return None
+
+    def latency_of(self, route: str) -> float:
+        """Seconds a request on ``route`` is held before it is answered."""
+        extra: float | None = self._rate(self.route_latency_ms, route)
+        return (self.latency_ms + (extra or 0.0)) / 1000
 
     def pick_error(self, route: str) -> int | None:
         rates: dict[int, float] | None = self._rate(self.error_rates, route)
@@ -404,8 +414,9 @@ def guarded(route: str, service: Service) -> Callable[[Endpoint], Endpoint]:
             faults: Faults = request.app.state.faults
             response: Response | None = None
             try:
-                if faults.latency_ms > 0:
-                    await asyncio.sleep(faults.latency_ms / 1000)
+                latency = faults.latency_of(route)
+                if latency > 0:
+                    await asyncio.sleep(latency)
                 injected = faults.pick_error(route)
                 if injected is not None:
                     response = _injected(

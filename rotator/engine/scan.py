@@ -44,12 +44,17 @@ def _expand(value: int | str) -> str:
 
 
 async def scan(
-    deps: EngineDeps, *, on_app: Callable[[int, int], None] | None = None
+    deps: EngineDeps, *, on_app: Callable[[int, int], None] | None = None,
+    on_started: Callable[[str], None] | None = None,
 ) -> ScanReport:
     """Scan every app registration; ``on_app(apps, credentials)`` is told the running
-    totals after each app is read (an admin's terminal shows them as it goes)."""
+    totals after each app is read (an admin's terminal shows them as it goes), and
+    ``on_started(scan_id)`` the scan's id once it is recorded (the service's scan turn
+    names it, so a replica taking the turn over can close it)."""
     now = deps.now()
     scan_id = await deps.db(deps.store.start_scan, now)
+    if on_started is not None:
+        on_started(scan_id)
     report = ScanReport(scan_id=scan_id, status=ScanStatus.RUNNING)
     batch: list[InventoryRow] = []
     managed = deps.policy.apps

@@ -292,3 +292,38 @@ class HookDeliveryModel(Base):
     last_error: Mapped[str | None] = mapped_column(sa.Text)
     created_at: Mapped[datetime]
     delivered_at: Mapped[datetime | None]
+
+
+# ----------------------------------------------------------------- replicas (20261128_0006)
+
+
+class ScanTurnModel(Base):
+    """Which replica scans now, and when the last turn began (one row, named ``scan``).
+
+    A turn is a lease: the holder renews ``expires_at`` while it scans and clears
+    ``owner`` when done; a turn whose holder stopped renewing is taken over.
+    """
+
+    __tablename__ = "scan_turns"
+
+    name: Mapped[str] = mapped_column(sa.String(32), primary_key=True)
+    owner: Mapped[str | None] = mapped_column(sa.String(255))
+    expires_at: Mapped[datetime | None]
+    started_at: Mapped[datetime | None]
+    # The scan the holder runs, so a replica taking over can close it as interrupted.
+    scan_id: Mapped[str | None] = mapped_column(sa.String(32))
+
+
+class WriteBudgetModel(Base):
+    """A rate budget every replica draws from (one row per budget, ``graph`` today).
+
+    Kept as GCRA's theoretical arrival time: ``next_slot_at`` is when the next
+    write would be due if writes went out exactly at the rate. Reserving a write
+    moves it one spacing later; how far it lies ahead of the database's clock says
+    how long the caller waits.
+    """
+
+    __tablename__ = "write_budgets"
+
+    name: Mapped[str] = mapped_column(sa.String(32), primary_key=True)
+    next_slot_at: Mapped[datetime]

@@ -48,6 +48,7 @@ from rotator.ports import RotationConflict, StaleRotation, StoreError
 
 if TYPE_CHECKING:
     from rotator.adapters.db.alerts_repo import SqlAlertStore
+    from rotator.adapters.db.coordination_repo import SqlCoordination
     from rotator.adapters.db.hooks_repo import SqlHookStore
 
 DEFAULT_BATCH_SIZE: Final = 5_000
@@ -355,6 +356,7 @@ class SqlStore:
         self._batch_size = batch_size
         self._alerts: SqlAlertStore | None = None
         self._hooks: SqlHookStore | None = None
+        self._coordination: SqlCoordination | None = None
 
     @classmethod
     def from_url(cls, url: str) -> SqlStore:
@@ -379,6 +381,14 @@ class SqlStore:
 
             self._hooks = SqlHookStore(self._engine)
         return self._hooks
+
+    @property
+    def coordination(self) -> SqlCoordination:
+        if self._coordination is None:
+            from rotator.adapters.db.coordination_repo import SqlCoordination
+
+            self._coordination = SqlCoordination(self._engine)
+        return self._coordination
 
     def close(self) -> None:
         self._engine.dispose()
@@ -552,6 +562,21 @@ class SqlStore:
                 sa.select(ScanRunModel)
                 .where(ScanRunModel.status == ScanStatus.SUCCEEDED.value)
                 .order_by(ScanRunModel.finished_at.desc(), ScanRunModel.id.desc())
+                .limit(1)
+            ).first()
+            return _scan_from_model(m) if m else None
+
+    def last_finished_scan(self) -> ScanRun | None:
+        with self._session() as s:
+            m = s.scalars(
+                sa.select(ScanRunModel)
+                .where(ScanRunModel.status.in_([ScanStatus.SUCCEEDED.value,
+                                                ScanStatus.PARTIAL.value,
+                                                ScanStatus.FAILED.value]),
+                       ScanRunModel.finished_at.is_not(None))
+                # The index on started_at serves it; of two overlapping scans the one
+                # that started later saw the newer tenant.
+                .order_by(ScanRunModel.started_at.desc(), ScanRunModel.id.desc())
                 .limit(1)
             ).first()
             return _scan_from_model(m) if m else None

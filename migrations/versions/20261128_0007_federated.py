@@ -1,7 +1,7 @@
 """Whether an app registration holds a federated identity credential.
 
-Revision ID: 20261128_0006_federated
-Revises: 20261128_0005_estate
+Revision ID: 20261128_0007_federated
+Revises: 20261128_0006_coordination
 Create Date: 2026-11-28
 
 Written by hand and free of imports from the application, like the earlier revisions.
@@ -15,8 +15,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "20261128_0006_federated"
-down_revision: str | None = "20261128_0005_estate"
+revision: str = "20261128_0007_federated"
+down_revision: str | None = "20261128_0006_coordination"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
