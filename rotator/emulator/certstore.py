@@ -3,7 +3,8 @@
 As in Key Vault, a certificate version, its key version and its backing secret version
 share one version id; the backing secret is written into the vault's secret store (so
 ``GET /secrets/{name}/{version}`` serves it, in PKCS#12 or PEM as the policy's content
-type says) and a version disabled here is disabled there too. A create (``POST
+type says) and a version disabled here is disabled there too. The backing secret carries
+the certificate's tags. A create (``POST
 /certificates/{name}/create``) answers with a pending operation; the key pair and the
 self-signed certificate are made the next time anything reads the certificate, which the
 SDK's poller does at once.
@@ -271,12 +272,10 @@ class CertificateStore:
             found = self._find(name, version)
             if enabled is not None:
                 found.enabled = enabled
-                backing = self._secrets.versions(found.name)
-                for secret in backing:
-                    if secret.version == found.version:
-                        self._secrets.update(found.name, found.version, enabled=enabled)
             if tags is not None:
                 found.tags = dict(tags)
+            if any(s.version == found.version for s in self._secrets.versions(found.name)):
+                self._secrets.update(found.name, found.version, enabled=enabled, tags=tags)
             found.updated = utcnow()
             return found
 
@@ -374,7 +373,7 @@ class CertificateStore:
         content_type = content_type_of(entry.policy)
         self._secrets.set(
             entry.name, backing_value(cert, key if exportable else None, content_type),
-            content_type=content_type, enabled=enabled,
+            content_type=content_type, enabled=enabled, tags=tags,
             nbf=cert.not_valid_before_utc, exp=cert.not_valid_after_utc, version=version,
             kid=f"/keys/{entry.name}/{version}",  # under the vault's URL
         )
