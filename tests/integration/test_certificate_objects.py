@@ -153,18 +153,14 @@ async def test_certificate_objects_staged_promoted_and_read_like_a_consumer(
     assert not any(v.enabled for v in staged), "staged versions are disabled after promote"
     expected = "application/x-pkcs12" if content == "pkcs12" else "application/x-pem-file"
     assert emu.tenant.vault.get(app.secret_name).content_type == expected
-    for key in (key_one, key_two):
-        body = private_key_text(key)
-        for chunk in (body[40:100], body[-120:-60]):
-            assert chunk not in log_stream.getvalue()
-            for path in tmp_path.glob("rotator.db*"):
-                assert chunk.encode() not in path.read_bytes()
+    assert_no_key_in(log_stream.getvalue(), tmp_path, key_one, key_two)
     assert_tenant_invariants(emu, f"sqlite:///{tmp_path / 'rotator.db'}", [app.managed],
                              outputs=[log_stream.getvalue()])
 
 
 async def test_key_vault_makes_the_key_pair_and_rotator_never_does(
-    emu: RunningEmulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    emu: RunningEmulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    log_stream: io.StringIO,
 ) -> None:
     def refuse(*_: object, **__: object) -> None:
         raise AssertionError("a private key was generated in rotator's process")
@@ -192,11 +188,23 @@ async def test_key_vault_makes_the_key_pair_and_rotator_never_does(
     assert emu.tenant.certificates.operation(staging).status == "completed"
     lifetime = cert.not_valid_after_utc - cert.not_valid_before_utc
     assert 85 <= lifetime.days <= 95  # lifetime_days = 90: three whole months
+    assert_no_key_in(log_stream.getvalue(), tmp_path, key)
     assert_tenant_invariants(emu, f"sqlite:///{tmp_path / 'rotator.db'}", [app.managed],
-                             outputs=[])
+                             outputs=[log_stream.getvalue()])
 
 
 # Key Vault's create is crashed after by the crash matrix (real processes, SIGKILL).
+def assert_no_key_in(logged: str, workdir: Path, *keys: Any) -> None:
+    """No piece of any private key in the logs or the database files."""
+    assert "rotation" in logged  # the logs did capture the rotations
+    for key in keys:
+        body = private_key_text(key)
+        for chunk in (body[40:100], body[-120:-60]):
+            assert chunk not in logged
+            for path in workdir.glob("rotator.db*"):
+                assert chunk.encode() not in path.read_bytes(), path
+
+
 @pytest.mark.parametrize(("key_source", "point"), [
     ("rotator", "after:vault.import_certificate.staging"),
     ("keyvault", "after:vault.import_certificate.consumer"),
