@@ -30,7 +30,12 @@ from typing import Any
 import structlog
 
 from rotator import throttle_waits
-from rotator.adapters.counting import CountingDirectory, CountingSecretStore, CountingTokenProbe
+from rotator.adapters.counting import (
+    CountingCertificateStore,
+    CountingDirectory,
+    CountingSecretStore,
+    CountingTokenProbe,
+)
 from rotator.adapters.rate_limited import AsyncRateLimiter, RateLimitedDirectory
 from rotator.domain.records import ScanStatus
 from rotator.domain.rotation import Rotation
@@ -39,7 +44,7 @@ from rotator.engine.context import EngineDeps
 from rotator.engine.reconcile import Reconciler, ShuttingDown, wait_then_cancel
 from rotator.health import ScanOutcome, bind, build_app, make_server
 from rotator.metrics import Metrics
-from rotator.ports import SecretStore
+from rotator.ports import CertificateStore, SecretStore
 
 log = structlog.get_logger("rotator.daemon")
 
@@ -106,6 +111,18 @@ def instrument(deps: EngineDeps, metrics: Metrics, *, graph_writes_per_minute: f
         return stores[vault_url]
 
     deps.secret_store_for = secret_store_for
+    certificates_for = deps.certificate_store_for
+    if certificates_for is not None:
+        certificate_stores: dict[str, CertificateStore] = {}
+        inner_certificates = certificates_for
+
+        def certificate_store_for(vault_url: str) -> CertificateStore:
+            if vault_url not in certificate_stores:
+                certificate_stores[vault_url] = CountingCertificateStore(
+                    inner_certificates(vault_url), record)
+            return certificate_stores[vault_url]
+
+        deps.certificate_store_for = certificate_store_for
 
 
 class Daemon:
