@@ -232,6 +232,7 @@ class CertificateStore:
     ) -> CertVersion:
         check_name(name)
         with self._lock:
+            self._check_free(name)
             entry = self._certs.get(name.lower())
             merged = copy.deepcopy(policy if policy is not None
                                    else (entry.policy if entry else {}))
@@ -251,6 +252,7 @@ class CertificateStore:
                      tags: dict[str, str] | None, enabled: bool) -> Operation:
         check_name(name)
         with self._lock:
+            self._check_free(name)
             entry = self._certs.get(name.lower())
             chosen = copy.deepcopy(policy if policy is not None
                                    else (entry.policy if entry else None))
@@ -335,6 +337,15 @@ class CertificateStore:
                                  "vault.") from None
 
     # ------------------------------------------------------------------ internals
+
+    def _check_free(self, name: str) -> None:
+        if any(v.kid is None for v in self._secrets.versions(name)):
+            # The name belongs to a secret someone wrote: a certificate cannot take it over.
+            raise VaultError(
+                409, "Conflict",
+                f"Certificate {name} cannot be created: a secret with the same name already "
+                "exists in this vault, and a certificate's backing secret must have the "
+                "certificate's name. Choose another name.")
 
     def _entry(self, name: str) -> _Cert:
         check_name(name)

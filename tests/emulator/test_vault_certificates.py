@@ -141,7 +141,12 @@ async def test_create_self_signed_is_a_long_running_operation(
 
 
 async def test_refusals_have_key_vault_shapes(clients: tuple[Any, Any]) -> None:
-    certificates, _ = clients
+    certificates, secrets = clients
+    taken = _name("plain-secret")
+    await secrets.set_secret(taken, "a value someone wrote")
+    with pytest.raises(HttpResponseError) as conflict:
+        await certificates.import_certificate(taken, _pfx(make_cert()))
+    assert conflict.value.status_code == 409
     with pytest.raises(ResourceNotFoundError) as missing:
         await certificates.get_certificate(_name("absent"))
     assert missing.value.error is not None and missing.value.error.code == "CertificateNotFound"
