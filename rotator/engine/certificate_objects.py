@@ -4,7 +4,7 @@ With ``key_vault_format = "certificate"`` the staging and consumer "secrets" are
 certificate objects: writing a version imports the bundle (certificate and key) as a
 new certificate version, reading one reads the certificate's tags and its backing
 secret (same name, same version) for the key, disabling one disables the certificate
-version (and with it, in Key Vault, its key and backing secret). Everything else about
+version. Everything else about
 staging, promotion and rollback is the same as for secrets, which is the point: the
 steps' crash recovery (find the staged version by its ``rotation_id`` tag, recognise a
 promotion already written by the consumer's latest tags) carries over unchanged.
