@@ -119,8 +119,6 @@ def test_check_patch_tells_applied_lost_and_appeared_apart() -> None:
 
 
 def test_validity_months_for_key_vault() -> None:
-    from datetime import timedelta
-
     from rotator.domain.certificates import validity_months
 
     assert validity_months(timedelta(days=90), capped=False) == 3
