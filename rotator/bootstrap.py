@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from rotator.adapters.db import SqlStore
     from rotator.config import Policy, Settings
     from rotator.engine.context import EngineDeps
-    from rotator.ports import AccessTokenValidator, SecretStore
+    from rotator.ports import AccessTokenValidator, CertificateStore, SecretStore
 
 
 @dataclass
@@ -114,9 +114,11 @@ async def engine_deps(
     from rotator.adapters import sdk_clients
     from rotator.adapters.graph import GraphDirectory
     from rotator.adapters.keyvault import KeyVaultSecretStore
+    from rotator.adapters.keyvault_certificates import KeyVaultCertificateStore
     from rotator.adapters.token_probe import AzureIdentityTokenProbe
     from rotator.engine.context import EngineDeps
     from rotator.failpoints import (
+        FailpointCertificateStore,
         FailpointDirectory,
         FailpointHookSender,
         Failpoints,
@@ -139,6 +141,7 @@ async def engine_deps(
             authority_host=s.authority_host, ca_bundle=ca_bundle, http=http
         )
     stores: dict[str, Any] = {}
+    certificate_stores: dict[str, Any] = {}
     clients: list[Any] = []
 
     def secret_store_for(vault_url: str) -> SecretStore:
@@ -154,7 +157,18 @@ async def engine_deps(
     probe: Any = AzureIdentityTokenProbe(
         authority_host=s.authority_host, ca_bundle=ca_bundle, http=http
     )
+    def certificate_store_for(vault_url: str) -> CertificateStore:
+        if vault_url not in certificate_stores:
+            client = sdk_clients.make_certificate_client(vault_url, credential, http=http)
+            clients.append(client)
+            secrets = secret_store_for(vault_url)
+            assert isinstance(secrets, KeyVaultSecretStore)
+            certificate_stores[vault_url] = KeyVaultCertificateStore(client, secrets)
+        store_: CertificateStore = certificate_stores[vault_url]
+        return store_
+
     store_for: Callable[[str], SecretStore] = secret_store_for
+    certificates_for: Callable[[str], CertificateStore] = certificate_store_for
     failpoints = Failpoints.from_environ()
     if failpoints.active:
         directory = FailpointDirectory(directory, failpoints)
@@ -163,6 +177,9 @@ async def engine_deps(
 
         def store_for(url: str) -> SecretStore:
             return FailpointSecretStore(secret_store_for(url), failpoints)
+
+        def certificates_for(url: str) -> CertificateStore:
+            return FailpointCertificateStore(certificate_store_for(url), failpoints)
 
     from rotator.adapters.hooks import HookClient
     from rotator.adapters.usage_report import GraphUsageReport
@@ -182,6 +199,7 @@ async def engine_deps(
     deps = EngineDeps(
         directory=directory,
         secret_store_for=store_for,
+        certificate_store_for=certificates_for,
         probe=probe,
         store=store,
         policy=loaded.policy,

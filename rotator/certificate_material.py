@@ -70,6 +70,45 @@ class CertificateMaterial:
         return f"CertificateMaterial(thumbprint={self.thumbprint})"
 
 
+@dataclass(frozen=True, slots=True)
+class PublicCertificate:
+    """A certificate without its key: what Key Vault hands out of a certificate it made."""
+
+    certificate: x509.Certificate
+
+    @property
+    def der(self) -> bytes:
+        return self.certificate.public_bytes(serialization.Encoding.DER)
+
+    @property
+    def der_b64(self) -> str:
+        return base64.b64encode(self.der).decode()
+
+    @property
+    def thumbprint(self) -> str:
+        return thumbprint_of(self.der)
+
+    @property
+    def not_before(self) -> datetime:
+        return self.certificate.not_valid_before_utc
+
+    @property
+    def not_after(self) -> datetime:
+        return self.certificate.not_valid_after_utc
+
+
+# What registering a certificate in Entra needs: its public side only.
+AnyCertificate = CertificateMaterial | PublicCertificate
+
+
+def public_certificate(der: bytes) -> PublicCertificate:
+    try:
+        return PublicCertificate(x509.load_der_x509_certificate(der))
+    except ValueError:
+        raise CertificateError("Key Vault returned a certificate that is not DER X.509"
+                               ) from None
+
+
 def _new_key(key_type: str) -> PrivateKey:
     name = str(key_type).upper()
     if name in _RSA_BITS:

@@ -33,7 +33,12 @@ import structlog
 from starlette.routing import BaseRoute
 
 from rotator import throttle_waits
-from rotator.adapters.counting import CountingDirectory, CountingSecretStore, CountingTokenProbe
+from rotator.adapters.counting import (
+    CountingCertificateStore,
+    CountingDirectory,
+    CountingSecretStore,
+    CountingTokenProbe,
+)
 from rotator.adapters.rate_limited import (
     AsyncRateLimiter,
     RateLimitedDirectory,
@@ -47,7 +52,7 @@ from rotator.engine.context import EngineDeps
 from rotator.engine.reconcile import Reconciler, ShuttingDown, wait_then_cancel
 from rotator.health import ScanOutcome, bind, build_app, make_server
 from rotator.metrics import Metrics
-from rotator.ports import AccessTokenValidator, SecretStore
+from rotator.ports import AccessTokenValidator, CertificateStore, SecretStore
 
 log = structlog.get_logger("rotator.daemon")
 
@@ -134,6 +139,18 @@ def instrument(deps: EngineDeps, metrics: Metrics, *, graph_writes_per_minute: f
         return stores[vault_url]
 
     deps.secret_store_for = secret_store_for
+    certificates_for = deps.certificate_store_for
+    if certificates_for is not None:
+        certificate_stores: dict[str, CertificateStore] = {}
+        inner_certificates = certificates_for
+
+        def certificate_store_for(vault_url: str) -> CertificateStore:
+            if vault_url not in certificate_stores:
+                certificate_stores[vault_url] = CountingCertificateStore(
+                    inner_certificates(vault_url), record)
+            return certificate_stores[vault_url]
+
+        deps.certificate_store_for = certificate_store_for
 
 
 class Daemon:

@@ -34,11 +34,14 @@ from rotator.domain.hooks import HookEvent
 from rotator.domain.secret_value import SecretValue
 from rotator.domain.states import RotationState
 from rotator.ports import (
+    CertificateStore,
     Directory,
     HookSender,
     NewPassword,
     ScanItem,
     SecretStore,
+    SelfSignedRequest,
+    StoredCertificate,
     StoredSecret,
     TokenOutcome,
     TokenProbe,
@@ -47,7 +50,8 @@ from rotator.ports import (
 WRITES: Final = (
     "graph.add_password", "graph.remove_password", "graph.add_key", "graph.remove_key",
     "graph.set_key_credentials", "vault.set_secret.staging", "vault.set_secret.consumer",
-    "vault.disable_version", "hook.send",
+    "vault.disable_version", "vault.import_certificate.staging",
+    "vault.import_certificate.consumer", "vault.create_certificate", "hook.send",
 )
 POINTS: Final = frozenset(
     [f"{when}:{name}" for when in ("before", "after")
@@ -197,6 +201,45 @@ class FailpointSecretStore:
         self._fp.hit("before:vault.disable_version")
         await self._inner.disable_version(name, version)
         self._fp.hit("after:vault.disable_version")
+
+
+class FailpointCertificateStore:
+    """Key Vault certificate objects; disabling a version shares ``vault.disable_version``."""
+
+    def __init__(self, inner: CertificateStore, fp: Failpoints) -> None:
+        self._inner, self._fp = inner, fp
+
+    async def import_certificate(self, name: str, bundle: SecretValue, *, content_type: str,
+                                 tags: Mapping[str, str], enabled: bool = True
+                                 ) -> StoredCertificate:
+        role = _secret_role(name)
+        self._fp.hit(f"before:vault.import_certificate.{role}")
+        result = await self._inner.import_certificate(name, bundle, content_type=content_type,
+                                                      tags=tags, enabled=enabled)
+        self._fp.hit(f"after:vault.import_certificate.{role}")
+        return result
+
+    async def create_self_signed(self, name: str, request: SelfSignedRequest, *,
+                                 tags: Mapping[str, str]) -> StoredCertificate:
+        self._fp.hit("before:vault.create_certificate")
+        result = await self._inner.create_self_signed(name, request, tags=tags)
+        self._fp.hit("after:vault.create_certificate")
+        return result
+
+    async def get_certificate(self, name: str, version: str | None = None
+                              ) -> StoredCertificate | None:
+        return await self._inner.get_certificate(name, version)
+
+    async def list_versions(self, name: str) -> Sequence[StoredCertificate]:
+        return await self._inner.list_versions(name)
+
+    async def disable_version(self, name: str, version: str) -> None:
+        self._fp.hit("before:vault.disable_version")
+        await self._inner.disable_version(name, version)
+        self._fp.hit("after:vault.disable_version")
+
+    async def get_private(self, name: str, version: str) -> StoredSecret | None:
+        return await self._inner.get_private(name, version)
 
 
 class FailpointTokenProbe:

@@ -215,6 +215,76 @@ class SecretStore(Protocol):
     async def disable_version(self, name: str, version: str) -> None: ...
 
 
+# ----------------------------------------------------------------- certificate store (Key Vault)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredCertificate:
+    """One Key Vault certificate version's public side: never its private key.
+
+    ``cer`` is the DER certificate (empty while a create is still pending);
+    ``content_type`` is what the backing secret of the same name and version serves
+    (``application/x-pkcs12`` or ``application/x-pem-file``).
+    """
+
+    name: str
+    version: str
+    enabled: bool
+    cer: bytes
+    content_type: str | None
+    tags: Mapping[str, str] = field(default_factory=dict)
+    created_on: datetime | None = None
+    expires_on: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SelfSignedRequest:
+    """What Key Vault is asked to make: an exportable RSA key and a self-signed certificate."""
+
+    subject: str
+    key_size: int
+    validity_months: int
+    content_type: str
+
+
+class CertificateStore(Protocol):
+    """Key Vault certificate objects (a certificate, its key, its backing secret).
+
+    Failures raise :class:`SecretStoreError`, as the secret store's do.
+    """
+
+    async def import_certificate(
+        self, name: str, bundle: SecretValue, *, content_type: str, tags: Mapping[str, str],
+        enabled: bool = True,
+    ) -> StoredCertificate:
+        """A new version of ``name`` from ``bundle`` (base64 PKCS#12 or PEM with the key);
+        the backing secret serves it as ``content_type``."""
+        ...
+
+    async def create_self_signed(
+        self, name: str, request: SelfSignedRequest, *, tags: Mapping[str, str]
+    ) -> StoredCertificate:
+        """Key Vault makes the key pair and certificate as a new version of ``name``; waits
+        for the create operation to finish."""
+        ...
+
+    async def get_certificate(self, name: str, version: str | None = None
+                              ) -> StoredCertificate | None:
+        """Latest (or the given) version; ``None`` if the certificate does not exist."""
+        ...
+
+    async def list_versions(self, name: str) -> Sequence[StoredCertificate]:
+        """Every version (without ``cer``); empty if the certificate does not exist."""
+        ...
+
+    async def disable_version(self, name: str, version: str) -> None: ...
+
+    async def get_private(self, name: str, version: str) -> StoredSecret | None:
+        """The backing secret of one version: the certificate with its private key (when
+        the key is exportable), as its content type says. Read only to sign or to copy."""
+        ...
+
+
 # ----------------------------------------------------------------- token probe (Entra)
 
 

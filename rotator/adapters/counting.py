@@ -16,12 +16,15 @@ from rotator.domain.certificates import KeyEntry
 from rotator.domain.credentials import AppRegistration, Credential
 from rotator.domain.secret_value import SecretValue
 from rotator.ports import (
+    CertificateStore,
     Directory,
     DirectoryError,
     NewPassword,
     ScanItem,
     SecretStore,
     SecretStoreError,
+    SelfSignedRequest,
+    StoredCertificate,
     StoredSecret,
     TokenOutcome,
     TokenProbe,
@@ -183,6 +186,51 @@ class CountingSecretStore(_Counting):
 
     async def disable_version(self, name: str, version: str) -> None:
         await self._count("disable_version", lambda: self._inner.disable_version(name, version))
+
+
+class CountingCertificateStore(_Counting):
+    """Key Vault certificate objects, counted under the same ``keyvault`` service."""
+
+    _service = "keyvault"
+
+    def __init__(self, inner: CertificateStore, record: RequestRecorder) -> None:
+        super().__init__(inner, record)
+
+    async def import_certificate(self, name: str, bundle: SecretValue, *, content_type: str,
+                                 tags: Mapping[str, str], enabled: bool = True
+                                 ) -> StoredCertificate:
+        result: StoredCertificate = await self._count(
+            "import_certificate",
+            lambda: self._inner.import_certificate(name, bundle, content_type=content_type,
+                                                   tags=tags, enabled=enabled))
+        return result
+
+    async def create_self_signed(self, name: str, request: SelfSignedRequest, *,
+                                 tags: Mapping[str, str]) -> StoredCertificate:
+        result: StoredCertificate = await self._count(
+            "create_certificate",
+            lambda: self._inner.create_self_signed(name, request, tags=tags))
+        return result
+
+    async def get_certificate(self, name: str, version: str | None = None
+                              ) -> StoredCertificate | None:
+        result: StoredCertificate | None = await self._count(
+            "get_certificate", lambda: self._inner.get_certificate(name, version))
+        return result
+
+    async def list_versions(self, name: str) -> Sequence[StoredCertificate]:
+        result: Sequence[StoredCertificate] = await self._count(
+            "list_certificate_versions", lambda: self._inner.list_versions(name))
+        return result
+
+    async def disable_version(self, name: str, version: str) -> None:
+        await self._count("disable_certificate_version",
+                          lambda: self._inner.disable_version(name, version))
+
+    async def get_private(self, name: str, version: str) -> StoredSecret | None:
+        result: StoredSecret | None = await self._count(
+            "get_secret", lambda: self._inner.get_private(name, version))
+        return result
 
 
 class CountingTokenProbe(_Counting):

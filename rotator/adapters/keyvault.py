@@ -16,7 +16,8 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 
-def translate_error(exc: BaseException, action: str) -> SecretStoreError:
+def translate_error(exc: BaseException, action: str, *, plane: str = "secrets"
+                    ) -> SecretStoreError:
     from azure.core.exceptions import HttpResponseError, ServiceRequestError, ServiceResponseError
 
     if isinstance(exc, HttpResponseError):
@@ -27,7 +28,11 @@ def translate_error(exc: BaseException, action: str) -> SecretStoreError:
         message = exc.error.message if exc.error is not None and exc.error.message else exc.reason
         hint = ""
         if status == 403:
-            hint = " (grant the rotator's identity get/set/list on secrets in this vault)"
+            hint = (" (grant the rotator's identity get/set/list on secrets in this vault)"
+                    if plane == "secrets" else
+                    " (grant the rotator's identity get/list/import/create/update on "
+                    "certificates and get on secrets in this vault: Key Vault Certificates "
+                    "Officer and Key Vault Secrets User)")
         return SecretStoreError(
             f"Key Vault refused to {action}: {code or status}: {message}{hint}",
             code=code,

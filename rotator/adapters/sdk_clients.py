@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     import azure.identity.aio
     from azure.core.credentials import TokenCredential
     from azure.core.credentials_async import AsyncTokenCredential
+    from azure.keyvault.certificates.aio import CertificateClient
     from azure.keyvault.secrets import SecretClient as SyncSecretClient
     from azure.keyvault.secrets.aio import SecretClient
     from msgraph.graph_service_client import GraphServiceClient
@@ -351,6 +352,22 @@ def make_secret_client(
     from azure.keyvault.secrets.aio import SecretClient
 
     return SecretClient(
+        vault_url, credential, retry_policy=_observed_retry_policy("keyvault")(),
+        **_vault_options(vault_url, ca_bundle, http),
+    )
+
+
+def make_certificate_client(
+    vault_url: str,
+    credential: AsyncTokenCredential,
+    *,
+    ca_bundle: str | None = None,
+    http: AsyncHttp | None = None,
+) -> CertificateClient:
+    """Key Vault certificates over the same transport and retry policy as the secrets."""
+    from azure.keyvault.certificates.aio import CertificateClient
+
+    return CertificateClient(
         vault_url, credential, retry_policy=_observed_retry_policy("keyvault")(),
         **_vault_options(vault_url, ca_bundle, http),
     )

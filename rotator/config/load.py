@@ -21,9 +21,12 @@ from rotator.config.policy import (
     APP_KEYS,
     DEFAULTS_KEYS,
     KEYS,
+    KEYVAULT_KEY_TYPES,
     AppDefaults,
     AppPolicy,
     DaemonPolicy,
+    KeySource,
+    KeyVaultFormat,
     Policy,
     default_secret_name,
 )
@@ -151,6 +154,9 @@ def _parse(file: Path, text: str, data: Mapping[str, Any], settings: Settings) -
             f"least step_backoff_seconds ({resolved['step_backoff_seconds']:g}); raise the "
             "first or lower the second",
         )
+    if not set(_KEY_SOURCE_KEYS) & broken and (why := _key_source_problem(resolved)):
+        where = next((k for k in _KEY_SOURCE_KEYS if k in raw_defaults), "key_source")
+        problems.add(lines.key("defaults", where), f"[defaults] key {where!r}", why)
     defaults = AppDefaults(**{KEYS[k].attr: resolved[k] for k in DEFAULTS_KEYS if KEYS[k].in_app})
     daemon = DaemonPolicy(
         **{KEYS[k].attr: resolved[k] for k in DEFAULTS_KEYS if not KEYS[k].in_app}
@@ -292,6 +298,11 @@ def _parse_app(
     if own and (why := _max_wait_problem(values)) is not None:
         problems.add(lines.key("app", own[0], index), f"{label} key {own[0]!r}", why)
         return None
+    own = [k for k in _KEY_SOURCE_KEYS if k in raw]
+    # A policy that takes all three from [defaults] was reported there, once.
+    if own and (why := _key_source_problem(values)) is not None:
+        problems.add(lines.key("app", own[0], index), f"{label} key {own[0]!r}", why)
+        return None
     values.setdefault("secret_name", default_secret_name(app_id))
     return AppPolicy(**{KEYS[k].attr: v for k, v in values.items()}, hooks=hooks)
 
@@ -299,6 +310,30 @@ def _parse_app(
 # The keys whose values must agree in "unused" mode; the first one a table sets is
 # where a disagreement is reported.
 _WAIT_KEYS: Final = ("retire_max_wait_hours", "grace_hours", "retire_when")
+
+
+# The keys that must agree when Key Vault makes the key pair; the first one a table sets
+# is where a disagreement is reported.
+_KEY_SOURCE_KEYS: Final = ("key_source", "key_vault_format", "key_type")
+
+
+def _key_source_problem(values: Mapping[str, Any]) -> str | None:
+    """Why key_source = "keyvault" cannot work with the other keys, or ``None``."""
+    if values["key_source"] is not KeySource.KEYVAULT:
+        return None
+    if values["key_vault_format"] is not KeyVaultFormat.CERTIFICATE:
+        return (
+            'key_source = "keyvault" needs key_vault_format = "certificate": the key pair '
+            "Key Vault makes lives in a certificate object and cannot be written to a "
+            f"secret in the {values['key_vault_format']} format; set key_vault_format = "
+            '"certificate", or key_source = "rotator"'
+        )
+    if values["key_type"] not in KEYVAULT_KEY_TYPES:
+        return (
+            f'key_source = "keyvault" makes RSA keys of 2048 or 3072 bits, not '
+            f"{values['key_type']}; set key_type = \"RSA2048\" or \"RSA3072\""
+        )
+    return None
 
 
 def _max_wait_problem(values: Mapping[str, Any]) -> str | None:

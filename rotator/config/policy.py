@@ -34,6 +34,26 @@ class KeyType(StrEnum):
 class KeyVaultFormat(StrEnum):
     PEM = "pem"
     PKCS12 = "pkcs12"
+    # A Key Vault certificate object (its key a Key Vault key, its PFX/PEM a backing secret).
+    CERTIFICATE = "certificate"
+
+
+class CertificateContent(StrEnum):
+    """What a certificate object's backing secret serves."""
+
+    PKCS12 = "pkcs12"
+    PEM = "pem"
+
+
+class KeySource(StrEnum):
+    """Who makes a new certificate's key pair."""
+
+    ROTATOR = "rotator"
+    KEYVAULT = "keyvault"
+
+
+# The key types Key Vault is asked for when it makes the key pair (key_source = "keyvault").
+KEYVAULT_KEY_TYPES: Final = (KeyType.RSA2048, KeyType.RSA3072)
 
 
 def default_secret_name(app_id: str) -> str:
@@ -112,7 +132,22 @@ class AppDefaults:
     key_vault_format: KeyVaultFormat = key_field(
         KeyVaultFormat.PEM,
         checks.choice(KeyVaultFormat),
-        help="how a certificate and its key are stored in the secret: pem or pkcs12",
+        help="how a certificate and its key are stored: pem or pkcs12 (a secret), or "
+        "certificate (a Key Vault certificate object, what App Service, Application "
+        "Gateway, the CSI driver's objectType cert and Microsoft.Identity.Web read)",
+    )
+    certificate_content_type: CertificateContent = key_field(
+        CertificateContent.PKCS12,
+        checks.choice(CertificateContent),
+        help='with key_vault_format = "certificate": what the certificate\'s backing secret '
+        "serves, pkcs12 or pem",
+    )
+    key_source: KeySource = key_field(
+        KeySource.ROTATOR,
+        checks.choice(KeySource),
+        help="who makes a new certificate's key pair: rotator, or keyvault (Key Vault makes "
+        "it and a self-signed certificate; the private key is never generated in rotator; "
+        'needs key_vault_format = "certificate" and key_type RSA2048 or RSA3072)',
     )
     expected_roles: tuple[str, ...] = key_field(
         (), checks.roles, help="the app roles a token for a new credential must carry"

@@ -111,3 +111,23 @@ def check_patch(
         lost=frozenset(sent - now - ({added.lower()} if added else set())),
         appeared=frozenset(now - sent),
     )
+
+
+_DAYS_PER_MONTH = 30.44  # the mean Gregorian month
+
+
+def validity_months(lifetime: timedelta, *, capped: bool) -> int:
+    """Whole months of validity to ask Key Vault for (it takes no finer lifetime).
+
+    A lifetime capped by a tenant policy is rounded down, so the certificate stays inside
+    the cap Graph enforces (0 when the cap is under a month: nothing Key Vault makes
+    fits); otherwise to the nearest month, at least one.
+    """
+    months = lifetime / timedelta(days=_DAYS_PER_MONTH)
+    # Rounded down, a month of 31 days still counts as more than the mean: keep a day's
+    # margin so a capped certificate never ends past the cap.
+    if capped:
+        return int(lifetime / timedelta(days=31))
+    return max(1, round(months))
+
+

@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 
 from cryptography import x509
 
+from rotator.emulator.certstore import CertificateStore
 from rotator.emulator.errors import GraphError, graph_not_found
 from rotator.emulator.estate import EstateMixin
 from rotator.emulator.model import (
@@ -111,6 +112,7 @@ class Tenant(EstateMixin):
         self._ghosts: dict[str, list[tuple[PasswordCredential | KeyCredential, Visibility]]] = {}
         self.lifetime_max_days: int | None = None
         self.vault = VaultStore()
+        self.certificates = CertificateStore(self.vault)
         self.rotator_app_id = ""
         self.rotator_secret = ""
         # The tenant administrator: Application.ReadWrite.All and

@@ -108,7 +108,7 @@ class _Unauthorized(Exception):
     pass
 
 
-def authorize(request: Request, action: str) -> str:
+def authorize(request: Request, action: str, plane: str = "secrets") -> str:
     """The calling app id; the challenge or a refusal otherwise."""
     state = _state(request)
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
@@ -133,7 +133,7 @@ def authorize(request: Request, action: str) -> str:
             "If role assignments, deny assignments or role definitions were changed recently, "
             "please observe propagation time.\r\n"
             f"Caller: appid={app_id};oid={claims.get('oid')}\r\n"
-            f"Action: 'Microsoft.KeyVault/vaults/secrets/{action}'\r\n",
+            f"Action: 'Microsoft.KeyVault/vaults/{plane}/{action}'\r\n",
             "ForbiddenByRbac",
         )
     return app_id
@@ -179,6 +179,9 @@ def bundle(
     out["attributes"] = _attributes(version)
     if version.tags:
         out["tags"] = dict(version.tags)
+    if version.kid is not None:
+        out["kid"] = base + version.kid
+        out["managed"] = True
     return out
 
 

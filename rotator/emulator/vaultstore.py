@@ -36,6 +36,8 @@ class SecretVersion:
     exp: datetime | None
     created: datetime
     updated: datetime
+    # A certificate's backing secret: Key Vault manages it, and names the certificate's key.
+    kid: str | None = None
 
     def __repr__(self) -> str:
         return (
@@ -92,7 +94,10 @@ class VaultStore:
         enabled: bool = True,
         nbf: datetime | None = None,
         exp: datetime | None = None,
+        version: str | None = None,
+        kid: str | None = None,
     ) -> SecretVersion:
+        """A new version; ``version``/``kid`` only for a certificate's backing secret."""
         check_name(name)
         key = name.lower()
         with self._lock:
@@ -107,9 +112,9 @@ class VaultStore:
                 )
             now = utcnow()
             entry = self._secrets.setdefault(key, _Secret(name))
-            version = SecretVersion(
+            made = SecretVersion(
                 name=entry.name,
-                version=secrets.token_hex(16),
+                version=version or secrets.token_hex(16),
                 value=value,
                 content_type=content_type,
                 tags=dict(tags or {}),
@@ -118,9 +123,10 @@ class VaultStore:
                 exp=exp,
                 created=now,
                 updated=now,
+                kid=kid,
             )
-            entry.versions.append(version)
-            return version
+            entry.versions.append(made)
+            return made
 
     def update(
         self,

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from rotator import certificate_material as certs
-from rotator.certificate_material import CertificateError, CertificateMaterial
+from rotator.certificate_material import AnyCertificate, CertificateError, CertificateMaterial
 from rotator.domain.certificates import (
     CERTIFICATE_CONTENT_TYPES,
     KeyEntry,
@@ -153,7 +153,7 @@ def _already(entries: Sequence[KeyEntry], add: KeyEntry | None, remove: str | No
 
 
 async def register_certificate(
-    deps: EngineDeps, rotation: Rotation, app: AppRegistration, material: CertificateMaterial,
+    deps: EngineDeps, rotation: Rotation, app: AppRegistration, material: AnyCertificate,
     *, signer: CertificateMaterial | None,
 ) -> Registered:
     """addKey with a proof by ``signer`` when there is one, else the race-safe PATCH."""

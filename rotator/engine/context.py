@@ -16,11 +16,12 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import structlog
 
-from rotator.domain.credentials import AppRegistration
+from rotator.domain.credentials import AppRegistration, CredentialKind
 from rotator.domain.records import AuditNote, AuditOutcome
 from rotator.domain.rotation import Rotation
 from rotator.domain.states import RotationState
 from rotator.ports import (
+    CertificateStore,
     Clock,
     Directory,
     DirectoryError,
@@ -164,6 +165,8 @@ class EngineDeps:
     # the process, so calls run one at a time as they did on the loop. The service on
     # PostgreSQL gives them a bounded pool of its own.
     db_executor: Executor | None = None
+    # Key Vault certificate objects (key_vault_format = "certificate"), per vault url.
+    certificate_store_for: Callable[[str], CertificateStore] | None = None
 
     def now(self) -> datetime:
         return self.clock.now()
@@ -184,7 +187,25 @@ class EngineDeps:
         return self.policy.for_app(app_id)
 
     def vault(self, rotation: Rotation) -> SecretStore:
-        return self.secret_store_for(rotation.vault_url)
+        """Where the rotation's staging and consumer versions live."""
+        return self.vault_for(rotation.vault_url, rotation.app_id, rotation.kind)
+
+    def vault_for(self, vault_url: str, app_id: str, kind: CredentialKind) -> SecretStore:
+        """Secrets, or for certificates with key_vault_format = "certificate" the
+        certificate objects seen as secrets (rotator.engine.certificate_objects)."""
+        policy = self.app_policy(app_id)
+        if (kind is CredentialKind.CERTIFICATE and policy is not None
+                and str(policy.key_vault_format) == "certificate"):
+            from rotator.engine.certificate_objects import CertificateObjects
+
+            return CertificateObjects(self.certificates_at(vault_url))
+        return self.secret_store_for(vault_url)
+
+    def certificates_at(self, vault_url: str) -> CertificateStore:
+        if self.certificate_store_for is None:
+            raise StepFailed("Key Vault certificate objects are not available in this process "
+                             "(no certificate client was configured)")
+        return self.certificate_store_for(vault_url)
 
     def progress(self, message: str, *, transient: bool = False) -> None:
         if transient and self.on_status is not None:

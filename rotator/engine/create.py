@@ -15,10 +15,16 @@ from __future__ import annotations
 
 import contextlib
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from rotator import certificate_material as certs
 from rotator.domain.app_management import cap_lifetime
-from rotator.domain.certificates import CERT_BACKDATE
+from rotator.domain.certificates import (
+    CERT_BACKDATE,
+    PEM_CONTENT_TYPE,
+    PKCS12_CONTENT_TYPE,
+    validity_months,
+)
 from rotator.domain.credentials import AppRegistration, Credential, CredentialKind
 from rotator.domain.records import AuditOutcome
 from rotator.domain.rotation import (
@@ -52,7 +58,10 @@ from rotator.engine.tenant_policy import (
     read_restrictions,
     refusal_of_type,
 )
-from rotator.ports import DirectoryError, SecretStoreError, StoredSecret
+from rotator.ports import DirectoryError, SecretStoreError, SelfSignedRequest, StoredSecret
+
+if TYPE_CHECKING:
+    from rotator.config import AppPolicy
 
 STAGING_CONTENT_TYPE = "text/plain"
 
@@ -67,19 +76,30 @@ def staging_tags(rotation: Rotation, key_id: str) -> dict[str, str]:
     }
 
 
-def certificate_staging_tags(rotation: Rotation, thumbprint: str) -> dict[str, str]:
-    # No key_id yet: the certificate is registered after it is staged.
-    return {
+def certificate_staging_tags(rotation: Rotation, thumbprint: str | None) -> dict[str, str]:
+    # No key_id yet: the certificate is registered after it is staged. No thumbprint when
+    # Key Vault makes the certificate: it is not known before (the certificate has it).
+    tags = {
         "managed-by": "rotator",
         "rotation_id": rotation.id,
         "app_id": rotation.app_id,
-        "thumbprint": thumbprint,
         "kind": str(CredentialKind.CERTIFICATE),
         "stage": "unverified",
     }
+    if thumbprint is not None:
+        tags["thumbprint"] = thumbprint
+    return tags
 
 
 _PLACEHOLDER_KEY_ID = "00000000-0000-0000-0000-000000000000"
+
+
+def bundle_format(policy: AppPolicy) -> str:
+    """pem or pkcs12: the secret's format, or what a certificate object's backing secret
+    serves (key_vault_format = "certificate")."""
+    if str(policy.key_vault_format) == "certificate":
+        return str(policy.certificate_content_type)
+    return str(policy.key_vault_format)
 
 
 def refuse_what_the_vault_cannot_store(
@@ -242,10 +262,13 @@ async def _create_certificate(deps: EngineDeps, rotation: Rotation) -> Rotation:
     lifetime = cap_lifetime(wanted, restrictions.key_max_lifetime if restrictions else None)
     cap = (LifetimeCap(restrictions.policy_id, wanted, lifetime, "read")
            if restrictions is not None and lifetime < wanted else None)
+    if str(policy.key_source) == "keyvault":
+        return await _create_in_vault(deps, rotation, policy, lifetime, cap,
+                                      restrictions.source if restrictions else None)
     # The certificate is valid from a little before now; a capped lifetime counts that too.
     not_after = now + (lifetime - CERT_BACKDATE if cap is not None else lifetime)
     material = certs.generate(str(policy.key_type), policy.certificate_subject, now, not_after)
-    value, content_type = certs.bundle(material, str(policy.key_vault_format))
+    value, content_type = certs.bundle(material, bundle_format(policy))
     refuse_what_the_vault_cannot_store(
         rotation, value_bytes=len(value.reveal().encode()), content_type=content_type,
         staging=certificate_staging_tags(rotation, material.thumbprint),
@@ -269,8 +292,54 @@ async def _create_certificate(deps: EngineDeps, rotation: Rotation) -> Rotation:
     return await _register_staged(deps, creating, material, staged.version)
 
 
+async def _create_in_vault(
+    deps: EngineDeps, rotation: Rotation, policy: AppPolicy, lifetime: timedelta,
+    cap: LifetimeCap | None, cap_source: str | None,
+) -> Rotation:
+    """key_source = "keyvault": Key Vault makes the key pair and the self-signed certificate
+    as a new version of the staging certificate; rotator takes only the public certificate
+    to register it. The private key is read later only where it must sign (a proof, the
+    verify assertion) or be copied (promote imports it into the consumer certificate)."""
+    months = validity_months(lifetime, capped=cap is not None)
+    if months < 1:
+        raise StepFailed(
+            f"the tenant's policy allows certificates of {lifetime.days} days, less than the "
+            "whole month Key Vault's certificates last at the least; rotator created nothing "
+            '(use key_source = "rotator" for this app, or lift the policy\'s limit)')
+    content_type = PKCS12_CONTENT_TYPE if bundle_format(policy) == "pkcs12" else PEM_CONTENT_TYPE
+    staging = certificate_staging_tags(rotation, None)
+    refuse_what_the_vault_cannot_store(
+        rotation, value_bytes=None, content_type=content_type, staging=staging,
+        thumbprint="0" * 40)
+    creating = await record(
+        deps, rotation, rotation.advance(RotationState.CREATING, deps.now()),
+        step="create",
+        message=f"asking Key Vault for a new {policy.key_type} certificate valid {months} "
+                "month(s)" + (f"; {cap.message(cap_source)}" if cap else ""),
+        outcome=AuditOutcome.INFO, details=cap.details() if cap else None,
+    )
+    request = SelfSignedRequest(subject=policy.certificate_subject,
+                                key_size=KEYVAULT_KEY_SIZES[str(policy.key_type)],
+                                validity_months=months, content_type=content_type)
+    try:
+        made = await deps.certificates_at(creating.vault_url).create_self_signed(
+            creating.staging_secret_name, request,
+            tags=certificate_staging_tags(creating, None))
+        public = certs.public_certificate(made.cer)
+    except SecretStoreError as exc:
+        # If Key Vault made it after all, recovery finds it by its rotation_id tag.
+        raise step_error(exc) from None
+    except certs.CertificateError as exc:
+        raise StepFailed(f"staging certificate {creating.staging_secret_name}: {exc}") from None
+    return await _register_staged(deps, creating, public, made.version)
+
+
+# Key Vault makes RSA keys of these sizes for key_source = "keyvault" (config checks it).
+KEYVAULT_KEY_SIZES = {"RSA2048": 2048, "RSA3072": 3072}
+
+
 async def _register_staged(
-    deps: EngineDeps, rotation: Rotation, material: certs.CertificateMaterial,
+    deps: EngineDeps, rotation: Rotation, material: certs.AnyCertificate,
     staging_version: str,
 ) -> Rotation:
     try:
@@ -375,11 +444,13 @@ async def _resume_creating_certificate(deps: EngineDeps, rotation: Rotation) -> 
 
 def _fresh_enough(deps: EngineDeps, rotation: Rotation, material: certs.CertificateMaterial
                   ) -> bool:
-    """Still worth registering: valid now, with at least 90 % of the lifetime asked for."""
+    """Still worth registering: valid now, with at least 90 % of the lifetime asked for
+    (or of its own validity, when that is shorter: Key Vault counts whole months)."""
     policy = deps.app_policy(rotation.app_id)
     now = deps.now()
     if not certs.valid_for(material, now):
         return False
     if policy is None:
         return True
-    return (material.not_after - now) >= timedelta(days=policy.lifetime_days) * 0.9
+    full = min(timedelta(days=policy.lifetime_days), material.not_after - material.not_before)
+    return (material.not_after - now) >= full * 0.9

@@ -13,7 +13,7 @@ from rotator.domain.policies import default_kind, superseded_credential
 from rotator.domain.records import AuditNote, AuditOutcome
 from rotator.domain.rotation import Rotation, RotationReason, new_rotation_id
 from rotator.domain.states import RotationState
-from rotator.engine.context import EngineDeps, log
+from rotator.engine.context import EngineDeps, StepFailed, log
 from rotator.ports import DirectoryError, RotationConflict, SecretStoreError
 
 
@@ -101,8 +101,9 @@ async def plan_rotation(
     now = deps.now()
     consumer_key_id: str | None = None
     try:
-        current = await deps.secret_store_for(policy.vault_url).get_secret(policy.secret_name)
-    except SecretStoreError as exc:
+        current = await deps.vault_for(policy.vault_url, app_id, kind).get_secret(
+            policy.secret_name)
+    except (SecretStoreError, StepFailed) as exc:
         raise RotationRefused(f"could not read the consumer secret: {exc}") from None
     if current is not None:
         consumer_key_id = current.tags.get("key_id")

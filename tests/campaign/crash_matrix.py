@@ -3,7 +3,9 @@
 A *path* is one way a rotation runs: a secret or a certificate, the certificate's
 first rotation (registered by PATCH) or a later one (addKey signed by the key rotator
 holds), the rollback after a verification that cannot succeed, and a secret whose
-consumer hook (a real command) is told of the promotion before anything is retired. Each path lists,
+consumer hook (a real command) is told of the promotion before anything is retired, and
+a certificate kept as a Key Vault certificate object (imported, or made by Key Vault
+itself with key_source = "keyvault"). Each path lists,
 in order, the failpoints a clean run of it passes; ``test_crash_matrix.py`` proves the
 lists against a traced real run and proves that together they cover every point of
 ``rotator.failpoints.POINTS``.
@@ -54,13 +56,19 @@ def _both(*names: str) -> list[str]:
     return [f"{when}:{name}" for name in names for when in ("before", "after")]
 
 
-def _happy(register: str, unregister: str) -> tuple[str, ...]:
-    first = (["graph.add_password", "vault.set_secret.staging"] if register == "graph.add_password"
-             else ["vault.set_secret.staging", register])  # a certificate's key is stored first
+def _happy(register: str, unregister: str, *, stage: str = "vault.set_secret.staging",
+           promote: str = "vault.set_secret.consumer") -> tuple[str, ...]:
+    first = (["graph.add_password", stage] if register == "graph.add_password"
+             else [stage, register])  # a certificate's key is stored first
     return (*_both("db.pending", "db.creating", *first, "db.staged"),
             "before:token.request", "after:token.success",
-            *_both("db.verified", "vault.set_secret.consumer", "vault.disable_version",
+            *_both("db.verified", promote, "vault.disable_version",
                    "db.promoted", "db.retiring", unregister, "db.completed"))
+
+
+# Key Vault certificate objects: imported (or made by Key Vault), then imported again.
+_OBJECTS = {"promote": "vault.import_certificate.consumer"}
+_OBJECT_POLICY = ('key_vault_format = "certificate"', 'certificate_content_type = "pkcs12"')
 
 
 def _with_hook(points: tuple[str, ...]) -> tuple[str, ...]:
@@ -82,6 +90,7 @@ class CrashPath:
     held: bool = False  # a certificate rotator already rotated once (addKey, not PATCH)
     rollback: bool = False
     hook: bool = False  # a command hook takes the promoted event
+    policy: tuple[str, ...] = ()  # more keys of the app's policy table
 
 
 PATHS: tuple[CrashPath, ...] = (
@@ -95,6 +104,14 @@ PATHS: tuple[CrashPath, ...] = (
               rollback=True),
     CrashPath("secret-hook", "secret",
               _with_hook(_happy("graph.add_password", "graph.remove_password")), hook=True),
+    CrashPath("certificate-object", "certificate",
+              _happy("graph.set_key_credentials", "graph.remove_key",
+                     stage="vault.import_certificate.staging", **_OBJECTS),
+              policy=_OBJECT_POLICY),
+    CrashPath("certificate-keyvault", "certificate",
+              _happy("graph.set_key_credentials", "graph.remove_key",
+                     stage="vault.create_certificate", **_OBJECTS),
+              policy=(*_OBJECT_POLICY, 'key_source = "keyvault"')),
 )
 PATH_BY_NAME = {p.name: p for p in PATHS}
 
@@ -123,17 +140,23 @@ FAST_POINTS = frozenset(
 )
 
 
+# The certificate-object paths repeat the certificate paths' Graph writes; of their own
+# points the subset takes Key Vault's create (a long-running operation a crash may cut
+# short). tests/integration/test_certificate_objects.py crashes the imports in process.
+_OWN_FAST = {"certificate-object": frozenset(),
+             "certificate-keyvault": frozenset({"after:vault.create_certificate"}),
+             "certificate-first": frozenset({"after:graph.set_key_credentials",
+                                             "after:graph.remove_key"})}
+
+
 def fast_cases() -> list[Case]:
     # The hook path repeats the secret path's writes: only its own point is in the subset.
     # A certificate's first rotation differs from a later one only in how it registers and
     # unregisters the key (PATCH, not addKey): the steps both share are killed once, on
-    # the later rotation.
+    # the later rotation (_OWN_FAST).
     return [c for c in all_cases() if c.point in FAST_POINTS
             and (not c.path.hook or c.point.endswith(":hook.send"))
-            and (c.path.name != "certificate-first" or c.point.endswith(_FIRST_ONLY))]
-
-
-_FIRST_ONLY = (":graph.set_key_credentials", ":graph.remove_key")
+            and (c.path.name not in _OWN_FAST or c.point in _OWN_FAST[c.path.name])]
 
 
 # ------------------------------------------------------------------ the managed app
@@ -166,15 +189,16 @@ def _hook_lines(log: Path) -> list[str]:
             f"argv = {json.dumps(argv)}", 'events = ["promoted"]', "timeout_seconds = 30"]
 
 
-def _policy_lines(app_id: str, secret_name: str, kind: str, *, rollback: bool) -> list[str]:
+def _policy_lines(app_id: str, secret_name: str, kind: str, *, rollback: bool,
+                  extra: Sequence[str] = ()) -> list[str]:
     lines = ["[defaults]", "verify_successes = 2", "verify_timeout_seconds = 60",
              "grace_hours = 24", "lifetime_days = 90"]
     if rollback:
         lines.append(f"verify_scope = {BAD_SCOPE}")
     lines += ["[[app]]", f'app_id = "{app_id}"', f'secret_name = "{secret_name}"']
     if kind == "certificate":
-        lines += ['credential = "certificate"', 'key_vault_format = "pem"',
-                  'certificate_subject = "CN=rotator-crash"']
+        lines += ['credential = "certificate"', 'certificate_subject = "CN=rotator-crash"',
+                  *(extra or ['key_vault_format = "pem"'])]
     return lines
 
 
@@ -194,7 +218,8 @@ def make_subject(emu: RunningEmulator, workdir: Path, path: CrashPath) -> Subjec
         canaries = []
         original = {k.key_id for k in emu.tenant.keys(app_id)}
     policy = workdir / f"policy-{app_id}.toml"
-    lines = _policy_lines(app_id, secret_name, path.kind, rollback=path.rollback)
+    lines = _policy_lines(app_id, secret_name, path.kind, rollback=path.rollback,
+                          extra=path.policy)
     hook_log = workdir / f"hook-{app_id}.log" if path.hook else None
     if hook_log is not None:
         lines += _hook_lines(hook_log)

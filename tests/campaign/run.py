@@ -1,6 +1,7 @@
 """The whole fault campaign, then one table.
 
     .venv/bin/python -m tests.campaign.run [--scenarios 400] [--matrix full|fast|none]
+        [--paths certificate-object,...]
 
 Two parts:
 
@@ -37,7 +38,7 @@ from hypothesis import HealthCheck, given, seed, settings
 
 from rotator.adapters.db import migrate
 from rotator.logs import configure
-from tests.campaign.crash_matrix import all_cases, fast_cases
+from tests.campaign.crash_matrix import PATH_BY_NAME, all_cases, fast_cases
 from tests.campaign.matrix_run import MatrixStats, run_matrix
 from tests.campaign.scenario import (
     CampaignStats,
@@ -105,6 +106,9 @@ def main() -> None:
                         help="crash matrix cases to run")
     parser.add_argument("--databases", default="sqlite,postgresql")
     parser.add_argument("--workers", type=int, default=3)
+    parser.add_argument("--paths", default="",
+                        help="only these crash matrix paths, comma-separated "
+                        "(e.g. certificate-object,certificate-keyvault)")
     args = parser.parse_args()
 
     started = time.perf_counter()
@@ -116,6 +120,11 @@ def main() -> None:
     matrix = MatrixStats()
     if args.matrix != "none":
         cases = all_cases() if args.matrix == "full" else fast_cases()
+        if args.paths:
+            unknown = set(args.paths.split(",")) - set(PATH_BY_NAME)
+            if unknown:
+                parser.error(f"unknown paths {sorted(unknown)}; known: {sorted(PATH_BY_NAME)}")
+            cases = [c for c in cases if c.path.name in args.paths.split(",")]
         matrix = run_matrix(cases, databases, workers=args.workers)
 
     rows = [

@@ -114,6 +114,9 @@ class Scenario:
     read_lag: float = 2.0
     removal_lag: float = 2.0
     lag_seed: int = 0
+    # A certificate kept as a Key Vault certificate object, its key made by "rotator" or
+    # by "keyvault"; None: a PEM secret.
+    objects: str | None = None
 
 
 @st.composite
@@ -143,9 +146,12 @@ def scenarios(draw: st.DrawFn) -> Scenario:
     read_lag = draw(st.sampled_from([2.0, 2.0, 5.0]))
     removal_lag = draw(st.sampled_from([2.0, 60.0]))
     lag_seed = draw(st.integers(0, 2**16))
+    # Drawn last, so the scenarios drawn before it stay what they were for a seed.
+    objects = (draw(st.sampled_from([None, "rotator", "keyvault"]))
+               if kind is CredentialKind.CERTIFICATE else None)
     return Scenario(kind, crashes, tuple(errors), refusals, jump, lost, outage, token_outage,
                     hook=hook, hook_faults=hook_faults, report=report, read_lag=read_lag,
-                    removal_lag=removal_lag, lag_seed=lag_seed)
+                    removal_lag=removal_lag, lag_seed=lag_seed, objects=objects)
 
 
 class ScenarioHooks:
@@ -308,6 +314,8 @@ def _manage(world: World, app: FakeApp, scenario: Scenario) -> None:
     policy: dict[str, object] = {}
     if scenario.kind is CredentialKind.CERTIFICATE:
         policy["credential"] = "certificate"
+    if scenario.objects is not None:
+        policy.update(key_vault_format="certificate", key_source=scenario.objects)
     if scenario.report is not None:
         # no grace to wait out: the report is read as soon as the rotation promotes
         policy.update(retire_when="unused", grace_hours=0, quiet_hours=1,

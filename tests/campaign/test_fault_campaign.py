@@ -46,6 +46,14 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
                                "hook_exit_1", "hook_down"), report="report_403"))
 @example(Scenario(CredentialKind.CERTIFICATE, (), (), 0, 0.0, hook=True,
                   hook_faults=("hook_exit_1",), report="report_5xx"))
+# Certificate objects: Key Vault makes the key and both imports crash right after their
+# write; rotator makes it and the staging import's and removeKey's answers are lost.
+@example(Scenario(CredentialKind.CERTIFICATE,
+                  ("set_secret:orders-secret-next", "set_secret:orders-secret"),
+                  (("set_secret", "vault_500"),), 2, 0.0, objects="keyvault"))
+@example(Scenario(CredentialKind.CERTIFICATE, (), (), 0, 1.0,
+                  lost=("set_secret:orders-secret-next", "remove_key"), db_outage=(9, 5),
+                  objects="rotator"))
 @example(Scenario(CredentialKind.SECRET, (), (), 0, 0.0, report="report_404"))
 @example(Scenario(CredentialKind.SECRET, (), (), 0, 0.0, hook=True, report="report_shape"))
 @settings(max_examples=20, deadline=None,

@@ -39,6 +39,8 @@ from rotator.ports import (
     NewPassword,
     ScanItem,
     SecretStoreError,
+    SelfSignedRequest,
+    StoredCertificate,
     StoredSecret,
     TokenOutcome,
 )
@@ -489,6 +491,60 @@ class FakeSecretStore:
         self.secrets[name] = [replace(v, enabled=False) if v.version == version else v
                               for v in self.secrets[name]]
         self.faults.check_after("disable_version")
+
+
+class FakeCertificateStore:
+    """Key Vault certificate objects over the fake vault: each certificate version is kept
+    as the secret version of the same name and version (its backing secret), so the
+    vault's faults (``set_secret:<name>`` and the rest), its checks and the invariants
+    apply to certificate objects unchanged. ``create_self_signed`` is the vault making a
+    key pair: the key is made here, on the vault's side of the port."""
+
+    def __init__(self, vault: FakeSecretStore) -> None:
+        self.vault = vault
+        self.created: list[str] = []  # versions the "vault" made
+
+    def _cert(self, stored: StoredSecret) -> StoredCertificate:
+        der = b""
+        if stored.value is not None:
+            der = certs.load(stored.value, stored.content_type).der
+        return StoredCertificate(stored.name, stored.version, stored.enabled, der,
+                                 stored.content_type, dict(stored.tags), stored.created_on,
+                                 stored.expires_on)
+
+    async def import_certificate(self, name: str, bundle: SecretValue, *, content_type: str,
+                                 tags: Mapping[str, str], enabled: bool = True
+                                 ) -> StoredCertificate:
+        certs.load(bundle, content_type)  # Key Vault refuses what it cannot read
+        stored = await self.vault.set_secret(name, bundle, content_type=content_type,
+                                             tags=tags, enabled=enabled)
+        return self._cert(replace(stored, value=bundle))
+
+    async def create_self_signed(self, name: str, request: SelfSignedRequest, *,
+                                 tags: Mapping[str, str]) -> StoredCertificate:
+        now = self.vault.clock.now()
+        made = certs.generate(f"RSA{request.key_size}", request.subject, now,
+                              now + timedelta(days=30 * request.validity_months))
+        fmt = "pem" if request.content_type == "application/x-pem-file" else "pkcs12"
+        value, content_type = certs.bundle(made, fmt)
+        stored = await self.vault.set_secret(name, value, content_type=content_type,
+                                             tags=tags, expires_on=made.not_after)
+        self.created.append(stored.version)
+        return self._cert(replace(stored, value=value))
+
+    async def get_certificate(self, name: str, version: str | None = None
+                              ) -> StoredCertificate | None:
+        stored = await self.vault.get_secret(name, version)
+        return None if stored is None else self._cert(stored)
+
+    async def list_versions(self, name: str) -> Sequence[StoredCertificate]:
+        return [self._cert(v) for v in await self.vault.list_versions(name)]
+
+    async def disable_version(self, name: str, version: str) -> None:
+        await self.vault.disable_version(name, version)
+
+    async def get_private(self, name: str, version: str) -> StoredSecret | None:
+        return await self.vault.get_secret(name, version)
 
 
 class FakeProbe:

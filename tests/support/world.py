@@ -25,6 +25,7 @@ from rotator.engine.driver import drive
 from rotator.engine.start import plan_rotation, start_rotation
 from tests.support.fakes import (
     FakeApp,
+    FakeCertificateStore,
     FakeClock,
     FakeDirectory,
     FakeProbe,
@@ -46,6 +47,11 @@ class World:
     faults: Faults
     tmp: Path
     policy: Policy | None = None
+    certificates: FakeCertificateStore | None = None
+
+    def __post_init__(self) -> None:
+        if self.certificates is None:
+            self.certificates = FakeCertificateStore(self.vault)
 
     def manage(self, *apps: FakeApp, app_toml: str = "", **overrides: object) -> Policy:
         """The policy managing ``apps``; ``app_toml`` is appended to each ``[[app]]``
@@ -55,7 +61,8 @@ class World:
         lines += [f"{k} = {v!r}".replace("'", '"') for k, v in overrides.items()
                   if k in {"grace_hours", "retire_when", "quiet_hours", "retire_max_wait_hours",
                            "lifetime_days", "renew_before_days", "credential",
-                           "key_type", "key_vault_format", "certificate_subject"}]
+                           "key_type", "key_vault_format", "certificate_subject",
+                           "certificate_content_type", "key_source"}]
         for app in apps:
             lines += ["[[app]]", f'app_id = "{app.app_id}"',
                       f'secret_name = "{app.display_name}-secret"']
@@ -74,6 +81,7 @@ class World:
         kwargs: dict[str, object] = dict(
             directory=self.directory,
             secret_store_for=lambda url: self.vault,
+            certificate_store_for=lambda url: self.certificates,
             probe=self.probe,
             store=self.store,
             policy=self.policy,

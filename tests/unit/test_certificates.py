@@ -116,3 +116,15 @@ def test_check_patch_tells_applied_lost_and_appeared_apart() -> None:
     assert removed_by_other.applied and removed_by_other.lost == {"b"}
     removal = check_patch([entry("a")], [entry("a")], removed="old")
     assert removal.applied
+
+
+def test_validity_months_for_key_vault() -> None:
+    from rotator.domain.certificates import validity_months
+
+    assert validity_months(timedelta(days=90), capped=False) == 3
+    assert validity_months(timedelta(days=180), capped=False) == 6
+    assert validity_months(timedelta(days=10), capped=False) == 1
+    # A tenant cap is never exceeded: rounded down by 31-day months, 0 when under a month.
+    assert validity_months(timedelta(days=92), capped=True) == 2
+    assert validity_months(timedelta(days=93), capped=True) == 3
+    assert validity_months(timedelta(days=30), capped=True) == 0

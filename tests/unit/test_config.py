@@ -528,3 +528,44 @@ def test_retire_max_wait_is_not_checked_on_the_grace_rule(tmp_path: Path) -> Non
             f'[[app]]\napp_id = "{APP1}"\n')
     app = load_policy(write(tmp_path, text), settings()).for_app(APP1)
     assert app is not None and app.grace_hours == 200
+
+
+@pytest.mark.parametrize(
+    ("lines", "key", "says"),
+    [
+        ('key_source = "keyvault"', "key_source", 'needs key_vault_format = "certificate"'),
+        ('key_source = "keyvault"\nkey_vault_format = "pkcs12"', "key_source",
+         'needs key_vault_format = "certificate"'),
+        ('key_source = "keyvault"\nkey_vault_format = "certificate"\nkey_type = "RSA4096"',
+         "key_source", "RSA keys of 2048 or 3072 bits, not RSA4096"),
+        ('key_source = "keyvault"\nkey_vault_format = "certificate"\nkey_type = "EC_P256"',
+         "key_source", "not EC_P256"),
+    ],
+)
+def test_key_vault_made_keys_need_a_certificate_object_and_an_rsa_size_it_makes(
+    tmp_path: Path, lines: str, key: str, says: str
+) -> None:
+    text = f'[defaults]\nvault_url = "{VAULT}"\n\n[[app]]\napp_id = "{APP1}"\n{lines}\n'
+    message = policy_error(tmp_path, text)
+    assert f":6: [[app]] #1 ({APP1}) key '{key}'" in message, message
+    assert says in message, message
+
+
+def test_key_source_checked_once_in_defaults(tmp_path: Path) -> None:
+    text = (f'[defaults]\nvault_url = "{VAULT}"\nkey_source = "keyvault"\n\n'
+            f'[[app]]\napp_id = "{APP1}"\n')
+    message = policy_error(tmp_path, text)
+    assert ":3: [defaults] key 'key_source'" in message, message
+    assert message.count("needs key_vault_format") == 1
+
+
+def test_certificate_objects_made_in_key_vault_resolve(tmp_path: Path) -> None:
+    text = (f'[defaults]\nvault_url = "{VAULT}"\n\n[[app]]\napp_id = "{APP1}"\n'
+            'key_vault_format = "certificate"\ncertificate_content_type = "pem"\n'
+            'key_source = "keyvault"\nkey_type = "RSA3072"\n')
+    app = load_policy(write(tmp_path, text), settings()).for_app(APP1)
+    assert app is not None
+    assert (str(app.key_vault_format), str(app.certificate_content_type),
+            str(app.key_source)) == ("certificate", "pem", "keyvault")
+    bad = policy_error(tmp_path, text.replace('"pem"', '"der"'))
+    assert "must be one of pkcs12, pem" in bad, bad
