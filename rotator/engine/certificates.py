@@ -31,7 +31,7 @@ from rotator.domain.certificates import (
 )
 from rotator.domain.credentials import AppRegistration, Credential, CredentialKind
 from rotator.domain.rotation import Registration, Rotation, credential_display_name
-from rotator.engine.context import EngineDeps, StepRetry, log, step_error
+from rotator.engine.context import EngineDeps, StepRetry, fence, log, step_error
 from rotator.ports import DirectoryError, SecretStoreError, StoredSecret
 
 # Rounds of read-check-write-verify before the PATCH gives up for now (StepRetry).
@@ -161,6 +161,7 @@ async def register_certificate(
     if signer is not None:
         proof = certs.proof_jwt(signer, rotation.object_id, deps.now())
         try:
+            await fence(deps, rotation)
             cred = await deps.directory.add_key(rotation.object_id, material.der, name, proof)
         except DirectoryError as exc:
             raise step_error(exc) from None
@@ -196,6 +197,7 @@ async def remove_certificate(
         if material is not None and usable_signer(app, material, now) is not None:
             proof = certs.proof_jwt(material, rotation.object_id, now)
             try:
+                await fence(deps, rotation)
                 await deps.directory.remove_key(rotation.object_id, key_id, proof)
             except DirectoryError as exc:
                 raise step_error(exc) from None

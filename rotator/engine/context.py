@@ -258,6 +258,23 @@ async def renew_lease(deps: EngineDeps, rotation: Rotation) -> None:
         raise LeaseLost(f"rotation {rotation.id} is now owned by another process")
 
 
+async def fence(deps: EngineDeps, rotation: Rotation) -> None:
+    """Call right before a write to Graph or Key Vault for ``rotation``: it goes ahead only
+    while this process owns the rotation with at least half a lease to go.
+
+    A process held up past its lease (a paused VM, a starved event loop, long SDK
+    retries) may find another replica has taken the rotation over; writing then would
+    have two processes drive one rotation, each undoing the other's credentials. The
+    lease this process last wrote is on ``rotation``; it is renewed (one database write)
+    only when less than half of it is left, and the renewal fails if someone else holds it.
+    """
+    expires = rotation.lease_expires_at
+    if (expires is not None and rotation.lease_owner == deps.owner
+            and (expires - deps.now()).total_seconds() >= deps.lease_seconds / 2):
+        return
+    await renew_lease(deps, rotation)
+
+
 def step_error(exc: DirectoryError | SecretStoreError) -> StepRetry | StepFailed:
     """Outside refusals become step outcomes: wait and retry, or give up."""
     if exc.transient:

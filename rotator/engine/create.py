@@ -44,6 +44,7 @@ from rotator.engine.certificates import (
 from rotator.engine.context import (
     EngineDeps,
     StepFailed,
+    fence,
     log,
     read_app_settled,
     record,
@@ -161,6 +162,7 @@ async def create_and_stage(deps: EngineDeps, rotation: Rotation) -> Rotation:
     cap = refused_cap or cap
     end = now + (refused_cap.allowed if refused_cap else lifetime)
     try:
+        await fence(deps, creating)
         staged = await deps.vault(creating).set_secret(
             creating.staging_secret_name,
             new.secret,
@@ -171,6 +173,7 @@ async def create_and_stage(deps: EngineDeps, rotation: Rotation) -> Rotation:
     except SecretStoreError as exc:
         # The value exists nowhere else: remove the credential now (recovery would too).
         with contextlib.suppress(DirectoryError):  # else resume_creating removes it later
+            await fence(deps, creating)
             await deps.directory.remove_password(creating.object_id, new.key_id)
         raise step_error(exc) from None
     return await record(
@@ -243,6 +246,7 @@ async def resume_creating(deps: EngineDeps, rotation: Rotation) -> Rotation:
 
 async def _remove(deps: EngineDeps, rotation: Rotation, key_id: str) -> None:
     try:
+        await fence(deps, rotation)
         await deps.directory.remove_password(rotation.object_id, key_id)
     except DirectoryError as exc:
         raise step_error(exc) from None
@@ -281,6 +285,7 @@ async def _create_certificate(deps: EngineDeps, rotation: Rotation) -> Rotation:
         outcome=AuditOutcome.INFO, details=cap.details() if cap else None,
     )
     try:
+        await fence(deps, creating)
         staged = await deps.vault(creating).set_secret(
             creating.staging_secret_name, value, content_type=content_type,
             tags=certificate_staging_tags(creating, material.thumbprint),
@@ -322,6 +327,7 @@ async def _create_in_vault(
                                 key_size=KEYVAULT_KEY_SIZES[str(policy.key_type)],
                                 validity_months=months, content_type=content_type)
     try:
+        await fence(deps, creating)
         made = await deps.certificates_at(creating.vault_url).create_self_signed(
             creating.staging_secret_name, request,
             tags=certificate_staging_tags(creating, None))
@@ -429,6 +435,7 @@ async def _resume_creating_certificate(deps: EngineDeps, rotation: Rotation) -> 
         return await _register_staged(deps, rotation, material, staged.version)
     if staged is not None:
         with contextlib.suppress(SecretStoreError):
+            await fence(deps, rotation)
             await deps.vault(rotation).disable_version(rotation.staging_secret_name,
                                                        staged.version)
     removed = len(ours) - (1 if keep is not None else 0)

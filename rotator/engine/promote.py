@@ -13,7 +13,7 @@ from rotator.domain.credentials import CredentialKind
 from rotator.domain.hooks import EventType
 from rotator.domain.rotation import Rotation
 from rotator.domain.states import RotationState
-from rotator.engine.context import EngineDeps, StepFailed, log, record, step_error
+from rotator.engine.context import EngineDeps, StepFailed, fence, log, record, step_error
 from rotator.engine.hooks import wants
 from rotator.ports import SecretStoreError
 
@@ -48,6 +48,7 @@ async def promote(deps: EngineDeps, rotation: Rotation, *, retire_now: bool = Fa
             )
             if staged is None or staged.value is None:
                 raise StepFailed("the staged value disappeared before promotion")
+            await fence(deps, rotation)
             written = await vault.set_secret(
                 rotation.secret_name,
                 staged.value,
@@ -63,6 +64,7 @@ async def promote(deps: EngineDeps, rotation: Rotation, *, retire_now: bool = Fa
     if rotation.staging_version is not None:
         # The staging copy has done its job; disabling it keeps one readable copy.
         try:
+            await fence(deps, rotation)
             await vault.disable_version(rotation.staging_secret_name, rotation.staging_version)
         except SecretStoreError as exc:
             log.warning("could not disable the staging version", rotation_id=rotation.id,

@@ -25,6 +25,7 @@ from rotator.engine.context import (
     EngineDeps,
     StepFailed,
     StepRetry,
+    fence,
     log,
     read_app_settled,
     record,
@@ -211,6 +212,7 @@ async def _new_signer(deps: EngineDeps, rotation: Rotation) -> CertificateMateri
 async def _remove(deps: EngineDeps, rotation: Rotation, cred: Credential) -> str:
     if cred.kind is CredentialKind.SECRET:
         try:
+            await fence(deps, rotation)
             await deps.directory.remove_password(rotation.object_id, cred.key_id)
         except DirectoryError as exc:
             raise step_error(exc) from None

@@ -12,7 +12,7 @@ from rotator.domain.records import AuditOutcome
 from rotator.domain.rotation import Rotation, rotation_id_from_display_name
 from rotator.domain.states import RotationState
 from rotator.engine.certificates import material_of, remove_certificate
-from rotator.engine.context import EngineDeps, log, read_app_settled, record, step_error
+from rotator.engine.context import EngineDeps, fence, log, read_app_settled, record, step_error
 from rotator.ports import DirectoryError, SecretStoreError
 
 
@@ -52,6 +52,7 @@ async def roll_back(deps: EngineDeps, rotation: Rotation) -> Rotation:
                     await remove_certificate(deps, rotation, cred.key_id, [new_material])
                 else:
                     try:
+                        await fence(deps, rotation)
                         await deps.directory.remove_password(rotation.object_id, cred.key_id)
                     except DirectoryError as exc:
                         raise step_error(exc) from None
@@ -62,12 +63,14 @@ async def roll_back(deps: EngineDeps, rotation: Rotation) -> Rotation:
         # Not shown by any read, yet recorded as created: remove it anyway (a secret that
         # is already gone makes removePassword a no-op).
         try:
+            await fence(deps, rotation)
             await deps.directory.remove_password(rotation.object_id, rotation.new_key_id)
         except DirectoryError as exc:
             raise step_error(exc) from None
         removed.append(rotation.new_key_id)
     if staging_version is not None:
         try:
+            await fence(deps, rotation)
             await deps.vault(rotation).disable_version(
                 rotation.staging_secret_name, staging_version
             )

@@ -23,7 +23,7 @@ from rotator.domain.app_management import (
     shorter_lifetimes,
 )
 from rotator.domain.rotation import Rotation
-from rotator.engine.context import EngineDeps, StepFailed, StepRetry, log, record, step_error
+from rotator.engine.context import EngineDeps, StepFailed, StepRetry, fence, log, record, step_error
 from rotator.ports import DirectoryError, NewPassword
 
 
@@ -87,6 +87,7 @@ async def add_password_within_policy(
 ) -> tuple[NewPassword, LifetimeCap | None]:
     """``addPassword``; refused for its lifetime, ask again for shorter ones."""
     try:
+        await fence(deps, rotation)
         return await deps.directory.add_password(rotation.object_id, display_name,
                                                  start + lifetime), None
     except DirectoryError as exc:
@@ -98,6 +99,7 @@ async def add_password_within_policy(
              rotation_id=rotation.id, policy_id=policy_id, requested_days=_days(lifetime))
     for shorter in shorter_lifetimes(lifetime):
         try:
+            await fence(deps, rotation)
             new = await deps.directory.add_password(rotation.object_id, display_name,
                                                     start + shorter)
         except DirectoryError as exc:
@@ -127,6 +129,7 @@ async def make_room_for_a_secret(deps: EngineDeps, rotation: Rotation) -> Rotati
             "secret to make room). Remove one by hand, or rotate the app to a certificate")
     for old in room.remove:
         try:
+            await fence(deps, rotation)
             await deps.directory.remove_password(rotation.object_id, old.key_id)
         except DirectoryError as exc:
             raise step_error(exc) from None
