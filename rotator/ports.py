@@ -49,6 +49,17 @@ class ScanItem:
     app: AppRegistration | None
     error: str | None = None
     raw_id: str | None = None
+    # A delta query's ``@removed`` entry: the object (``raw_id``) is gone from the tenant.
+    removed: bool = False
+
+
+@dataclass(slots=True)
+class DeltaRound:
+    """What one round of a delta query told besides its objects."""
+
+    # The link to ask for the changes after this round; set once its last page is read.
+    delta_link: str | None = None
+    requests: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +90,12 @@ class DirectoryError(Exception):
         self._transient = transient
 
     @property
+    def resync_required(self) -> bool:
+        """A delta link Graph no longer knows: expired, or its sync state is gone."""
+        return self.status == 410 or (self.code or "").lower() in (
+            "syncstatenotfound", "resyncrequired", "syncstateinvalid")
+
+    @property
     def transient(self) -> bool:
         """Worth retrying later: throttling, outages, network, concurrent writes."""
         if self._transient is not None:
@@ -98,6 +115,22 @@ class Directory(Protocol):
         """Every service principal with its own credentials and user owners, as
         ``AppRegistration`` values whose ``source`` is ``servicePrincipal``. Read for
         the inventory and alerts only: nothing rotates them."""
+        ...
+
+    async def track_changes(self, resource: str) -> str:
+        """A delta link from now for ``resource`` ("applications" or "servicePrincipals"):
+        following it later lists what changed since this call."""
+        ...
+
+    def list_changes(self, resource: str, link: str, into: DeltaRound
+                     ) -> AsyncIterator[ScanItem]:
+        """The objects changed since ``link`` was issued (deleted ones as ``removed``
+        items); ``into`` gets the next link and the request count. A link Graph no longer
+        knows raises ``DirectoryError`` whose ``resync_required`` is true."""
+        ...
+
+    def list_requests(self) -> int:
+        """How many listing pages this directory has requested so far."""
         ...
 
     async def get_application(self, app_id: str) -> AppRegistration | None:

@@ -42,7 +42,7 @@ from rotator.domain.app_management import (
 from rotator.domain.certificates import KeyEntry, thumbprint_of
 from rotator.domain.credentials import AppRegistration, Credential, CredentialKind
 from rotator.domain.secret_value import SecretValue
-from rotator.ports import DirectoryError, NewPassword, ScanItem
+from rotator.ports import DeltaRound, DirectoryError, NewPassword, ScanItem
 
 if TYPE_CHECKING:
     from msgraph.graph_service_client import GraphServiceClient
@@ -103,6 +103,10 @@ class GraphDirectory:
     def __init__(self, client: GraphServiceClient) -> None:
         self._client = client
         self._app_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._list_requests = 0
+
+    def list_requests(self) -> int:
+        return self._list_requests
 
     async def _call(self, action: str, op: Callable[[], Awaitable[T]]) -> T:
         try:
@@ -172,6 +176,7 @@ class GraphDirectory:
         while True:
             page_no += 1
             where = f"list {what} (page {page_no})"
+            self._list_requests += 1
             body = await self._get_json(info, where)
             if body is None:
                 raise DirectoryError(f"Graph answered {where} with no body", transient=True)
@@ -191,6 +196,71 @@ class GraphDirectory:
                 )
             followed.add(url)
             info = builder.with_url(url).to_get_request_information()
+
+    def _delta_builder(self, resource: str) -> tuple[Any, tuple[str, ...], str]:
+        if resource == "applications":
+            return self._client.applications.delta, APP_SELECT, "application"
+        if resource == "servicePrincipals":
+            return self._client.service_principals.delta, SP_SELECT, "service principal"
+        raise ValueError(f"no delta query for {resource!r}")
+
+    async def track_changes(self, resource: str) -> str:
+        """``$deltatoken=latest``: a link from now, with the listing's ``$select``.
+        Asked before a full listing starts, so a change made while it runs is read again
+        by the next incremental scan rather than lost."""
+        builder, select, what = self._delta_builder(resource)
+        base = str(self._client.request_adapter.base_url or "").rstrip("/")
+        url = (f"{base}/{resource}/delta?$deltatoken=latest&$select=" + ",".join(select))
+        self._list_requests += 1
+        body = await self._get_json(builder.with_url(url).to_get_request_information(),
+                                    f"start tracking changes of {what}s")
+        link = (body or {}).get("@odata.deltaLink")
+        if link is None:
+            raise DirectoryError(f"Graph answered the delta query of {what}s without a "
+                                 "deltaLink", transient=True)
+        return self._checked_next_link(link, 1, f"{what}s")
+
+    async def list_changes(self, resource: str, link: str, into: DeltaRound
+                           ) -> AsyncIterator[ScanItem]:
+        builder, _select, what = self._delta_builder(resource)
+        parse = parse_application if resource == "applications" else parse_service_principal
+        url = self._checked_next_link(link, 0, f"{what}s")
+        followed = {url}
+        page_no = 0
+        while True:
+            page_no += 1
+            where = f"list changed {what}s (page {page_no})"
+            self._list_requests += 1
+            into.requests += 1
+            body = await self._get_json(builder.with_url(url).to_get_request_information(),
+                                        where)
+            if body is None:
+                raise DirectoryError(f"Graph answered {where} with no body", transient=True)
+            values = body.get("value")
+            if not isinstance(values, list):
+                raise DirectoryError(f"page {page_no} of changed {what}s has no 'value' list")
+            for raw in values:
+                if isinstance(raw, dict) and "@removed" in raw:
+                    raw_id = raw.get("id")
+                    if isinstance(raw_id, str) and raw_id:
+                        yield ScanItem(app=None, raw_id=raw_id.lower(), removed=True)
+                    else:
+                        yield ScanItem(app=None, error=f"a removed {what} without an id")
+                    continue
+                yield _scan_item(raw, parse, what)
+            delta_link = body.get("@odata.deltaLink")
+            if delta_link is not None:
+                into.delta_link = self._checked_next_link(delta_link, page_no, f"{what}s")
+                return
+            next_link = body.get("@odata.nextLink")
+            if next_link is None:
+                raise DirectoryError(f"page {page_no} of changed {what}s has neither an "
+                                     "@odata.nextLink nor an @odata.deltaLink")
+            url = self._checked_next_link(next_link, page_no, f"{what}s")
+            if url in followed:
+                raise DirectoryError(f"page {page_no} of changed {what}s links to a page "
+                                     "already read; Graph's paging went in a circle")
+            followed.add(url)
 
     def _checked_next_link(self, link: object, page_no: int, what: str = "applications"
                            ) -> str:

@@ -107,6 +107,11 @@ class Tenant(EstateMixin):
         # Removed credentials and, per replica, the monotonic time it forgets them.
         self._ghosts: dict[str, list[tuple[PasswordCredential | KeyCredential, Visibility]]] = {}
         self.lifetime_max_days: int | None = None
+        # Delta queries: objects a page, how long a token lives (seven days for directory
+        # objects), and the change-tracking state tokens belong to (a reset expires them all).
+        self.delta_page_size = 200
+        self.delta_token_lifetime_seconds = 7 * 86400.0
+        self.delta_generation = 1
         self.vault = VaultStore()
         self.rotator_app_id = ""
         self.rotator_secret = ""
@@ -225,6 +230,11 @@ class Tenant(EstateMixin):
                 if known_to(times, replica):
                     return view_of(app, snap)
             return None
+
+    def reset_change_tracking(self) -> None:
+        """Every delta token issued so far is answered 410 Gone (``syncStateNotFound``)."""
+        with self._lock:
+            self.delta_generation += 1
 
     def pick_replica(self) -> int:
         with self._lock:
@@ -750,6 +760,7 @@ class Tenant(EstateMixin):
         with self._lock:
             app = self.find_app(object_id=object_id)
             app.deleted = True
+            app.changed()
             self._apps_by_app_id.pop(app.app_id, None)
             sp = self._sps_by_app_id.get(app.app_id)
             if sp is not None:
