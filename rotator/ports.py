@@ -7,7 +7,15 @@ or a database driver, and the values that cross these edges live in ``rotator.do
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Callable,
+    Collection,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
@@ -15,12 +23,13 @@ from typing import TYPE_CHECKING, Any, Protocol
 from rotator.domain.alerts import Alert, Delivery
 from rotator.domain.app_management import CredentialRestrictions, TenantPolicies
 from rotator.domain.certificates import KeyEntry
-from rotator.domain.credentials import AppRegistration, Credential
+from rotator.domain.credentials import AppRegistration, Credential, CredentialSource
 from rotator.domain.hooks import HookDelivery, HookEvent
 from rotator.domain.records import (
     AuditEvent,
     AuditNote,
     AuditOutcome,
+    DeltaLinks,
     InventoryRow,
     ScanRun,
     ScanStatus,
@@ -476,8 +485,25 @@ class Store(Protocol):
         credentials_seen: int,
         errors: Sequence[tuple[str | None, str]],
         error: str | None = None,
+        mode: str = "full",
+        graph_requests: int | None = None,
+        apps_changed: int | None = None,
+        delta_links: Mapping[str, str] | None = None,
     ) -> ScanRun:
-        """Close a running scan and prune the inventory it proved stale."""
+        """Close a running scan and prune the inventory it proved stale (a full one);
+        store ``delta_links`` with it when it succeeded."""
+        ...
+
+    def apply_changes(self, scan_id: str, rows: Sequence[InventoryRow],
+                      replaced: Sequence[tuple[str, CredentialSource]], now: datetime,
+                      managed: Collection[str] = ()) -> int:
+        """An incremental scan's changes in one transaction: the credentials of the
+        ``replaced`` objects (object id, source) go, then ``rows`` are written; app rows
+        are marked managed when their app id is in ``managed``."""
+        ...
+
+    def delta_links(self) -> DeltaLinks | None:
+        """Where the next incremental scan goes on from, if a full scan stored it."""
         ...
 
     def get_scan(self, scan_id: str) -> ScanRun | None: ...

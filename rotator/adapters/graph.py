@@ -49,6 +49,8 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 PAGE_SIZE = 999
+# Owner reads of the objects a delta page reports changed, in flight at once.
+OWNER_READS_AT_ONCE = 8
 
 
 def _retry_after(headers: object) -> float | None:
@@ -239,6 +241,7 @@ class GraphDirectory:
             values = body.get("value")
             if not isinstance(values, list):
                 raise DirectoryError(f"page {page_no} of changed {what}s has no 'value' list")
+            await self._fill_owners(resource, values, into)
             for raw in values:
                 if isinstance(raw, dict) and "@removed" in raw:
                     raw_id = raw.get("id")
@@ -261,6 +264,33 @@ class GraphDirectory:
                 raise DirectoryError(f"page {page_no} of changed {what}s links to a page "
                                      "already read; Graph's paging went in a circle")
             followed.add(url)
+
+    async def _fill_owners(self, resource: str, values: list[Any], into: DeltaRound) -> None:
+        """Delta queries do not expand owners: each changed object's owners are read
+        (a few at a time) and put where the listing's ``$expand`` would have put them."""
+        base = str(self._client.request_adapter.base_url or "").rstrip("/")
+        builder, _select, what = self._delta_builder(resource)
+        select = OWNERS_EXPAND[OWNERS_EXPAND.index("=") + 1:-1]
+        limit = asyncio.Semaphore(OWNER_READS_AT_ONCE)
+
+        async def one(raw: dict[str, Any]) -> None:
+            object_id = str(raw["id"])
+            url = f"{base}/{resource}/{object_id}/owners?$select={select}"
+            async with limit:
+                self._list_requests += 1
+                into.requests += 1
+                try:
+                    body = await self._get_json(builder.with_url(url).to_get_request_information(),
+                                                f"read the owners of {what} {object_id}")
+                except DirectoryError as exc:
+                    if exc.status == 404:
+                        return  # deleted since: the next round says so
+                    raise
+            if body is not None and isinstance(body.get("value"), list):
+                raw["owners"] = body["value"]
+
+        await asyncio.gather(*(one(raw) for raw in values if isinstance(raw, dict)
+                               and "@removed" not in raw and isinstance(raw.get("id"), str)))
 
     def _checked_next_link(self, link: object, page_no: int, what: str = "applications"
                            ) -> str:

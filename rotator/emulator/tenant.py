@@ -279,8 +279,9 @@ class Tenant(EstateMixin):
             return [a for a in (self._apps[i] for i in self._order) if not a.deleted]
 
     def app_count(self) -> int:
+        """Live apps: a deleted one stays behind for delta queries to report."""
         with self._lock:
-            return len(self._apps)
+            return sum(1 for app in self._apps.values() if not app.deleted)
 
     def secret_of(self, display_name: str) -> str:
         """The value of a seeded walkthrough client's secret (``myclient``...)."""
