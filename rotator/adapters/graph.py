@@ -11,6 +11,7 @@ import asyncio
 import base64
 import binascii
 import json
+import random
 import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -49,6 +50,11 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 PAGE_SIZE = 999
+# A listing page that fails transiently is asked again this many times in all, waiting
+# PAGE_RETRY_SECONDS (doubling, jittered) or what Retry-After asks, up to PAGE_MAX_WAIT.
+PAGE_ATTEMPTS = 4
+PAGE_RETRY_SECONDS = 1.0
+PAGE_MAX_WAIT = 60.0
 # Owner reads of the objects a delta page reports changed, in flight at once.
 OWNER_READS_AT_ONCE = 8
 
@@ -142,6 +148,28 @@ class GraphDirectory:
             raise DirectoryError(f"Graph answered {action} with unexpected JSON", transient=True)
         return parsed
 
+    async def _get_page(self, info: Any, where: str) -> dict[str, Any]:
+        """One page of a listing. A page that fails in a way time may fix (a 5xx, a
+        throttled answer the SDK gave up on, a body that is not JSON, a dropped
+        connection) is asked again after a backoff, so one bad page does not cost the
+        whole scan; past PAGE_ATTEMPTS, or when Graph asks for a long wait, it fails."""
+        delay = PAGE_RETRY_SECONDS
+        attempt = 1
+        while True:
+            self._list_requests += 1
+            try:
+                body = await self._get_json(info, where)
+                if body is None:
+                    raise DirectoryError(f"Graph answered {where} with no body", transient=True)
+                return body
+            except DirectoryError as exc:
+                wait = max(exc.retry_after or 0.0, delay * random.uniform(1.0, 1.5))  # noqa: S311
+                if not exc.transient or attempt >= PAGE_ATTEMPTS or wait > PAGE_MAX_WAIT:
+                    raise
+            attempt += 1
+            delay *= 2
+            await asyncio.sleep(wait)
+
     async def list_applications(self) -> AsyncIterator[ScanItem]:
         from kiota_abstractions.base_request_configuration import RequestConfiguration
         from msgraph.generated.applications.applications_request_builder import (
@@ -178,10 +206,7 @@ class GraphDirectory:
         while True:
             page_no += 1
             where = f"list {what} (page {page_no})"
-            self._list_requests += 1
-            body = await self._get_json(info, where)
-            if body is None:
-                raise DirectoryError(f"Graph answered {where} with no body", transient=True)
+            body = await self._get_page(info, where)
             values = body.get("value")
             if not isinstance(values, list):
                 raise DirectoryError(f"page {page_no} of {what} has no 'value' list")
@@ -232,12 +257,10 @@ class GraphDirectory:
         while True:
             page_no += 1
             where = f"list changed {what}s (page {page_no})"
-            self._list_requests += 1
-            into.requests += 1
-            body = await self._get_json(builder.with_url(url).to_get_request_information(),
+            requests_before = self._list_requests
+            body = await self._get_page(builder.with_url(url).to_get_request_information(),
                                         where)
-            if body is None:
-                raise DirectoryError(f"Graph answered {where} with no body", transient=True)
+            into.requests += self._list_requests - requests_before
             values = body.get("value")
             if not isinstance(values, list):
                 raise DirectoryError(f"page {page_no} of changed {what}s has no 'value' list")
