@@ -42,6 +42,7 @@ EXPIRED_MESSAGE = (
 @dataclass(frozen=True, slots=True)
 class _Token:
     resource: str
+    tenant: str
     generation: int
     issued: float
     since: int  # 0: the first round, which lists every live object
@@ -50,8 +51,8 @@ class _Token:
     select: list[str] | None
 
     def encode(self) -> str:
-        raw = json.dumps({"r": self.resource, "g": self.generation, "t": self.issued,
-                          "s": self.since, "b": self.start, "c": self.cursor,
+        raw = json.dumps({"r": self.resource, "tid": self.tenant, "g": self.generation,
+                          "t": self.issued, "s": self.since, "b": self.start, "c": self.cursor,
                           "sel": self.select}, separators=(",", ":"))
         return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
@@ -64,12 +65,12 @@ def _state(request: Request) -> EmulatorState:
 def _read_token(text: str, resource: str, state: EmulatorState) -> _Token:
     try:
         raw = json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
-        token = _Token(str(raw["r"]), int(raw["g"]), float(raw["t"]), int(raw["s"]),
-                       int(raw["b"]), int(raw["c"]),
+        token = _Token(str(raw["r"]), str(raw["tid"]), int(raw["g"]), float(raw["t"]),
+                       int(raw["s"]), int(raw["b"]), int(raw["c"]),
                        None if raw["sel"] is None else [str(f) for f in raw["sel"]])
     except (ValueError, KeyError, TypeError, binascii.Error) as exc:
         raise GraphError(400, "Request_BadRequest", "Badly formed token.") from exc
-    if token.resource != resource:
+    if token.resource != resource or token.tenant != state.tenant.tenant_id:
         raise GraphError(400, "Request_BadRequest", "Badly formed token.")
     tenant = state.tenant
     if (token.generation != tenant.delta_generation
@@ -129,19 +130,19 @@ async def _delta(request: Request, resource: str) -> Response:
         now_tick = next_change()  # every change so far has a smaller tick
         if query.get("$deltatoken") == "latest":
             select = _select(resource, query.get("$select"))
-            token = _Token(resource, tenant.delta_generation, time.time(), now_tick,
-                           now_tick, now_tick, select)
+            token = _Token(resource, tenant.tenant_id, tenant.delta_generation, time.time(),
+                           now_tick, now_tick, now_tick, select)
             return _answer(request, state, resource, [], token, done=True)
         if "$deltatoken" in query:
             token = _read_token(query["$deltatoken"], resource, state)
-            token = _Token(resource, token.generation, token.issued, token.cursor,
-                           token.cursor, token.cursor, token.select)
+            token = _Token(resource, token.tenant, token.generation, token.issued,
+                           token.cursor, token.cursor, token.cursor, token.select)
         elif "$skiptoken" in query:
             token = _read_token(query["$skiptoken"], resource, state)
         else:
             select = _select(resource, query.get("$select"))
-            token = _Token(resource, tenant.delta_generation, time.time(), 0, now_tick, 0,
-                           select)
+            token = _Token(resource, tenant.tenant_id, tenant.delta_generation, time.time(),
+                           0, now_tick, 0, select)
         # The first round lists live objects only; deletions from before it are history.
         removed_after = max(token.cursor, token.start) if token.since == 0 else token.cursor
         changes = _changes(state, resource, token.cursor, removed_after)
@@ -153,7 +154,7 @@ async def _delta(request: Request, resource: str) -> Response:
         ]
         done = len(changes) <= len(page)
         cursor = now_tick if done else page[-1][0]
-        following = _Token(resource, token.generation, time.time(),
+        following = _Token(resource, token.tenant, token.generation, time.time(),
                            cursor if done else token.since, token.start, cursor,
                            token.select)
         return _answer(request, state, resource, values, following, done=done)
