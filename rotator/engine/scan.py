@@ -314,11 +314,13 @@ def _finish(deps: EngineDeps, report: ScanReport, links: dict[str, str] | None) 
         AuditOutcome.OK if report.status is ScanStatus.SUCCEEDED
         else AuditOutcome.INFO if report.status is ScanStatus.INTERRUPTED  # a stop, no fault
         else AuditOutcome.ERROR,
-        f"{report.mode} scan {report.status}: {report.apps_seen} apps, "
+        f"scan {report.status}: {report.apps_seen} apps, "
         f"{report.service_principals_seen} "
         f"service principals, {report.credentials_seen} credentials, "
-        f"{len(report.errors)} unreadable" + (f"; {report.error}" if report.error else ""),
-        details={"scan_id": report.scan_id},
+        f"{len(report.errors)} unreadable"
+        + (f" (incremental: {report.apps_changed} changed)" if report.mode == "delta" else "")
+        + (f"; {report.error}" if report.error else ""),
+        details={"scan_id": report.scan_id, "mode": report.mode},
     )
     log.info("scan finished", scan_id=report.scan_id, status=report.status, mode=report.mode,
              graph_requests=report.graph_requests,
