@@ -55,8 +55,10 @@ PAGE_SIZE = 999
 PAGE_ATTEMPTS = 4
 PAGE_RETRY_SECONDS = 1.0
 PAGE_MAX_WAIT = 60.0
-# Owner reads of the objects a delta page reports changed, in flight at once.
+# Owner reads of the objects a delta page reports changed: requests in flight at once,
+# and reads a JSON batch carries (Graph's limit is 20).
 OWNER_READS_AT_ONCE = 8
+OWNER_BATCH = 20
 
 
 def _retry_after(headers: object) -> float | None:
@@ -289,22 +291,29 @@ class GraphDirectory:
             followed.add(url)
 
     async def _fill_owners(self, resource: str, values: list[Any], into: DeltaRound) -> None:
-        """Delta queries do not expand owners: each changed object's owners are read
-        (a few at a time) and put where the listing's ``$expand`` would have put them."""
+        """Delta queries do not expand owners: the owners of each changed object are read
+        through JSON batching (20 reads a request) and put where the listing's
+        ``$expand`` would have put them. A read the batch did not answer is asked again
+        on its own."""
         base = str(self._client.request_adapter.base_url or "").rstrip("/")
         builder, _select, what = self._delta_builder(resource)
         select = OWNERS_EXPAND[OWNERS_EXPAND.index("=") + 1:-1]
+        wanted = [raw for raw in values if isinstance(raw, dict) and "@removed" not in raw
+                  and isinstance(raw.get("id"), str)]
         limit = asyncio.Semaphore(OWNER_READS_AT_ONCE)
 
-        async def one(raw: dict[str, Any]) -> None:
+        def path(raw: dict[str, Any]) -> str:
+            return f"/{resource}/{raw['id']}/owners?$select={select}"
+
+        async def alone(raw: dict[str, Any]) -> None:
             object_id = str(raw["id"])
-            url = f"{base}/{resource}/{object_id}/owners?$select={select}"
             async with limit:
                 self._list_requests += 1
                 into.requests += 1
                 try:
-                    body = await self._get_json(builder.with_url(url).to_get_request_information(),
-                                                f"read the owners of {what} {object_id}")
+                    body = await self._get_json(
+                        builder.with_url(base + path(raw)).to_get_request_information(),
+                        f"read the owners of {what} {object_id}")
                 except DirectoryError as exc:
                     if exc.status == 404:
                         return  # deleted since: the next round says so
@@ -312,8 +321,45 @@ class GraphDirectory:
             if body is not None and isinstance(body.get("value"), list):
                 raw["owners"] = body["value"]
 
-        await asyncio.gather(*(one(raw) for raw in values if isinstance(raw, dict)
-                               and "@removed" not in raw and isinstance(raw.get("id"), str)))
+        async def batch(chunk: list[dict[str, Any]]) -> list[dict[str, Any]]:
+            """The objects whose owners the batch did not give."""
+            from kiota_abstractions.method import Method
+            from kiota_abstractions.request_information import RequestInformation
+
+            info = RequestInformation(Method.POST)
+            info.url = f"{base}/$batch"
+            payload = {"requests": [{"id": str(n), "method": "GET", "url": path(raw)}
+                                    for n, raw in enumerate(chunk)]}
+            info.set_stream_content(json.dumps(payload).encode(), "application/json")
+            async with limit:
+                self._list_requests += 1
+                into.requests += 1
+                try:
+                    body = await self._get_json(info, f"read the owners of changed {what}s")
+                except DirectoryError as exc:
+                    if not exc.transient:
+                        raise
+                    return chunk
+            answers = (body or {}).get("responses")
+            missed = list(chunk)
+            for answer in answers if isinstance(answers, list) else []:
+                try:
+                    raw = chunk[int(answer["id"])]
+                except (KeyError, ValueError, IndexError, TypeError):
+                    continue
+                status, owners = answer.get("status"), (answer.get("body") or {})
+                if status == 404:
+                    missed.remove(raw)
+                elif status == 200 and isinstance(owners, dict) and isinstance(
+                        owners.get("value"), list):
+                    raw["owners"] = owners["value"]
+                    missed.remove(raw)
+            return missed
+
+        chunks = [wanted[i:i + OWNER_BATCH] for i in range(0, len(wanted), OWNER_BATCH)]
+        left = [raw for missed in await asyncio.gather(*(batch(c) for c in chunks))
+                for raw in missed]
+        await asyncio.gather(*(alone(raw) for raw in left))
 
     def _checked_next_link(self, link: object, page_no: int, what: str = "applications"
                            ) -> str:

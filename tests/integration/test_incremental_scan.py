@@ -101,8 +101,8 @@ async def test_changes_are_applied_and_match_a_full_scan(
     assert (second.status, second.mode) == (ScanStatus.SUCCEEDED, "delta"), second.errors
     # Three apps changed or added or deleted, and the service principals of three.
     assert second.apps_changed == 6
-    # One page of each delta listing, and the owners of each object changed (not removed).
-    assert second.graph_requests == 2 + second.apps_seen + second.service_principals_seen
+    # One page of each delta listing, and one JSON batch of owner reads for each.
+    assert second.graph_requests == 4
     run = store.get_scan(second.scan_id)
     assert run is not None and (run.mode, run.apps_changed) == ("delta", second.apps_changed)
     assert store.inventory(app_id=doomed.app_id) == []
@@ -185,3 +185,21 @@ def test_scan_and_status_say_how_the_inventory_was_read(
         "delta", second["graph_requests"], second["apps_changed"])
     forced = json.loads(run_rotator(["scan", "--json", "--full"], env).stdout)["scan"]
     assert forced["mode"] == "full" and forced["apps_changed"] is None
+
+
+async def test_owner_reads_the_batch_missed_are_asked_one_by_one(
+    emu: RunningEmulator, store: SqlStore
+) -> None:
+    tenant = emu.tenant
+    assert (await _scan(emu, store)).mode == "full"
+    app = _app(emu, "inc-batch", ("only", 9))
+    try:
+        emu.faults.update({"error_counts": {"graph.batch": {"500": 2}}})
+        report = await _scan(emu, store)
+        assert (report.status, report.mode) == (ScanStatus.SUCCEEDED, "delta"), report.errors
+        assert report.graph_requests > 4  # both batches failed; the reads went one by one
+        (row,) = store.inventory(app_id=app.app_id)
+        # Owners read (no user owns it: an empty tuple), not left unknown (None).
+        assert (row.display_name, row.owners) == ("only", ())
+    finally:
+        tenant.delete_app(app.id)
