@@ -217,8 +217,9 @@ async def _incremental(deps: EngineDeps, report: ScanReport, stored: DeltaLinks,
             raise DirectoryError(f"the delta query of {resource} ended without a deltaLink")
         latest[resource], links[resource] = seen, into.delta_link
     changed = [i.app for items in latest.values() for i in items.values() if i.app is not None]
-    # What the inventory knows of the changed apps: owners (delta queries do not expand
-    # them) and which app ids are registered here (for service principals of other tenants).
+    # What the inventory knows of the changed apps: owners (kept when the directory could
+    # not tell them) and which app ids are registered here (for service principals of
+    # other tenants).
     known = (await asyncio.to_thread(deps.store.inventory, app_ids={a.app_id for a in changed})
              if changed else [])
     owners = {(r.app_id.lower(), r.source): r.owners for r in known if r.owners is not None}
