@@ -73,10 +73,13 @@ async def scan(
             try:
                 links = await _incremental(deps, report, stored, now)
             except DirectoryError as exc:
-                if not exc.resync_required:
+                # Time may fix a throttled or failing Graph: the scan fails and the next one
+                # follows the same link. A link Graph no longer knows (410 syncStateNotFound),
+                # or refuses for good, is replaced by a full listing now.
+                if exc.transient and not exc.resync_required:
                     raise
                 report.mode = "full"
-                log.warning("Graph no longer knows the delta link; reading every app",
+                log.warning("the delta link cannot be followed; reading every app",
                             scan_id=scan_id, error=str(exc))
                 report.errors.clear()
                 report.apps_seen = report.credentials_seen = report.apps_changed = 0

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from rotator.adapters import graph as graph_adapter
 from rotator.adapters.db import SqlStore
 from rotator.alerts.runner import take_snapshot
 from rotator.bootstrap import engine_deps, load, open_store
@@ -142,11 +143,18 @@ async def test_an_expired_link_or_the_interval_falls_back_to_a_full_scan(
             full_scan_at=datetime.now(UTC) - timedelta(hours=25)))
     assert (await _scan(emu, store)).mode == "full"  # full_scan_interval_hours (24)
     assert (await _scan(emu, store, full=True)).mode == "full"
+    # A link Graph refuses for good (400 "Badly formed token") is replaced, not retried.
+    with store._engine.begin() as conn:
+        conn.execute(sa.text("UPDATE delta_links SET link = :l WHERE resource = 'applications'"),
+                     {"l": emu.env["ROTATOR_GRAPH_URL"] + "/applications/delta?$deltatoken=bm90"})
+    refused = await _scan(emu, store)
+    assert (refused.status, refused.mode) == (ScanStatus.SUCCEEDED, "full"), refused.error
 
 
 async def test_a_scan_stopped_part_way_keeps_the_old_link(
-    emu: RunningEmulator, store: SqlStore
+    emu: RunningEmulator, store: SqlStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(graph_adapter, "PAGE_RETRY_SECONDS", 0.05)  # retried, not slow
     tenant = emu.tenant
     app = _app(emu, "inc-crash", ("before", 5))
     try:
