@@ -324,12 +324,13 @@ class Daemon:
         try:
             report = await scan(self.deps, on_started=on_started)
         except Exception as exc:
-            self.metrics.scans.labels(ScanStatus.FAILED).inc()
+            # It stopped before it could tell how it would read the tenant.
+            self.metrics.scans.labels(ScanStatus.FAILED, "full").inc()
             self.last_scan = ScanOutcome(ScanStatus.FAILED, self.deps.now(),
                                          f"{type(exc).__name__}")
             raise
         self.metrics.scan_duration.observe(time.monotonic() - started)
-        self.metrics.scans.labels(report.status).inc()
+        self.metrics.scans.labels(report.status, report.mode).inc()
         if report.status is not ScanStatus.FAILED:
             # Read and rendered in a thread, once per scan, so a scrape only copies bytes.
             await self.deps.db(self._record_inventory)

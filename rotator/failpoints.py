@@ -35,6 +35,7 @@ from rotator.domain.secret_value import SecretValue
 from rotator.domain.states import RotationState
 from rotator.ports import (
     CertificateStore,
+    DeltaRound,
     Directory,
     HookSender,
     NewPassword,
@@ -126,6 +127,16 @@ class FailpointDirectory:
 
     def list_service_principals(self) -> AsyncIterator[ScanItem]:
         return self._inner.list_service_principals()
+
+    async def track_changes(self, resource: str) -> str:
+        return await self._inner.track_changes(resource)
+
+    def list_changes(self, resource: str, link: str, into: DeltaRound
+                     ) -> AsyncIterator[ScanItem]:
+        return self._inner.list_changes(resource, link, into)
+
+    def list_requests(self) -> int:
+        return self._inner.list_requests()
 
     async def get_application(self, app_id: str) -> AppRegistration | None:
         return await self._inner.get_application(app_id)

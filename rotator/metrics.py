@@ -184,8 +184,10 @@ class Metrics:
             buckets=_SCAN_BUCKETS, registry=r,
         )
         self.scans = Counter(
-            "rotator_scans_total", "Scans by status (succeeded, partial, failed).",
-            ["status"], registry=r,
+            "rotator_scans_total",
+            "Scans by status (succeeded, partial, failed) and mode (full: every app listed; "
+            "delta: only what changed since the scan before).",
+            ["status", "mode"], registry=r,
         )
         self.scan_interval = Gauge(
             "rotator_scan_interval_seconds",
@@ -224,7 +226,8 @@ class Metrics:
         for result in ("completed", "failed"):
             self.rotations.labels(result)
         for status in ("succeeded", "partial", "failed"):
-            self.scans.labels(status)
+            for mode in ("full", "delta"):
+                self.scans.labels(status, mode)
 
     # ------------------------------------------------------------------ recorders
 

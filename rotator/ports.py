@@ -7,7 +7,15 @@ or a database driver, and the values that cross these edges live in ``rotator.do
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Callable,
+    Collection,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
@@ -15,12 +23,13 @@ from typing import TYPE_CHECKING, Any, Protocol
 from rotator.domain.alerts import Alert, Delivery
 from rotator.domain.app_management import CredentialRestrictions, TenantPolicies
 from rotator.domain.certificates import KeyEntry
-from rotator.domain.credentials import AppRegistration, Credential
+from rotator.domain.credentials import AppRegistration, Credential, CredentialSource
 from rotator.domain.hooks import HookDelivery, HookEvent
 from rotator.domain.records import (
     AuditEvent,
     AuditNote,
     AuditOutcome,
+    DeltaLinks,
     InventoryRow,
     ScanRun,
     ScanStatus,
@@ -49,6 +58,17 @@ class ScanItem:
     app: AppRegistration | None
     error: str | None = None
     raw_id: str | None = None
+    # A delta query's ``@removed`` entry: the object (``raw_id``) is gone from the tenant.
+    removed: bool = False
+
+
+@dataclass(slots=True)
+class DeltaRound:
+    """What one round of a delta query told besides its objects."""
+
+    # The link to ask for the changes after this round; set once its last page is read.
+    delta_link: str | None = None
+    requests: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +99,12 @@ class DirectoryError(Exception):
         self._transient = transient
 
     @property
+    def resync_required(self) -> bool:
+        """A delta link Graph no longer knows: expired, or its sync state is gone."""
+        return self.status == 410 or (self.code or "").lower() in (
+            "syncstatenotfound", "resyncrequired", "syncstateinvalid")
+
+    @property
     def transient(self) -> bool:
         """Worth retrying later: throttling, outages, network, concurrent writes."""
         if self._transient is not None:
@@ -98,6 +124,22 @@ class Directory(Protocol):
         """Every service principal with its own credentials and user owners, as
         ``AppRegistration`` values whose ``source`` is ``servicePrincipal``. Read for
         the inventory and alerts only: nothing rotates them."""
+        ...
+
+    async def track_changes(self, resource: str) -> str:
+        """A delta link from now for ``resource`` ("applications" or "servicePrincipals"):
+        following it later lists what changed since this call."""
+        ...
+
+    def list_changes(self, resource: str, link: str, into: DeltaRound
+                     ) -> AsyncIterator[ScanItem]:
+        """The objects changed since ``link`` was issued (deleted ones as ``removed``
+        items); ``into`` gets the next link and the request count. A link Graph no longer
+        knows raises ``DirectoryError`` whose ``resync_required`` is true."""
+        ...
+
+    def list_requests(self) -> int:
+        """How many listing pages this directory has requested so far."""
         ...
 
     async def get_application(self, app_id: str) -> AppRegistration | None:
@@ -572,8 +614,25 @@ class Store(Protocol):
         credentials_seen: int,
         errors: Sequence[tuple[str | None, str]],
         error: str | None = None,
+        mode: str = "full",
+        graph_requests: int | None = None,
+        apps_changed: int | None = None,
+        delta_links: Mapping[str, str] | None = None,
     ) -> ScanRun:
-        """Close a running scan and prune the inventory it proved stale."""
+        """Close a running scan and prune the inventory it proved stale (a full one);
+        store ``delta_links`` with it when it succeeded."""
+        ...
+
+    def apply_changes(self, scan_id: str, rows: Sequence[InventoryRow],
+                      replaced: Sequence[tuple[str, CredentialSource]], now: datetime,
+                      managed: Collection[str] = ()) -> int:
+        """An incremental scan's changes in one transaction: the credentials of the
+        ``replaced`` objects (object id, source) go, then ``rows`` are written; app rows
+        are marked managed when their app id is in ``managed``."""
+        ...
+
+    def delta_links(self) -> DeltaLinks | None:
+        """Where the next incremental scan goes on from, if a full scan stored it."""
         ...
 
     def get_scan(self, scan_id: str) -> ScanRun | None: ...

@@ -17,6 +17,7 @@ from rotator.domain.credentials import AppRegistration, Credential
 from rotator.domain.secret_value import SecretValue
 from rotator.ports import (
     CertificateStore,
+    DeltaRound,
     Directory,
     DirectoryError,
     NewPassword,
@@ -90,6 +91,25 @@ class CountingDirectory(_Counting):
             self._record(self._service, "list_service_principals", status_of(exc))
             raise
         self._record(self._service, "list_service_principals", OK)
+
+    async def track_changes(self, resource: str) -> str:
+        result: str = await self._count("track_changes",
+                                        lambda: self._inner.track_changes(resource))
+        return result
+
+    async def list_changes(self, resource: str, link: str, into: DeltaRound
+                           ) -> AsyncIterator[ScanItem]:
+        try:
+            async for item in self._inner.list_changes(resource, link, into):
+                yield item
+        except Exception as exc:
+            self._record(self._service, "list_changes", status_of(exc))
+            raise
+        self._record(self._service, "list_changes", OK)
+
+    def list_requests(self) -> int:
+        count: int = self._inner.list_requests()
+        return count
 
     async def get_application(self, app_id: str) -> AppRegistration | None:
         result: AppRegistration | None = await self._count(

@@ -11,6 +11,7 @@ import asyncio
 import base64
 import binascii
 import json
+import random
 import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -42,7 +43,7 @@ from rotator.domain.app_management import (
 from rotator.domain.certificates import KeyEntry, thumbprint_of
 from rotator.domain.credentials import AppRegistration, Credential, CredentialKind
 from rotator.domain.secret_value import SecretValue
-from rotator.ports import DirectoryError, NewPassword, ScanItem
+from rotator.ports import DeltaRound, DirectoryError, NewPassword, ScanItem
 
 if TYPE_CHECKING:
     from msgraph.graph_service_client import GraphServiceClient
@@ -50,6 +51,15 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 PAGE_SIZE = 999
 ADVANCED_QUERY = ("ConsistencyLevel", "eventual")
+# A listing page that fails transiently is asked again this many times in all, waiting
+# PAGE_RETRY_SECONDS (doubling, jittered) or what Retry-After asks, up to PAGE_MAX_WAIT.
+PAGE_ATTEMPTS = 4
+PAGE_RETRY_SECONDS = 1.0
+PAGE_MAX_WAIT = 60.0
+# Owner reads of the objects a delta page reports changed: requests in flight at once,
+# and reads a JSON batch carries (Graph's limit is 20).
+OWNER_READS_AT_ONCE = 8
+OWNER_BATCH = 20
 
 
 def _retry_after(headers: object) -> float | None:
@@ -104,6 +114,10 @@ class GraphDirectory:
     def __init__(self, client: GraphServiceClient) -> None:
         self._client = client
         self._app_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._list_requests = 0
+
+    def list_requests(self) -> int:
+        return self._list_requests
 
     async def _call(self, action: str, op: Callable[[], Awaitable[T]]) -> T:
         try:
@@ -136,6 +150,28 @@ class GraphDirectory:
         if not isinstance(parsed, dict):
             raise DirectoryError(f"Graph answered {action} with unexpected JSON", transient=True)
         return parsed
+
+    async def _get_page(self, info: Any, where: str) -> dict[str, Any]:
+        """One page of a listing. A page that fails in a way time may fix (a 5xx, a
+        throttled answer the SDK gave up on, a body that is not JSON, a dropped
+        connection) is asked again after a backoff, so one bad page does not cost the
+        whole scan; past PAGE_ATTEMPTS, or when Graph asks for a long wait, it fails."""
+        delay = PAGE_RETRY_SECONDS
+        attempt = 1
+        while True:
+            self._list_requests += 1
+            try:
+                body = await self._get_json(info, where)
+                if body is None:
+                    raise DirectoryError(f"Graph answered {where} with no body", transient=True)
+                return body
+            except DirectoryError as exc:
+                wait = max(exc.retry_after or 0.0, delay * random.uniform(1.0, 1.5))  # noqa: S311
+                if not exc.transient or attempt >= PAGE_ATTEMPTS or wait > PAGE_MAX_WAIT:
+                    raise
+            attempt += 1
+            delay *= 2
+            await asyncio.sleep(wait)
 
     async def list_applications(self) -> AsyncIterator[ScanItem]:
         from kiota_abstractions.base_request_configuration import RequestConfiguration
@@ -199,9 +235,7 @@ class GraphDirectory:
         while True:
             page_no += 1
             where = f"list {what} (page {page_no})"
-            body = await self._get_json(info, where)
-            if body is None:
-                raise DirectoryError(f"Graph answered {where} with no body", transient=True)
+            body = await self._get_page(info, where)
             values = body.get("value")
             if not isinstance(values, list):
                 raise DirectoryError(f"page {page_no} of {what} has no 'value' list")
@@ -220,6 +254,141 @@ class GraphDirectory:
             info = builder.with_url(url).to_get_request_information()
             if advanced:
                 info.headers.add(*ADVANCED_QUERY)
+
+    def _delta_builder(self, resource: str) -> tuple[Any, tuple[str, ...], str]:
+        if resource == "applications":
+            return self._client.applications.delta, APP_SELECT, "application"
+        if resource == "servicePrincipals":
+            return self._client.service_principals.delta, SP_SELECT, "service principal"
+        raise ValueError(f"no delta query for {resource!r}")
+
+    async def track_changes(self, resource: str) -> str:
+        """``$deltatoken=latest``: a link from now, with the listing's ``$select``.
+        Asked before a full listing starts, so a change made while it runs is read again
+        by the next incremental scan rather than lost."""
+        builder, select, what = self._delta_builder(resource)
+        base = str(self._client.request_adapter.base_url or "").rstrip("/")
+        url = (f"{base}/{resource}/delta?$deltatoken=latest&$select=" + ",".join(select))
+        self._list_requests += 1
+        body = await self._get_json(builder.with_url(url).to_get_request_information(),
+                                    f"start tracking changes of {what}s")
+        link = (body or {}).get("@odata.deltaLink")
+        if link is None:
+            raise DirectoryError(f"Graph answered the delta query of {what}s without a "
+                                 "deltaLink", transient=True)
+        return self._checked_next_link(link, 1, f"{what}s")
+
+    async def list_changes(self, resource: str, link: str, into: DeltaRound
+                           ) -> AsyncIterator[ScanItem]:
+        builder, _select, what = self._delta_builder(resource)
+        parse = parse_application if resource == "applications" else parse_service_principal
+        url = self._checked_next_link(link, 0, f"{what}s")
+        followed = {url}
+        page_no = 0
+        while True:
+            page_no += 1
+            where = f"list changed {what}s (page {page_no})"
+            requests_before = self._list_requests
+            body = await self._get_page(builder.with_url(url).to_get_request_information(),
+                                        where)
+            into.requests += self._list_requests - requests_before
+            values = body.get("value")
+            if not isinstance(values, list):
+                raise DirectoryError(f"page {page_no} of changed {what}s has no 'value' list")
+            await self._fill_owners(resource, values, into)
+            for raw in values:
+                if isinstance(raw, dict) and "@removed" in raw:
+                    raw_id = raw.get("id")
+                    if isinstance(raw_id, str) and raw_id:
+                        yield ScanItem(app=None, raw_id=raw_id.lower(), removed=True)
+                    else:
+                        yield ScanItem(app=None, error=f"a removed {what} without an id")
+                    continue
+                yield _scan_item(raw, parse, what)
+            delta_link = body.get("@odata.deltaLink")
+            if delta_link is not None:
+                into.delta_link = self._checked_next_link(delta_link, page_no, f"{what}s")
+                return
+            next_link = body.get("@odata.nextLink")
+            if next_link is None:
+                raise DirectoryError(f"page {page_no} of changed {what}s has neither an "
+                                     "@odata.nextLink nor an @odata.deltaLink")
+            url = self._checked_next_link(next_link, page_no, f"{what}s")
+            if url in followed:
+                raise DirectoryError(f"page {page_no} of changed {what}s links to a page "
+                                     "already read; Graph's paging went in a circle")
+            followed.add(url)
+
+    async def _fill_owners(self, resource: str, values: list[Any], into: DeltaRound) -> None:
+        """Delta queries do not expand owners: the owners of each changed object are read
+        through JSON batching (20 reads a request) and put where the listing's
+        ``$expand`` would have put them. A read the batch did not answer is asked again
+        on its own."""
+        base = str(self._client.request_adapter.base_url or "").rstrip("/")
+        builder, _select, what = self._delta_builder(resource)
+        select = OWNERS_EXPAND[OWNERS_EXPAND.index("=") + 1:-1]
+        wanted = [raw for raw in values if isinstance(raw, dict) and "@removed" not in raw
+                  and isinstance(raw.get("id"), str)]
+        limit = asyncio.Semaphore(OWNER_READS_AT_ONCE)
+
+        def path(raw: dict[str, Any]) -> str:
+            return f"/{resource}/{raw['id']}/owners?$select={select}"
+
+        async def alone(raw: dict[str, Any]) -> None:
+            object_id = str(raw["id"])
+            async with limit:
+                self._list_requests += 1
+                into.requests += 1
+                try:
+                    body = await self._get_json(
+                        builder.with_url(base + path(raw)).to_get_request_information(),
+                        f"read the owners of {what} {object_id}")
+                except DirectoryError as exc:
+                    if exc.status == 404:
+                        return  # deleted since: the next round says so
+                    raise
+            if body is not None and isinstance(body.get("value"), list):
+                raw["owners"] = body["value"]
+
+        async def batch(chunk: list[dict[str, Any]]) -> list[dict[str, Any]]:
+            """The objects whose owners the batch did not give."""
+            from kiota_abstractions.method import Method
+            from kiota_abstractions.request_information import RequestInformation
+
+            info = RequestInformation(Method.POST)
+            info.url = f"{base}/$batch"
+            payload = {"requests": [{"id": str(n), "method": "GET", "url": path(raw)}
+                                    for n, raw in enumerate(chunk)]}
+            info.set_stream_content(json.dumps(payload).encode(), "application/json")
+            async with limit:
+                self._list_requests += 1
+                into.requests += 1
+                try:
+                    body = await self._get_json(info, f"read the owners of changed {what}s")
+                except DirectoryError as exc:
+                    if not exc.transient:
+                        raise
+                    return chunk
+            answers = (body or {}).get("responses")
+            missed = list(chunk)
+            for answer in answers if isinstance(answers, list) else []:
+                try:
+                    raw = chunk[int(answer["id"])]
+                except (KeyError, ValueError, IndexError, TypeError):
+                    continue
+                status, owners = answer.get("status"), (answer.get("body") or {})
+                if status == 404:
+                    missed.remove(raw)
+                elif status == 200 and isinstance(owners, dict) and isinstance(
+                        owners.get("value"), list):
+                    raw["owners"] = owners["value"]
+                    missed.remove(raw)
+            return missed
+
+        chunks = [wanted[i:i + OWNER_BATCH] for i in range(0, len(wanted), OWNER_BATCH)]
+        left = [raw for missed in await asyncio.gather(*(batch(c) for c in chunks))
+                for raw in missed]
+        await asyncio.gather(*(alone(raw) for raw in left))
 
     def _checked_next_link(self, link: object, page_no: int, what: str = "applications"
                            ) -> str:

@@ -22,7 +22,14 @@ from typing import Protocol
 from rotator.domain.app_management import CredentialRestrictions, TenantPolicies
 from rotator.domain.certificates import KeyEntry
 from rotator.domain.credentials import AppRegistration, Credential
-from rotator.ports import Coordination, Directory, DirectoryError, NewPassword, ScanItem
+from rotator.ports import (
+    Coordination,
+    DeltaRound,
+    Directory,
+    DirectoryError,
+    NewPassword,
+    ScanItem,
+)
 
 
 def default_burst(rate_per_minute: float) -> float:
@@ -136,6 +143,16 @@ class RateLimitedDirectory:
 
     def list_service_principals(self) -> AsyncIterator[ScanItem]:
         return self._inner.list_service_principals()
+
+    async def track_changes(self, resource: str) -> str:
+        return await self._inner.track_changes(resource)
+
+    def list_changes(self, resource: str, link: str, into: DeltaRound
+                     ) -> AsyncIterator[ScanItem]:
+        return self._inner.list_changes(resource, link, into)
+
+    def list_requests(self) -> int:
+        return self._inner.list_requests()
 
     async def get_application(self, app_id: str) -> AppRegistration | None:
         return await self._inner.get_application(app_id)

@@ -103,7 +103,8 @@ def scan_health(
     at = last.finished_at or last.started_at
     age = now - at
     ago = age_text(age)
-    counts = f"{last.apps_seen} apps, {last.credentials_seen} credentials"
+    counts = (f"incremental: {last.apps_changed or 0} changed" if last.mode == "delta"
+              else f"{last.apps_seen} apps, {last.credentials_seen} credentials")
     if last.status is ScanStatus.RUNNING:
         running = now - last.started_at
         if running > 2 * interval:

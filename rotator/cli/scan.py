@@ -50,8 +50,13 @@ def _source(r: InventoryRow) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @click.option("--within-days", callback=days, metavar="DAYS", default=None,
               help="Only credentials ending within N days (or already expired).")
-def scan_command(as_json: bool, within_days: float | None) -> None:
-    """Scan all app registrations and show their credentials."""
+@click.option("--full", is_flag=True,
+              help="Read every app, not only what changed since the last scan.")
+def scan_command(as_json: bool, within_days: float | None, full: bool) -> None:
+    """Scan all app registrations and show their credentials.
+
+    The first scan reads every app; later ones read only what changed since (Graph delta
+    queries), with a full listing every full_scan_interval_hours."""
     from rotator.bootstrap import engine_deps
     from rotator.cli.progress import StatusLine, elapsed_text
     from rotator.domain.records import ScanStatus
@@ -70,7 +75,7 @@ def scan_command(as_json: bool, within_days: float | None) -> None:
 
     async def go() -> Any:
         async with engine_deps(loaded, store) as deps:
-            return await scan(deps, on_app=counted)
+            return await scan(deps, on_app=counted, full=full)
 
     def rate(took: float) -> str:
         return f"{seen[0] / took:,.0f} apps/s" if took >= 0.5 else "- apps/s"
@@ -83,7 +88,10 @@ def scan_command(as_json: bool, within_days: float | None) -> None:
         line.close()
         raise
     took = line.elapsed()
-    line.close(f"scan {report.status}: {seen[0]:,} apps, {seen[1]:,} credentials read in "
+    if report.mode == "delta":
+        seen[0], seen[1] = report.apps_seen, report.credentials_seen
+    line.close(f"{report.mode} scan {report.status}: {seen[0]:,} apps, {seen[1]:,} "
+               f"credentials read in "
                f"{elapsed_text(took)} ({seen[0] / max(took, 0.001):,.0f} apps/s)")
     now = datetime.now(UTC)
     rows = store.inventory(within_days=within_days, now=now)
@@ -93,6 +101,8 @@ def scan_command(as_json: bool, within_days: float | None) -> None:
             "scan": {"id": report.scan_id, "status": report.status, "apps": report.apps_seen,
                      "service_principals": report.service_principals_seen,
                      "credentials": report.credentials_seen,
+                     "mode": report.mode, "graph_requests": report.graph_requests,
+                     "apps_changed": report.apps_changed if report.mode == "delta" else None,
                      "unreadable": [{"id": i, "error": e} for i, e in report.errors],
                      "error": report.error},
             "credentials": items,
@@ -107,7 +117,7 @@ def scan_command(as_json: bool, within_days: float | None) -> None:
         ]
         click.echo(table(body, ["APP", "APP ID", "SOURCE", "KIND", "KEY ID", "ENDS (UTC)", "DAYS",
                                 "MANAGED", "THUMBPRINT"]))
-        click.echo(f"\n{len(items)} credential(s) shown; scan {report.status}: "
+        click.echo(f"\n{len(items)} credential(s) shown; {report.mode} scan {report.status}: "
                    f"{report.apps_seen} apps, {report.service_principals_seen} service "
                    f"principals, {report.credentials_seen} credentials")
     if report.status is not ScanStatus.SUCCEEDED:

@@ -111,6 +111,9 @@ def gather(cli: CliApp, now: datetime) -> tuple[Attention, dict[str, Any]]:
             "healthy": att.scan.healthy, "health": att.scan.summary,
             "apps": last.apps_seen, "credentials": last.credentials_seen,
             "unreadable": last.error_count, "error": last.error,
+            # full: every app listed; delta: only what changed since the scan before.
+            "mode": last.mode, "graph_requests": last.graph_requests,
+            "apps_changed": last.apps_changed,
         },
         "due_not_planned": [item_json(i) for i in att.items if i.need == "due"],
         "not_in_inventory": [item_json(i) for i in att.items if i.need == "unseen"],

@@ -191,6 +191,12 @@ class DaemonPolicy:
         checks.positive(unit="minutes", hi=7 * 24 * 60),
         help="how often every app registration is scanned",
     )
+    full_scan_interval_hours: float = key_field(
+        24.0,
+        checks.positive(unit="hours", hi=7 * 24),
+        help="how often a scan reads every app registration in full; the scans between "
+        "read only what changed (Graph delta queries)",
+    )
     reconcile_interval_seconds: float = key_field(
         60.0,
         checks.positive(unit="seconds", hi=86_400),

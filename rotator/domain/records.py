@@ -160,11 +160,24 @@ class ScanRun:
     error: str | None
     # At most the first MAX_SCAN_ERRORS; ``error_count`` is the true total.
     errors: tuple[ScanError, ...] = ()
+    # "full" (every app listed) or "delta" (only what changed since the last scan).
+    mode: str = "full"
+    graph_requests: int | None = None
+    apps_changed: int | None = None
 
     @property
     def clean(self) -> bool:
         """True only for a finished scan that read every app without error."""
         return self.status is ScanStatus.SUCCEEDED and self.error_count == 0
+
+
+@dataclass(frozen=True, slots=True)
+class DeltaLinks:
+    """Where the next incremental scan goes on from: one delta link per listing
+    ("applications", "servicePrincipals"), and when the last full listing started."""
+
+    links: Mapping[str, str]
+    full_scan_at: datetime
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,7 +7,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from rotator.emulator import admin, graph, signins, token, vault, vault_certificates
+from rotator.emulator import admin, graph, graph_delta, signins, token, vault, vault_certificates
 from rotator.emulator.errors import GraphError, graph_error_response
 from rotator.emulator.state import EmulatorState
 
@@ -35,6 +35,7 @@ def build_app(state: EmulatorState) -> Starlette:
     app = Starlette(
         routes=[
             *admin.routes(),
+            *graph_delta.routes(),
             *graph.routes(),
             *signins.routes(),
             Route("/v1.0/{rest:path}", _graph_unknown, methods=methods),

@@ -22,6 +22,7 @@ from rotator.emulator.model import (
     ServicePrincipal,
     User,
     Visibility,
+    next_change,
     utcnow,
 )
 
@@ -64,6 +65,8 @@ class EstateMixin:
     def _init_estate(self) -> None:
         self._users: dict[str, User] = {}
         self._sp_order: list[str] = []
+        # Deleted service principals by object id, with the change tick of the deletion.
+        self.removed_sps: dict[str, int] = {}
         self.foreign_apps: dict[str, ForeignApp] = {}
 
     # ------------------------------------------------------------------ users
@@ -122,6 +125,8 @@ class EstateMixin:
     def _unregister_sp(self, sp: ServicePrincipal) -> None:
         self._sps.pop(sp.id, None)
         self._sps_by_app_id.pop(sp.app_id, None)
+        # Delta queries report the deletion once: the tick it happened at.
+        self.removed_sps[sp.id] = next_change()
 
     def sp_page(
         self, start: int, top: int, predicate: Callable[[ServicePrincipal], bool] | None = None
@@ -175,6 +180,7 @@ class EstateMixin:
                 visible_at=() if value else self._visibility(),
             )
             sp.password_credentials.append(cred)
+            sp.changed()
             return cred
 
     def sp_remove_password(self, sp_id: str, key_id: str) -> None:
@@ -185,10 +191,13 @@ class EstateMixin:
                 raise GraphError(404, "Request_ResourceNotFound",
                                  f"No password credential found with keyId '{key_id}'.")
             sp.password_credentials = kept
+            sp.changed()
 
     def sp_add_key(self, sp_id: str, cred: KeyCredential) -> KeyCredential:
         with self._lock:
-            self.find_sp(sp_id).key_credentials.append(cred)
+            sp = self.find_sp(sp_id)
+            sp.key_credentials.append(cred)
+            sp.changed()
             return cred
 
     def add_token_signing_certificate(
@@ -221,6 +230,7 @@ class EstateMixin:
             sp.preferred_single_sign_on_mode = "saml"
             if prefer or sp.preferred_token_signing_key_thumbprint is None:
                 sp.preferred_token_signing_key_thumbprint = thumb
+            sp.changed()
             return sign, verify, password
 
     # ------------------------------------------------------------------ sign-in

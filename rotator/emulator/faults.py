@@ -75,6 +75,11 @@ class Faults:
     route_latency_ms: dict[str, float] = field(default_factory=dict)
     # route name (or "graph.*", "*") -> {status: probability}; e.g. {"graph.addPassword": {503: .2}}
     error_rates: dict[str, dict[int, float]] = field(default_factory=dict)
+    # route -> {status: n}: the next n requests of the route get that status, once each.
+    error_counts: dict[str, dict[int, int]] = field(default_factory=dict)
+    # route -> n: the next n successful answers of the route come back as a 200 whose body
+    # is an HTML page (what a proxy in trouble sends), not Graph's JSON.
+    garbled_counts: dict[str, int] = field(default_factory=dict)
     # route -> probability that a write is applied but its response is lost (500 returned).
     lost_response_rates: dict[str, float] = field(default_factory=dict)
     # Graph's budgets as its throttling limits state them for identity and access; None
@@ -120,6 +125,13 @@ class Faults:
                 }
             elif key == "route_latency_ms":
                 self.route_latency_ms = {str(k): float(v) for k, v in dict(value).items()}
+            elif key == "error_counts":
+                self.error_counts = {
+                    str(route): {int(status): int(n) for status, n in counts.items()}
+                    for route, counts in dict(value).items()
+                }
+            elif key == "garbled_counts":
+                self.garbled_counts = {str(k): int(v) for k, v in dict(value).items()}
             elif key == "lost_response_rates":
                 self.lost_response_rates = {str(k): float(v) for k, v in dict(value).items()}
             elif key in _CAPACITIES:
@@ -146,6 +158,10 @@ class Faults:
             "error_rates": {
                 r: {str(s): p for s, p in v.items()} for r, v in self.error_rates.items()
             },
+            "error_counts": {
+                r: {str(s): n for s, n in v.items()} for r, v in self.error_counts.items()
+            },
+            "garbled_counts": dict(self.garbled_counts),
             "lost_response_rates": dict(self.lost_response_rates),
             "throttle_requests_capacity": self.throttle_requests_capacity,
             "throttle_requests_refill_per_second": self.throttle_requests_refill_per_second,
@@ -181,6 +197,13 @@ class Faults:
         return (self.latency_ms + (extra or 0.0)) / 1000
 
     def pick_error(self, route: str) -> int | None:
+        counts: dict[int, int] | None = self._rate(self.error_counts, route)
+        if counts:
+            with self._lock:
+                for status, left in counts.items():
+                    if left > 0:
+                        counts[status] = left - 1
+                        return status
         rates: dict[int, float] | None = self._rate(self.error_rates, route)
         if not rates:
             return None
@@ -191,6 +214,15 @@ class Faults:
                 return status
             roll -= probability
         return None
+
+    def garble(self, route: str) -> bool:
+        with self._lock:
+            for key in (route, f"{route.split('.', 1)[0]}.*", "*"):
+                left = self.garbled_counts.get(key, 0)
+                if left > 0:
+                    self.garbled_counts[key] = left - 1
+                    return True
+            return False
 
     def lose_response(self, route: str) -> bool:
         probability: float | None = self._rate(self.lost_response_rates, route)
@@ -424,6 +456,10 @@ def guarded(route: str, service: Service) -> Callable[[Endpoint], Endpoint]:
                     )
                     return response
                 response = await endpoint(request)
+                if response.status_code < 400 and faults.garble(route):
+                    response = Response("<html><body>Bad gateway</body></html>",
+                                        media_type="text/html")
+                    return response
                 if response.status_code < 400 and faults.lose_response(route):
                     response = _injected(service, 500, request, faults.injected_retry_after)
                 return response

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import itertools
 import time
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -15,6 +16,14 @@ from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from rotator.emulator.pki import placeholder_cert_der
 
 JsonDict = dict[str, Any]
+
+# One clock of directory changes for the whole emulator: every write to an application or
+# a service principal takes the next tick, which is what delta queries track.
+_CHANGES = itertools.count(1)
+
+
+def next_change() -> int:
+    return next(_CHANGES)
 
 
 def iso(dt: datetime | None) -> str | None:
@@ -152,12 +161,15 @@ class Application:
     # resource. None (what the portal leaves) and 1 mean v1 tokens; 2 means v2.
     access_token_version: int | None = None
     deleted: bool = False
+    # The tick of the last change (see next_change): delta queries report it once.
+    change_seq: int = field(default_factory=next_change, repr=False)
     _json: JsonDict | None = field(default=None, repr=False)
     # Writes the read replicas are still learning: (per-replica times, the app after it).
     history: list[tuple[Visibility, Snapshot]] = field(default_factory=list, repr=False)
 
     def changed(self) -> None:
         self._json = None
+        self.change_seq = next_change()
 
     def to_json(self) -> JsonDict:
         """The full object; cached because large tenants are paged over and over."""
@@ -230,6 +242,10 @@ class ServicePrincipal:
     sign_in_audience: str = "AzureADMyOrg"
     preferred_single_sign_on_mode: str | None = None  # "saml" for SAML SSO apps
     preferred_token_signing_key_thumbprint: str | None = None
+    change_seq: int = field(default_factory=next_change, repr=False)
+
+    def changed(self) -> None:
+        self.change_seq = next_change()
 
     def to_json(self, app_roles: list[AppRole]) -> JsonDict:
         return {

@@ -111,6 +111,11 @@ class Tenant(EstateMixin):
         # Removed credentials and, per replica, the monotonic time it forgets them.
         self._ghosts: dict[str, list[tuple[PasswordCredential | KeyCredential, Visibility]]] = {}
         self.lifetime_max_days: int | None = None
+        # Delta queries: objects a page, how long a token lives (seven days for directory
+        # objects), and the change-tracking state tokens belong to (a reset expires them all).
+        self.delta_page_size = 200
+        self.delta_token_lifetime_seconds = 7 * 86400.0
+        self.delta_generation = 1
         self.vault = VaultStore()
         self.certificates = CertificateStore(self.vault)
         self.rotator_app_id = ""
@@ -234,6 +239,11 @@ class Tenant(EstateMixin):
                     return view_of(app, snap)
             return None
 
+    def reset_change_tracking(self) -> None:
+        """Every delta token issued so far is answered 410 Gone (``syncStateNotFound``)."""
+        with self._lock:
+            self.delta_generation += 1
+
     def pick_replica(self) -> int:
         with self._lock:
             return self._rng.randrange(self.replicas)
@@ -277,8 +287,9 @@ class Tenant(EstateMixin):
             return [a for a in (self._apps[i] for i in self._order) if not a.deleted]
 
     def app_count(self) -> int:
+        """Live apps: a deleted one stays behind for delta queries to report."""
         with self._lock:
-            return len(self._apps)
+            return sum(1 for app in self._apps.values() if not app.deleted)
 
     def secret_of(self, display_name: str) -> str:
         """The value of a seeded walkthrough client's secret (``myclient``...)."""
@@ -764,6 +775,7 @@ class Tenant(EstateMixin):
         with self._lock:
             app = self.find_app(object_id=object_id)
             app.deleted = True
+            app.changed()
             self._apps_by_app_id.pop(app.app_id, None)
             sp = self._sps_by_app_id.get(app.app_id)
             if sp is not None:

@@ -48,11 +48,14 @@ def emulator(apps: int, workdir: Path) -> Iterator[dict[str, str]]:
         proc.wait(30)
 
 
-def timed_child(args: list[str], env: dict[str, str]) -> tuple[float, float, int]:
-    """Wall seconds, peak RSS in MB, and exit code of one child process."""
+def timed_child(args: list[str], env: dict[str, str], stdout: Path | None = None
+                ) -> tuple[float, float, int]:
+    """Wall seconds, peak RSS in MB, and exit code of one child process (its output goes
+    to ``stdout`` when given)."""
     start = time.perf_counter()
-    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
+    with open(stdout or os.devnull, "wb") as out:
+        proc = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.DEVNULL)
+        _, status, usage = os.wait4(proc.pid, 0)
     elapsed = time.perf_counter() - start
     return elapsed, usage.ru_maxrss / 1024, os.waitstatus_to_exitcode(status)
 
@@ -80,6 +83,31 @@ async def main():
     print(n)
 asyncio.run(main())
 '''
+
+
+# Changes CHANGED apps through Graph as the tenant's administrator: a new secret each.
+CHANGE = r'''
+import asyncio, json, ssl, sys
+import httpx
+from azure.identity import ClientSecretCredential
+env, changed = json.loads(sys.argv[1]), int(sys.argv[2])
+cred = ClientSecretCredential(env["AZURE_TENANT_ID"], env["EMULATOR_ADMIN_CLIENT_ID"],
+    env["EMULATOR_ADMIN_CLIENT_SECRET"], authority=env["ROTATOR_AUTHORITY_HOST"],
+    disable_instance_discovery=True, connection_verify=env["ROTATOR_CA_BUNDLE"])
+token = cred.get_token("https://graph.microsoft.com/.default").token
+async def main():
+    ctx = ssl.create_default_context(cafile=env["ROTATOR_CA_BUNDLE"])
+    async with httpx.AsyncClient(verify=ctx, timeout=120,
+                                 headers={"Authorization": f"Bearer {token}"}) as c:
+        page = (await c.get(env["ROTATOR_GRAPH_URL"]
+                            + f"/applications?$select=id&$top={changed}")).json()
+        for app in page["value"]:
+            r = await c.post(env["ROTATOR_GRAPH_URL"] + f"/applications/{app['id']}/addPassword",
+                             json={"passwordCredential": {"displayName": "bench"}})
+            r.raise_for_status()
+asyncio.run(main())
+'''
+CHANGED = 100
 
 
 PASSES = r'''
@@ -165,12 +193,25 @@ def run(sizes: list[int]) -> list[dict[str, object]]:
                                    check=True, capture_output=True)
                     t, mem, rc = timed_child(
                         [sys.executable, "-m", "rotator", "scan", "--json", "--within-days",
-                         "-36500"], env)  # list nothing: time the scan, not the printing
+                         "-36500", "--full"], env)  # list nothing: time the scan, not printing
                     assert rc == 0, f"scan failed on {db_name}"
+                    # Then CHANGED apps change, and the next scan reads only those.
+                    subprocess.run([sys.executable, "-c", CHANGE, json.dumps(emu_env),
+                                    str(CHANGED)], env=base_env, check=True)
+                    out = Path(tmp) / "delta.json"
+                    dt, _dmem, rc = timed_child(
+                        [sys.executable, "-m", "rotator", "scan", "--json", "--within-days",
+                         "-36500"], env, stdout=out)
+                    assert rc == 0, f"incremental scan failed on {db_name}"
+                    delta = json.loads(out.read_text())["scan"]
+                    assert delta["mode"] == "delta", delta
                     rows.append({"apps": apps, "db": db_name, "rotator_s": round(t, 2),
                                  "baseline_s": round(base_t, 2),
                                  "ratio": round(t / base_t, 2), "peak_mb": round(mem),
-                                 "baseline_peak_mb": round(base_mem)})
+                                 "baseline_peak_mb": round(base_mem),
+                                 "delta_s": round(dt, 2), "delta_ratio": round(dt / t, 3),
+                                 "delta_requests": delta["graph_requests"],
+                                 "delta_changed": delta["apps_changed"]})
                     print(json.dumps(rows[-1]), flush=True)
     return rows
 
@@ -180,18 +221,24 @@ def main() -> None:
     parser.add_argument("--apps", type=int, nargs="+", default=[10_000, 50_000, 100_000])
     parser.add_argument("--passes-only", action="store_true",
                         help="only the cost of each listing and owner lookup")
+    parser.add_argument("--no-passes", action="store_true",
+                        help="only the full and incremental scans")
     args = parser.parse_args()
-    for apps in args.apps:
+    for apps in [] if args.no_passes else args.apps:
         passes(apps)
     if args.passes_only:
         return
     rows = run(args.apps)
     print()
-    print(f"{'apps':>8} {'db':<11} {'rotator s':>10} {'plain s':>8} {'ratio':>6} "
-          f"{'goal':>6} {'peak MB':>8} {'goal':>6}")
+    print(f"{'apps':>8} {'db':<11} {'full s':>7} {'plain s':>8} {'full/plain':>10} "
+          f"{'goal':>5} {'peak MB':>8} {'goal':>5} {'delta s':>8} {'delta/full':>10} "
+          f"{'goal':>5} {'requests':>8}")
     for r in rows:
-        print(f"{r['apps']:>8} {r['db']:<11} {r['rotator_s']:>10} {r['baseline_s']:>8} "
-              f"{r['ratio']:>6} {'≤1.5':>6} {r['peak_mb']:>8} {'≤300':>6}")
+        print(f"{r['apps']:>8} {r['db']:<11} {r['rotator_s']:>7} {r['baseline_s']:>8} "
+              f"{r['ratio']:>10} {'≤1.5':>5} {r['peak_mb']:>8} {'≤300':>5} "
+              f"{r['delta_s']:>8} {r['delta_ratio']:>10} {'≤.02':>5} "
+              f"{r['delta_requests']:>8}")
+    print(f"(delta: the scan after {CHANGED} apps got a new secret, as a fresh process)")
 
 
 if __name__ == "__main__":

@@ -193,3 +193,11 @@ def test_a_service_principal_credential_of_a_managed_app_is_never_due(tmp_path: 
                           last_scan=scan(), last_good_scan=scan(), now=NOW)
     (due,) = att.items
     assert due.deadline == NOW + timedelta(days=5)  # not the service principal's end
+
+
+def test_an_incremental_scan_says_how_much_changed_not_how_much_it_read() -> None:
+    from dataclasses import replace
+
+    delta = replace(scan(), mode="delta", apps_changed=3, graph_requests=5)
+    health = scan_health(delta, delta, interval=timedelta(hours=1), now=NOW)
+    assert health.healthy and health.summary == "succeeded 5m ago (incremental: 3 changed)"

@@ -27,10 +27,10 @@ def store(emu: RunningEmulator, database_url: str) -> Iterator[SqlStore]:
     s.close()
 
 
-async def _scan(emu: RunningEmulator, store: SqlStore) -> ScanReport:
+async def _scan(emu: RunningEmulator, store: SqlStore, *, full: bool = False) -> ScanReport:
     async with engine_deps(load({**emu.env, "ROTATOR_DATABASE_URL": "sqlite://"}),
                            store) as deps:
-        return await asyncio.wait_for(scan(deps), 120)
+        return await asyncio.wait_for(scan(deps, full=full), 120)
 
 
 def _rows(store: SqlStore, emu: RunningEmulator, name: str) -> list[InventoryRow]:
@@ -87,11 +87,11 @@ async def test_both_sources_saml_pairs_and_owners(emu: RunningEmulator, store: S
 async def test_a_failed_service_principal_listing_makes_the_scan_partial(
     emu: RunningEmulator, store: SqlStore
 ) -> None:
-    first = await _scan(emu, store)
+    first = await _scan(emu, store, full=True)
     assert first.status is ScanStatus.SUCCEEDED
     before = {r.key_id for r in _rows(store, emu, "partner-sync")}
     emu.faults.update({"error_rates": {"graph.servicePrincipals": {"403": 1.0}}})
-    report = await _scan(emu, store)
+    report = await _scan(emu, store, full=True)  # a full listing, not the changes
     assert report.status is ScanStatus.PARTIAL
     assert any("service principals" in e for _, e in report.errors)
     assert report.apps_seen == first.apps_seen

@@ -477,7 +477,8 @@ async def test_a_bad_next_link_fails_the_scan(
 
     assert report.status == "failed"
     assert report.error is not None and "nextLink" in report.error
-    assert len(graph.received) <= 2
+    # Pages only: the scan first asks for delta links, which this crafted Graph lacks.
+    assert len([r for r in graph.received if not r.path.endswith("/delta")]) <= 2
 
 
 async def test_an_inventory_write_that_fails_is_recorded_as_a_failed_scan(

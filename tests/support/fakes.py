@@ -35,6 +35,7 @@ from rotator.domain.certificates import (
 from rotator.domain.credentials import AppRegistration, Credential, CredentialKind
 from rotator.domain.secret_value import SecretValue
 from rotator.ports import (
+    DeltaRound,
     DirectoryError,
     NewPassword,
     ScanItem,
@@ -255,6 +256,20 @@ class FakeDirectory:
     async def federated_app_ids(self) -> set[str]:
         self.faults.check_before("federated")
         return {a.lower() for a in self.federated}
+
+    async def track_changes(self, resource: str) -> str:
+        # This fake keeps no change log: scans against it are always full.
+        raise DirectoryError("the fake directory has no delta queries", status=400,
+                             code="Request_UnsupportedQuery")
+
+    async def list_changes(self, resource: str, link: str, into: DeltaRound
+                           ) -> AsyncIterator[ScanItem]:
+        raise DirectoryError("the fake directory has no delta queries", status=400,
+                             code="Request_UnsupportedQuery")
+        yield  # pragma: no cover - an async generator that yields nothing
+
+    def list_requests(self) -> int:
+        return 0
 
     async def get_application(self, app_id: str) -> AppRegistration | None:
         self.calls.append("get")

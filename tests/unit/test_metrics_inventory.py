@@ -151,6 +151,7 @@ def test_failure_counters_exist_at_zero_from_the_start() -> None:
     # An alert on increase() sees the first failure only if the series existed before it.
     text = Metrics().render()
     assert b'rotator_rotations_total{result="failed"} 0.0' in text
-    assert b'rotator_scans_total{status="partial"} 0.0' in text
+    assert b'rotator_scans_total{mode="full",status="partial"} 0.0' in text
+    assert b'rotator_scans_total{mode="delta",status="failed"} 0.0' in text
     assert b"rotator_retirements_held_overdue 0.0" in text
     assert b"rotator_scan_interval_seconds 0.0" in text

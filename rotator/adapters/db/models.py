@@ -100,6 +100,23 @@ class ScanRunModel(Base):
     error_count: Mapped[int] = mapped_column(default=0)
     error: Mapped[str | None] = mapped_column(sa.Text)
     errors: Mapped[list[dict[str, Any]]] = mapped_column(default=list)
+    # full: every app listed; delta: only what changed since the stored delta link.
+    mode: Mapped[str] = mapped_column(sa.String(8), server_default="full", default="full")
+    graph_requests: Mapped[int | None]
+    apps_changed: Mapped[int | None]
+
+
+class DeltaLinkModel(Base):
+    """Where the next incremental scan goes on from, per listing (applications, service
+    principals). Written only with the scan that read every change before it."""
+
+    __tablename__ = "delta_links"
+
+    resource: Mapped[str] = mapped_column(sa.String(32), primary_key=True)
+    link: Mapped[str] = mapped_column(sa.Text)
+    # When the last full listing started: a full one is due again after the interval.
+    full_scan_at: Mapped[datetime]
+    scan_run_id: Mapped[str] = mapped_column(sa.String(32))
 
 
 class CredentialModel(Base):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
 from enum import Enum
@@ -26,6 +26,7 @@ from rotator.adapters.db.models import (
     MAX_SCAN_ERRORS,
     AuditEventModel,
     CredentialModel,
+    DeltaLinkModel,
     RotationModel,
     ScanRunModel,
 )
@@ -36,6 +37,7 @@ from rotator.domain.records import (
     AuditEvent,
     AuditNote,
     AuditOutcome,
+    DeltaLinks,
     InventoryRow,
     ScanError,
     ScanRun,
@@ -114,6 +116,58 @@ def _chunks(rows: Iterable[InventoryRow], size: int) -> Iterator[list[InventoryR
 # ----------------------------------------------------------------- row <-> value
 
 
+def _store_links(s: Session, scan: ScanRunModel, links: Mapping[str, str], *, full: bool
+                 ) -> None:
+    for resource, link in links.items():
+        row = s.get(DeltaLinkModel, resource)
+        if row is None:
+            s.add(DeltaLinkModel(resource=resource, link=link, full_scan_at=scan.started_at,
+                                 scan_run_id=scan.id))
+            continue
+        row.link = link
+        row.scan_run_id = scan.id
+        if full:
+            row.full_scan_at = scan.started_at
+
+
+def _inventory_values(rows: Iterable[InventoryRow], scan_id: str,
+                      conv: Callable[[str, Any], Any], seen_at: Any
+                      ) -> dict[tuple[str, str], dict[str, Any]]:
+    by_key: dict[tuple[str, str], dict[str, Any]] = {}
+    for row in rows:
+        for name in _INVENTORY_FIELDS:
+            if isinstance(getattr(row, name), SecretValue):
+                raise SecretInStore(
+                    f"inventory row {name}: a secret value must never be stored"
+                )
+        app_id = _norm_app_id(row.app_id)
+        by_key[(app_id, row.key_id)] = {
+            "app_id": app_id,
+            "key_id": row.key_id,
+            "object_id": row.object_id,
+            "app_display_name": row.app_display_name,
+            "kind": CredentialKind(row.kind).value,
+            "display_name": row.display_name,
+            "start_at": conv("start_at", row.start_at),
+            "end_at": conv("end_at", row.end_at),
+            "hint": row.hint,
+            "thumbprint": row.thumbprint,
+            "managed": conv("managed", bool(row.managed)),
+            "scan_run_id": scan_id,
+            "seen_at": seen_at,
+            "source": CredentialSource(row.source).value,
+            "sp_object_id": row.sp_object_id,
+            "usage": row.usage,
+            "signing_active": None if row.signing_active is None
+            else conv("signing_active", bool(row.signing_active)),
+            "owners": None if row.owners is None else json.dumps(list(row.owners)),
+            "foreign_app": conv("foreign_app", bool(row.foreign_app)),
+            "federated": None if row.federated is None
+            else conv("federated", bool(row.federated)),
+        }
+    return by_key
+
+
 def _scan_from_model(m: ScanRunModel) -> ScanRun:
     return ScanRun(
         id=m.id,
@@ -125,6 +179,9 @@ def _scan_from_model(m: ScanRunModel) -> ScanRun:
         error_count=m.error_count,
         error=m.error,
         errors=tuple(ScanError(e.get("raw_id"), str(e.get("error", ""))) for e in m.errors or ()),
+        mode=m.mode or "full",
+        graph_requests=m.graph_requests,
+        apps_changed=m.apps_changed,
     )
 
 
@@ -435,41 +492,51 @@ class SqlStore:
                 conv = plan.convert
                 seen_at = conv("seen_at", now)
                 # One statement may not touch a key twice on PostgreSQL; the last report wins.
-                by_key: dict[tuple[str, str], dict[str, Any]] = {}
-                for row in batch:
-                    for name in _INVENTORY_FIELDS:
-                        if isinstance(getattr(row, name), SecretValue):
-                            raise SecretInStore(
-                                f"inventory row {name}: a secret value must never be stored"
-                            )
-                    app_id = _norm_app_id(row.app_id)
-                    by_key[(app_id, row.key_id)] = {
-                        "app_id": app_id,
-                        "key_id": row.key_id,
-                        "object_id": row.object_id,
-                        "app_display_name": row.app_display_name,
-                        "kind": CredentialKind(row.kind).value,
-                        "display_name": row.display_name,
-                        "start_at": conv("start_at", row.start_at),
-                        "end_at": conv("end_at", row.end_at),
-                        "hint": row.hint,
-                        "thumbprint": row.thumbprint,
-                        "managed": conv("managed", bool(row.managed)),
-                        "scan_run_id": scan_id,
-                        "seen_at": seen_at,
-                        "source": CredentialSource(row.source).value,
-                        "sp_object_id": row.sp_object_id,
-                        "usage": row.usage,
-                        "signing_active": None if row.signing_active is None
-                        else conv("signing_active", bool(row.signing_active)),
-                        "owners": None if row.owners is None else json.dumps(list(row.owners)),
-                        "foreign_app": conv("foreign_app", bool(row.foreign_app)),
-                        "federated": None if row.federated is None
-                        else conv("federated", bool(row.federated)),
-                    }
+                by_key = _inventory_values(batch, scan_id, conv, seen_at)
                 plan.write(conn, by_key.values())
             written += len(by_key)
         return written
+
+    def apply_changes(self, scan_id: str, rows: Sequence[InventoryRow],
+                      replaced: Sequence[tuple[str, CredentialSource]], now: datetime,
+                      managed: Collection[str] = ()) -> int:
+        """An incremental scan's changes, in one transaction: every credential of the
+        objects in ``replaced`` (object id and source: changed or deleted) goes, then
+        ``rows`` (their credentials now) are written, and the app registration rows of
+        unchanged apps are marked managed as the policy says today (``managed``: the
+        managed app ids). Applying them twice is harmless."""
+        wanted = sorted({_norm_app_id(a) for a in managed})
+        with self._engine.begin() as conn:
+            plan = _UpsertPlan.for_dialect(conn.dialect)
+            app_rows = CredentialModel.source == CredentialSource.APPLICATION.value
+            conn.execute(sa.update(CredentialModel).where(
+                app_rows, CredentialModel.managed, CredentialModel.app_id.not_in(wanted)
+            ).values(managed=False))
+            if wanted:
+                conn.execute(sa.update(CredentialModel).where(
+                    app_rows, sa.not_(CredentialModel.managed),
+                    CredentialModel.app_id.in_(wanted)).values(managed=True))
+            for source in CredentialSource:
+                ids = sorted({oid.lower() for oid, src in replaced if src is source})
+                for start in range(0, len(ids), _NAME_SLICE):
+                    conn.execute(sa.delete(CredentialModel).where(
+                        CredentialModel.source == source.value,
+                        sa.func.lower(CredentialModel.object_id).in_(
+                            ids[start:start + _NAME_SLICE])))
+            by_key = _inventory_values(rows, scan_id, plan.convert, plan.convert("seen_at", now))
+            if by_key:
+                plan.write(conn, by_key.values())
+        return len(by_key)
+
+    def delta_links(self) -> DeltaLinks | None:
+        """Where the next incremental scan goes on from; ``None`` before the first full
+        scan that stored them."""
+        with self._session() as s:
+            found = list(s.scalars(sa.select(DeltaLinkModel)))
+        if not found:
+            return None
+        return DeltaLinks({m.resource: m.link for m in found},
+                          min(m.full_scan_at for m in found))
 
     def finish_scan(
         self,
@@ -481,8 +548,17 @@ class SqlStore:
         credentials_seen: int,
         errors: Sequence[tuple[str | None, str]],
         error: str | None = None,
+        mode: str = "full",
+        graph_requests: int | None = None,
+        apps_changed: int | None = None,
+        delta_links: Mapping[str, str] | None = None,
     ) -> ScanRun:
         """Close a running scan and prune the inventory it proved stale.
+
+        An incremental scan (``mode="delta"``) prunes nothing: it removed what it was
+        told was gone as it applied its changes. ``delta_links`` are stored with a
+        succeeded scan only, in the same transaction that closes it, so a scan that stops
+        part-way never leaves a link past changes it did not write.
 
         ``succeeded``: every credential not refreshed since this scan started is
         gone from the tenant and is deleted. ``partial``: only apps this scan
@@ -513,13 +589,18 @@ class SqlStore:
                     error_count=len(errors) + (1 if error else 0),
                     error=error[:MAX_ERROR_CHARS] if error else None,
                     errors=stored_errors,
+                    mode=mode,
+                    graph_requests=graph_requests,
+                    apps_changed=apps_changed,
                 )
                 .execution_options(synchronize_session=False)
             )
             if _rowcount(result) != 1:
                 raise StoreError(f"scan {scan_id} is unknown or already finished")
             scan = s.get_one(ScanRunModel, scan_id)
-            if status not in (ScanStatus.FAILED, ScanStatus.INTERRUPTED):
+            if delta_links and status is ScanStatus.SUCCEEDED:
+                _store_links(s, scan, delta_links, full=mode == "full")
+            if mode == "full" and status not in (ScanStatus.FAILED, ScanStatus.INTERRUPTED):
                 # Rows refreshed by a scan that started later (another replica) are kept.
                 stale = sa.and_(
                     CredentialModel.scan_run_id != scan_id,
