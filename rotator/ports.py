@@ -7,7 +7,15 @@ or a database driver, and the values that cross these edges live in ``rotator.do
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Callable,
+    Hashable,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
@@ -492,6 +500,15 @@ class Store(Protocol):
         app_id: str | None = None,
         limit: int | None = None,
     ) -> list[Rotation]: ...
+
+    def latest_rotations(self, app_ids: Iterable[str]) -> dict[str, Rotation]:
+        """The newest rotation of each of ``app_ids`` that has one, by lower-case app id."""
+        ...
+
+    def rotations_marker(self) -> Hashable:
+        """A cheap value that changes whenever a rotation starts or ends (or an ended
+        one changes), and not when an active one only moves a step."""
+        ...
 
     def save_rotation(
         self, r: Rotation, *, expected_state: RotationState, audit: AuditNote | None = None

@@ -18,6 +18,7 @@ from rotator.domain.credentials import AppRegistration
 from rotator.domain.records import AuditNote, AuditOutcome
 from rotator.domain.rotation import Rotation
 from rotator.domain.states import RotationState
+from rotator.engine.policy_cache import CredentialPolicyCache
 from rotator.ports import (
     Clock,
     Directory,
@@ -137,6 +138,8 @@ class EngineDeps:
     hooks: HookSender = field(default_factory=NoHookSender)
     # The credential usage report (retire_when = "unused").
     usage: UsageReport = field(default_factory=NoUsageReport)
+    # The tenant's app management policies, read once for every rotation of the next minute.
+    credential_policies: CredentialPolicyCache = field(default_factory=CredentialPolicyCache)
 
     def now(self) -> datetime:
         return self.clock.now()
