@@ -11,6 +11,7 @@ from collections.abc import (
     AsyncIterator,
     Callable,
     Collection,
+    Hashable,
     Iterable,
     Iterator,
     Mapping,
@@ -685,6 +686,15 @@ class Store(Protocol):
         app_id: str | None = None,
         limit: int | None = None,
     ) -> list[Rotation]: ...
+
+    def latest_rotations(self, app_ids: Iterable[str]) -> dict[str, Rotation]:
+        """The newest rotation of each of ``app_ids`` that has one, by lower-case app id."""
+        ...
+
+    def rotations_marker(self) -> Hashable:
+        """A cheap value that changes whenever a rotation starts or ends (or an ended
+        one changes), and not when an active one only moves a step."""
+        ...
 
     def save_rotation(
         self, r: Rotation, *, expected_state: RotationState, audit: AuditNote | None = None

@@ -20,6 +20,7 @@ from rotator.domain.credentials import AppRegistration, CredentialKind
 from rotator.domain.records import AuditNote, AuditOutcome
 from rotator.domain.rotation import Rotation
 from rotator.domain.states import RotationState
+from rotator.engine.policy_cache import CredentialPolicyCache
 from rotator.ports import (
     CertificateStore,
     Clock,
@@ -167,6 +168,8 @@ class EngineDeps:
     db_executor: Executor | None = None
     # Key Vault certificate objects (key_vault_format = "certificate"), per vault url.
     certificate_store_for: Callable[[str], CertificateStore] | None = None
+    # The tenant's app management policies, read once for every rotation of the next minute.
+    credential_policies: CredentialPolicyCache = field(default_factory=CredentialPolicyCache)
 
     def now(self) -> datetime:
         return self.clock.now()

@@ -78,6 +78,34 @@ def retired_but_listed(app: AppRegistration, last: Rotation | None) -> str | Non
     return next((c.key_id for c in app.credentials if c.key_id.lower() == old), None)
 
 
+def waits_for(last: Rotation | None, *, inventory_as_of: datetime, now: datetime
+              ) -> str | None:
+    """Why an app whose latest rotation is ``last`` waits whatever the inventory says
+    (``None``: the inventory decides). Planning reads the inventory only of apps that
+    do not wait."""
+    if last is None:
+        return None
+    if last.active:
+        return f"rotation {last.id} is in flight"
+    if (
+        last.state is RotationState.FAILED
+        and last.next_attempt_at is not None
+        and last.next_attempt_at > now
+    ):
+        return (f"backing off after a failed rotation until "
+                f"{last.next_attempt_at.isoformat()}")
+    if last.created_at >= inventory_as_of:
+        return "rotated since the last scan; waiting for a scan"
+    return None
+
+
+def backoff_ends(latest_rotations: Iterable[Rotation], now: datetime) -> datetime | None:
+    """When the first failed rotation's backoff ends (its app may be planned again)."""
+    return min((r.next_attempt_at for r in latest_rotations
+                if r.state is RotationState.FAILED and r.next_attempt_at is not None
+                and r.next_attempt_at > now), default=None)
+
+
 def due_candidates(
     policy: Policy,
     inventory: Sequence[InventoryRow],
@@ -104,21 +132,9 @@ def due_candidates(
             continue
         last = latest_rotations.get(app_id)
         if last is not None:
-            if last.active:
-                skipped.append(Skipped(app_id, f"rotation {last.id} is in flight"))
-                continue
-            if (
-                last.state is RotationState.FAILED
-                and last.next_attempt_at is not None
-                and last.next_attempt_at > now
-            ):
-                skipped.append(Skipped(
-                    app_id, f"backing off after a failed rotation until "
-                    f"{last.next_attempt_at.isoformat()}",
-                ))
-                continue
-            if last.created_at >= inventory_as_of:
-                skipped.append(Skipped(app_id, "rotated since the last scan; waiting for a scan"))
+            waiting = waits_for(last, inventory_as_of=inventory_as_of, now=now)
+            if waiting is not None:
+                skipped.append(Skipped(app_id, waiting))
                 continue
             retired = retired_but_listed(app, last)
             if retired is not None:

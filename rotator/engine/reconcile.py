@@ -21,7 +21,7 @@ import asyncio
 import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from rotator.domain.policies import RenewalRule, Snapshot, rotation_due
@@ -31,7 +31,13 @@ from rotator.domain.states import RotationState
 from rotator.engine.context import EngineDeps, log
 from rotator.engine.driver import RotationBusy, drive
 from rotator.engine.hooks import deliver_due
-from rotator.engine.plan import Candidate, due_candidates, latest_by_app, retired_but_listed
+from rotator.engine.plan import (
+    Candidate,
+    backoff_ends,
+    due_candidates,
+    retired_but_listed,
+    waits_for,
+)
 from rotator.engine.start import RotationRefused, plan_rotation, start_rotation
 
 # How many due rotations one look at the database considers at most (promoted ones
@@ -39,6 +45,13 @@ from rotator.engine.start import RotationRefused, plan_rotation, start_rotation
 # rest), read in pages of at least FILL_PAGE until enough are ready.
 DUE_QUERY_LIMIT = 5_000
 FILL_PAGE = 64
+# Planning is skipped while nothing it reads has changed (the scan, rotations starting
+# or ending); time alone can make a credential due, so it plans at least this often.
+PLAN_AT_LEAST_EVERY = timedelta(minutes=10)
+# Apps planned at once. Each plan is a Graph and a Key Vault read; hundreds at once on
+# top of the rotations being driven queue in the HTTP client's connection pool, whose
+# bookkeeping grows with the queue (a third of the service's CPU with 1,000 due apps).
+PLAN_CONCURRENCY = 8
 
 
 class ShuttingDown(Exception):
@@ -81,6 +94,10 @@ class Reconciler:
         # so one that cannot move (grace period, busy elsewhere) does not spin.
         self._visited: set[str] = set()
         self._fill_lock = asyncio.Lock()
+        # What the last plan read (scan and rotations marker), and when it must plan again
+        # even if that has not changed.
+        self._planned: tuple[object, ...] | None = None
+        self._replan_at: datetime | None = None
 
     # ------------------------------------------------------------------ the pass
 
@@ -102,21 +119,37 @@ class Reconciler:
         if scan is None:
             log.info("no usable scan yet; not planning rotations")
             return []
-        inventory = await deps.db(deps.store.inventory)
-        rotations = await deps.db(deps.store.list_rotations,
-                                  limit=max(1_000, 5 * len(deps.policy.apps)))
+        now = deps.now()
+        # Read before planning: a change made while this pass plans shows next time.
+        marker = (scan.id, scan.status, scan.finished_at,
+                  await deps.db(deps.store.rotations_marker))
+        if marker == self._planned and self._replan_at is not None and now < self._replan_at:
+            return []
+        managed = sorted(deps.policy.apps)
+        latest = await deps.db(deps.store.latest_rotations, managed)
+        # Apps whose latest rotation rules them out need no inventory read.
+        unsettled = [a for a in managed
+                     if waits_for(latest.get(a), inventory_as_of=scan.started_at, now=now) is None]
+        inventory = (await deps.db(deps.store.inventory, app_ids=unsettled)
+                     if unsettled else [])
         candidates, _skipped = due_candidates(
-            deps.policy, inventory, latest_by_app(rotations),
-            inventory_as_of=scan.started_at, now=deps.now(),
+            deps.policy, inventory, latest, inventory_as_of=scan.started_at, now=now,
         )
         report.candidates = len(candidates)
-        gate = asyncio.Semaphore(self.max_concurrent)
+        gate = asyncio.Semaphore(min(self.max_concurrent, PLAN_CONCURRENCY))
+        retry_soon = False
 
         async def one(candidate: Candidate) -> Rotation | None:
+            nonlocal retry_soon
             async with gate:
                 if self.stopping:
                     return None
-                return await self._start(candidate)
+                rotation, settled = await self._plan_one(candidate)
+                retry_soon = retry_soon or not settled
+                if rotation is not None and len(self.in_flight) < self.max_concurrent:
+                    # Drive what is planned while the rest is planned.
+                    asyncio.get_running_loop().create_task(self._refill())
+                return rotation
 
         results = await asyncio.gather(*(one(c) for c in candidates), return_exceptions=True)
         started: list[Rotation] = []
@@ -124,48 +157,64 @@ class Reconciler:
             if isinstance(result, BaseException):
                 if isinstance(result, asyncio.CancelledError):
                     raise result
+                retry_soon = True
                 log.warning("could not plan a rotation", app_id=candidate.app_id,
                             error=f"{type(result).__name__}: {result}")
             elif result is not None:
                 started.append(result)
                 report.started.append(result.id)
+        # A candidate refused for now (Graph busy, a race) is tried again next pass;
+        # otherwise the next pass plans only once the scan or the rotations change,
+        # a backoff ends, or PLAN_AT_LEAST_EVERY has passed.
+        self._planned = None if retry_soon or self.stopping else marker
+        wake = backoff_ends(latest.values(), now)
+        self._replan_at = min(now + PLAN_AT_LEAST_EVERY, wake) if wake else (
+            now + PLAN_AT_LEAST_EVERY)
         return started
 
     async def _start(self, candidate: Candidate) -> Rotation | None:
+        """Start a rotation for a candidate after a fresh read, if that read agrees."""
+        return (await self._plan_one(candidate))[0]
+
+    async def _plan_one(self, candidate: Candidate) -> tuple[Rotation | None, bool]:
+        """The rotation started, if any, and whether the outcome stands until the scan or
+        the rotations change (``False``: try again at the next pass)."""
         deps = self.deps
         asked_at = deps.now()
         try:
             plan = await plan_rotation(deps, candidate.app_id)
         except RotationRefused as exc:
             log.warning("due rotation refused", app_id=candidate.app_id, error=str(exc))
-            return None
+            return None, False
         if plan.resumed is not None:
-            return None  # in flight; advancing picks it up
+            return None, True  # in flight; advancing picks it up
         policy = deps.app_policy(candidate.app_id)
         if policy is None:
-            return None
+            return None, True
         # The inventory may be minutes old: decide again on what Graph says now.
         verdict = rotation_due(
             Snapshot(plan.app, plan.kind, RenewalRule(policy.renew_before_days)), deps.now()
         )
         if verdict is None:
+            # The inventory is behind: the next scan says so, and planning looks again.
             log.info("no longer due on a fresh read", app_id=candidate.app_id)
-            return None
-        latest = await deps.db(deps.store.list_rotations, app_id=candidate.app_id, limit=1)
+            return None, True
+        latest = await deps.db(deps.store.list_rotations, app_id=candidate.app_id,
+                              limit=1)
         if latest and (latest[0].active or latest[0].created_at >= asked_at):
-            return None  # another process got there while we were reading
+            return None, True  # another process got there while we were reading
         retired = retired_but_listed(plan.app, latest[0] if latest else None)
         if retired is not None:
             log.info("a fresh read still lists a retired credential; the directory has not "
                      "caught up, so nothing is planned from it", app_id=candidate.app_id,
                      key_id=retired, rotation_id=latest[0].id)
-            return None
+            return None, False
         rotation = await start_rotation(deps, plan, reason=RotationReason.DUE)
         log.info("rotation due", rotation_id=rotation.id, app_id=rotation.app_id,
                  reason=verdict.reason, detail=verdict.message)
         if self.on_started is not None:
             self.on_started(rotation)
-        return rotation
+        return rotation, True
 
     # ------------------------------------------------------------------ advancing
 

@@ -72,7 +72,7 @@ async def retire(deps: EngineDeps, rotation: Rotation, *, retire_now: bool = Fal
             # Verified and promoted, so it exists: the directory's reads have not caught up.
             raise StepRetry(f"the directory does not show the new credential {new_key} yet")
         if app.credential(rotation.old_key_id) is None:
-            strays = await _remove_strays(deps, rotation)
+            strays = await _remove_strays(deps, rotation, app)
             return await record(
                 deps, rotation,
                 rotation.advance(RotationState.COMPLETED, deps.now(), finished_at=deps.now()),
@@ -100,11 +100,13 @@ async def retire(deps: EngineDeps, rotation: Rotation, *, retire_now: bool = Fal
                                    f"(rule: {rule})",
             outcome=AuditOutcome.INFO, details={"retired_by": rule},
         )
+        seen: AppRegistration | None = app
     else:
         rule = await _recorded_rule(deps, rotation)
+        seen = None  # resumed after a restart: read the app afresh
     assert rotation.old_key_id is not None
-    how = await _remove_old(deps, rotation, rotation.old_key_id)
-    strays = await _remove_strays(deps, rotation)
+    how = await _remove_old(deps, rotation, rotation.old_key_id, seen)
+    strays = await _remove_strays(deps, rotation, seen)
     message = (f"old credential {rotation.old_key_id} removed ({how}; rule: {rule})"
                + _strays_note(strays))
     return await record(
@@ -230,8 +232,15 @@ async def _read_app(deps: EngineDeps, rotation: Rotation) -> AppRegistration | N
         raise step_error(exc) from None
 
 
-async def _remove_old(deps: EngineDeps, rotation: Rotation, old_key_id: str) -> str:
-    """Remove by the old credential's own kind (a kind switch retires a secret too)."""
+async def _remove_old(deps: EngineDeps, rotation: Rotation, old_key_id: str,
+                      seen: AppRegistration | None = None) -> str:
+    """Remove by the old credential's own kind (a kind switch retires a secret too).
+
+    ``seen``: a read this step made a moment ago; when it lists the old credential it
+    is all that is needed, and no second read is made."""
+    listed = seen.credential(old_key_id) if seen is not None else None
+    if listed is not None:
+        return await _remove(deps, rotation, listed)
     # "Already gone" only from reads that settled: one lagging read proves nothing.
     try:
         app = await read_app_settled(
@@ -245,15 +254,19 @@ async def _remove_old(deps: EngineDeps, rotation: Rotation, old_key_id: str) -> 
     return await _remove(deps, rotation, old)
 
 
-async def _remove_strays(deps: EngineDeps, rotation: Rotation) -> list[str]:
+async def _remove_strays(deps: EngineDeps, rotation: Rotation,
+                         seen: AppRegistration | None = None) -> list[str]:
     """Credentials named after this rotation other than the promoted one.
 
     A process killed with its addPassword in flight can have that write land after
     another process took the rotation over and created its own credential; such a
     credential's value was never stored, so nobody can use it. Invariant: after
     recovery every credential rotator created is the promoted one or removed.
+
+    ``seen``: the read this step already made (settled, showing the new credential);
+    a stray that landed before promote shows in it as in any later read.
     """
-    app = await _read_app(deps, rotation)
+    app = seen if seen is not None else await _read_app(deps, rotation)
     if app is None:
         return []
     strays = [

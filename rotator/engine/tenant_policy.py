@@ -57,14 +57,17 @@ async def read_restrictions(deps: EngineDeps, rotation: Rotation
                             ) -> CredentialRestrictions | None:
     """The policy in force, or ``None`` when there is none or it may not be read."""
     try:
-        return await deps.directory.get_credential_policy(rotation.object_id)
+        found = await deps.credential_policies.read(deps.directory, deps.now())
     except DirectoryError as exc:
-        if exc.transient:
-            raise StepRetry(str(exc), retry_after=exc.retry_after) from None
-        log.info("cannot read the app management policy; Graph's refusals will tell",
-                 rotation_id=rotation.id, app_id=rotation.app_id, status=exc.status,
-                 error=str(exc))
+        raise StepRetry(str(exc), retry_after=exc.retry_after) from None
+    if found.refused is not None:
+        refused = found.refused
+        log.info("cannot read the app management policies; Graph's refusals will tell",
+                 rotation_id=rotation.id, app_id=rotation.app_id, status=refused.status,
+                 error=str(refused))
         return None
+    assert found.policies is not None
+    return found.policies.for_app(rotation.object_id)
 
 
 def blocked_message(policy: str) -> str:

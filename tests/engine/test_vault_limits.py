@@ -55,7 +55,7 @@ async def test_a_certificate_bundle_over_25_kb_refuses_before_graph(
     assert result.state is RotationState.FAILED
     assert "25 KB" in (result.last_error or "")
     writes = [c for c in world.directory.calls[before:]
-              if c not in ("get", "get_credential_policy")]
+              if c not in ("get", "get_credential_policy", "list_credential_policies")]
     assert writes == []
     assert len(app.credentials) == 1
     assert world.vault.latest("orders-secret-next") is None

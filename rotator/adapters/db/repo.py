@@ -59,6 +59,8 @@ MAX_ERROR_CHARS: Final = 2_000
 ACTIVE_VALUES: Final = tuple(sorted(s.value for s in ACTIVE_STATES))
 
 _credentials: Final = cast(sa.Table, CredentialModel.__table__)
+_rotations: Final = cast(sa.Table, RotationModel.__table__)
+_audit_events: Final = cast(sa.Table, AuditEventModel.__table__)
 _INVENTORY_FIELDS: Final = tuple(f.name for f in fields(InventoryRow))
 _PG_STAGING: Final = "rotator_inventory_in"
 # Columns an upsert refreshes: everything but the key.
@@ -185,7 +187,8 @@ def _scan_from_model(m: ScanRunModel) -> ScanRun:
     )
 
 
-def _inventory_from_model(m: CredentialModel) -> InventoryRow:
+def _inventory_from_model(m: Any) -> InventoryRow:
+    """From an ORM object or a Core row of the credentials table (same names)."""
     return InventoryRow(
         app_id=m.app_id,
         key_id=m.key_id,
@@ -210,7 +213,8 @@ def _inventory_from_model(m: CredentialModel) -> InventoryRow:
     )
 
 
-def _rotation_from_model(m: RotationModel) -> Rotation:
+def _rotation_from_model(m: Any) -> Rotation:
+    """From an ORM object or a Core row of the rotations table (same names)."""
     return Rotation(
         id=m.id,
         app_id=m.app_id,
@@ -692,20 +696,20 @@ class SqlStore:
 
     def _inventory(self, within_days: float | None, now: datetime | None,
                    app_ids: list[str] | None) -> list[InventoryRow]:
-        query = sa.select(CredentialModel)
+        query = sa.select(_credentials)
         if within_days is not None:
             if now is None:
                 raise ValueError("inventory(within_days=...) needs now")
-            query = query.where(CredentialModel.end_at <= now + timedelta(days=within_days))
+            query = query.where(_credentials.c.end_at <= now + timedelta(days=within_days))
         if app_ids is not None:
-            query = query.where(CredentialModel.app_id.in_([_norm_app_id(a) for a in app_ids]))
+            query = query.where(_credentials.c.app_id.in_([_norm_app_id(a) for a in app_ids]))
         query = query.order_by(
-            CredentialModel.end_at.asc().nulls_last(),
-            CredentialModel.app_id,
-            CredentialModel.key_id,
+            _credentials.c.end_at.asc().nulls_last(),
+            _credentials.c.app_id,
+            _credentials.c.key_id,
         )
-        with self._session() as s:
-            return [_inventory_from_model(m) for m in s.scalars(query)]
+        with self._engine.connect() as conn:
+            return [_inventory_from_model(row) for row in conn.execute(query)]
 
     def each_credential(self) -> Iterator[InventoryRow]:
         """Every credential, in no order, a batch of rows at a time (see the port)."""
@@ -739,12 +743,12 @@ class SqlStore:
         """Insert ``r`` (and its ``audit`` event, in the same transaction); raises
         :class:`RotationConflict` if its app already has an active one."""
         values = _rotation_values(r)
-        event = _audit_model(r.updated_at, audit, r) if audit is not None else None
+        event = _audit_values(r.updated_at, audit, r) if audit is not None else None
         try:
-            with self._session() as s, s.begin():
-                s.add(RotationModel(**values))
+            with self._engine.begin() as conn:
+                conn.execute(sa.insert(_rotations).values(**values))
                 if event is not None:
-                    s.add(event)
+                    conn.execute(sa.insert(_audit_events).values(**event))
         except IntegrityError as exc:
             if not r.active:
                 raise
@@ -759,20 +763,65 @@ class SqlStore:
         assert created is not None
         return created
 
+    # Rotations are read and written with Core statements: they sit on every step of
+    # every rotation, and ORM objects (identity map, unit of work) cost several times
+    # what the rows do, for values that are turned into frozen Rotations at once.
+
+    def _rotations_where(self, query: sa.Select[Any]) -> list[Rotation]:
+        with self._engine.connect() as conn:
+            return [_rotation_from_model(row) for row in conn.execute(query)]
+
     def get_rotation(self, rotation_id: str) -> Rotation | None:
-        with self._session() as s:
-            m = s.get(RotationModel, rotation_id)
-            return _rotation_from_model(m) if m else None
+        found = self._rotations_where(sa.select(_rotations).where(_rotations.c.id == rotation_id))
+        return found[0] if found else None
 
     def active_rotation(self, app_id: str) -> Rotation | None:
-        with self._session() as s:
-            m = s.scalars(
-                sa.select(RotationModel).where(
-                    RotationModel.app_id == _norm_app_id(app_id),
-                    RotationModel.state.in_(ACTIVE_VALUES),
+        found = self._rotations_where(
+            sa.select(_rotations).where(
+                _rotations.c.app_id == _norm_app_id(app_id),
+                _rotations.c.state.in_(ACTIVE_VALUES),
+            ).limit(1)
+        )
+        return found[0] if found else None
+
+    def latest_rotations(self, app_ids: Iterable[str]) -> dict[str, Rotation]:
+        """The newest rotation of each of ``app_ids`` that has one, by lower-case app id:
+        one row per app, picked by the database."""
+        wanted = sorted({_norm_app_id(a) for a in app_ids})
+        out: dict[str, Rotation] = {}
+        for start in range(0, len(wanted), _NAME_SLICE):
+            chunk = wanted[start:start + _NAME_SLICE]
+            ranked = (
+                sa.select(
+                    _rotations.c.id,
+                    sa.func.row_number().over(
+                        partition_by=_rotations.c.app_id,
+                        order_by=(_rotations.c.created_at.desc(), _rotations.c.id.desc()),
+                    ).label("rank"),
                 )
-            ).first()
-            return _rotation_from_model(m) if m else None
+                .where(_rotations.c.app_id.in_(chunk))
+                .subquery()
+            )
+            query = sa.select(_rotations).join(ranked, ranked.c.id == _rotations.c.id).where(
+                ranked.c.rank == 1)
+            out.update((r.app_id, r) for r in self._rotations_where(query))
+        return out
+
+    def rotations_marker(self) -> tuple[int, int, datetime | None]:
+        """Changes whenever a rotation starts, ends, or an ended one is changed — not when
+        an active one moves a step: (active, ended, latest change to an ended one)."""
+        active = _rotations.c.state.in_(ACTIVE_VALUES)
+        query = sa.select(
+            sa.func.count().filter(active),
+            sa.func.count().filter(sa.not_(active)),
+            sa.func.max(sa.case((sa.not_(active), _rotations.c.updated_at))),
+        )
+        with self._engine.connect() as conn:
+            row = conn.execute(query).one()
+        latest = row[2]
+        if isinstance(latest, str):  # SQLite hands back an aggregate's text as is
+            latest = datetime.fromisoformat(latest)
+        return int(row[0] or 0), int(row[1] or 0), latest
 
     def list_rotations(
         self,
@@ -782,16 +831,15 @@ class SqlStore:
         limit: int | None = None,
     ) -> list[Rotation]:
         """Newest first."""
-        query = sa.select(RotationModel)
+        query = sa.select(_rotations)
         if states is not None:
-            query = query.where(RotationModel.state.in_([RotationState(x).value for x in states]))
+            query = query.where(_rotations.c.state.in_([RotationState(x).value for x in states]))
         if app_id is not None:
-            query = query.where(RotationModel.app_id == _norm_app_id(app_id))
-        query = query.order_by(RotationModel.created_at.desc(), RotationModel.id.desc())
+            query = query.where(_rotations.c.app_id == _norm_app_id(app_id))
+        query = query.order_by(_rotations.c.created_at.desc(), _rotations.c.id.desc())
         if limit is not None:
             query = query.limit(limit)
-        with self._session() as s:
-            return [_rotation_from_model(m) for m in s.scalars(query)]
+        return self._rotations_where(query)
 
     def save_rotation(self, r: Rotation, *, expected_state: RotationState,
                       audit: AuditNote | None = None) -> Rotation:
@@ -805,26 +853,24 @@ class SqlStore:
         if r.state != expected_state:
             check_transition(expected_state, r.state)
         values = {k: v for k, v in _rotation_values(r).items() if k not in _ROTATION_FIXED}
-        event = _audit_model(r.updated_at, audit, r) if audit is not None else None
-        with self._session() as s, s.begin():
-            result = s.execute(
-                sa.update(RotationModel)
-                .where(
-                    RotationModel.id == r.id,
-                    RotationModel.state == RotationState(expected_state).value,
-                    sa.or_(
-                        RotationModel.lease_owner.is_(None),
-                        RotationModel.lease_owner == r.lease_owner,
-                    ),
-                )
-                .values(**values)
-                .execution_options(synchronize_session=False)
-            )
-            if _rowcount(result) == 1:
+        event = _audit_values(r.updated_at, audit, r) if audit is not None else None
+        with self._engine.begin() as conn:
+            saved = _update_one(conn, sa.update(_rotations).where(
+                _rotations.c.id == r.id,
+                _rotations.c.state == RotationState(expected_state).value,
+                sa.or_(
+                    _rotations.c.lease_owner.is_(None),
+                    _rotations.c.lease_owner == r.lease_owner,
+                ),
+            ).values(**values), r.id)
+            if saved is not None:
                 if event is not None:
-                    s.add(event)
-                return _rotation_from_model(s.get_one(RotationModel, r.id))
-            current = s.get(RotationModel, r.id)
+                    conn.execute(sa.insert(_audit_events).values(**event))
+                return saved
+            current = conn.execute(
+                sa.select(_rotations.c.state, _rotations.c.lease_owner)
+                .where(_rotations.c.id == r.id)
+            ).first()
             raise StaleRotation(
                 r.id,
                 RotationState(expected_state),
@@ -835,32 +881,31 @@ class SqlStore:
     def due_rotations(self, now: datetime, limit: int, offset: int = 0) -> list[Rotation]:
         """Active rotations whose next attempt is due and whose lease is free or expired."""
         query = (
-            sa.select(RotationModel)
+            sa.select(_rotations)
             .where(
-                RotationModel.state.in_(ACTIVE_VALUES),
+                _rotations.c.state.in_(ACTIVE_VALUES),
                 sa.or_(
-                    RotationModel.next_attempt_at.is_(None),
-                    RotationModel.next_attempt_at <= now,
+                    _rotations.c.next_attempt_at.is_(None),
+                    _rotations.c.next_attempt_at <= now,
                 ),
                 self._lease_free(now),
             )
             .order_by(
-                RotationModel.next_attempt_at.asc().nulls_first(),
-                RotationModel.created_at,
-                RotationModel.id,
+                _rotations.c.next_attempt_at.asc().nulls_first(),
+                _rotations.c.created_at,
+                _rotations.c.id,
             )
             .offset(offset)
             .limit(limit)
         )
-        with self._session() as s:
-            return [_rotation_from_model(m) for m in s.scalars(query)]
+        return self._rotations_where(query)
 
     @staticmethod
     def _lease_free(now: datetime) -> sa.ColumnElement[bool]:
         return sa.or_(
-            RotationModel.lease_owner.is_(None),
-            RotationModel.lease_expires_at.is_(None),
-            RotationModel.lease_expires_at <= now,
+            _rotations.c.lease_owner.is_(None),
+            _rotations.c.lease_expires_at.is_(None),
+            _rotations.c.lease_expires_at <= now,
         )
 
     def claim(
@@ -875,23 +920,15 @@ class SqlStore:
             raise ValueError("lease_seconds must be positive")
         if not owner:
             raise ValueError("a lease needs an owner")
-        with self._session() as s, s.begin():
-            result = s.execute(
-                sa.update(RotationModel)
-                .where(
-                    RotationModel.id == rotation_id,
-                    RotationModel.state.in_(ACTIVE_VALUES),
-                    sa.or_(self._lease_free(now), RotationModel.lease_owner == owner),
-                )
-                .values(
-                    lease_owner=owner,
-                    lease_expires_at=now + timedelta(seconds=lease_seconds),
-                )
-                .execution_options(synchronize_session=False)
-            )
-            if _rowcount(result) != 1:
-                return None
-            return _rotation_from_model(s.get_one(RotationModel, rotation_id))
+        with self._engine.begin() as conn:
+            return _update_one(conn, sa.update(_rotations).where(
+                _rotations.c.id == rotation_id,
+                _rotations.c.state.in_(ACTIVE_VALUES),
+                sa.or_(self._lease_free(now), _rotations.c.lease_owner == owner),
+            ).values(
+                lease_owner=owner,
+                lease_expires_at=now + timedelta(seconds=lease_seconds),
+            ), rotation_id)
 
     def take_over(
         self, rotation_id: str, dead_owner: str, owner: str, now: datetime, lease_seconds: float
@@ -899,26 +936,19 @@ class SqlStore:
         """Take the lease from ``dead_owner`` — only when the caller has proved that
         process is gone (same host, pid not running). Compare-and-set on the owner, so
         two processes cannot both take it over."""
-        with self._session() as s, s.begin():
-            result = s.execute(
-                sa.update(RotationModel)
-                .where(RotationModel.id == rotation_id, RotationModel.lease_owner == dead_owner)
-                .values(lease_owner=owner,
-                        lease_expires_at=now + timedelta(seconds=lease_seconds))
-                .execution_options(synchronize_session=False)
-            )
-            if _rowcount(result) != 1:
-                return None
-            return _rotation_from_model(s.get_one(RotationModel, rotation_id))
+        with self._engine.begin() as conn:
+            return _update_one(conn, sa.update(_rotations).where(
+                _rotations.c.id == rotation_id, _rotations.c.lease_owner == dead_owner,
+            ).values(lease_owner=owner,
+                     lease_expires_at=now + timedelta(seconds=lease_seconds)), rotation_id)
 
     def release(self, rotation_id: str, owner: str) -> bool:
         """Give up the lease if ``owner`` holds it; returns whether it did."""
-        with self._session() as s, s.begin():
-            result = s.execute(
-                sa.update(RotationModel)
-                .where(RotationModel.id == rotation_id, RotationModel.lease_owner == owner)
+        with self._engine.begin() as conn:
+            result = conn.execute(
+                sa.update(_rotations)
+                .where(_rotations.c.id == rotation_id, _rotations.c.lease_owner == owner)
                 .values(lease_owner=None, lease_expires_at=None)
-                .execution_options(synchronize_session=False)
             )
             return _rowcount(result) == 1
 
@@ -965,24 +995,43 @@ class SqlStore:
         return events
 
 
+def _new_audit_values(at: datetime, step: str, outcome: AuditOutcome, message: str,
+                      rotation_id: str | None, app_id: str | None,
+                      details: Mapping[str, Any] | None) -> dict[str, Any]:
+    reject_secrets([step, message, rotation_id, app_id], "audit event")
+    return {
+        "at": at,
+        "step": step,
+        "outcome": AuditOutcome(outcome).value,
+        "message": message,
+        "rotation_id": rotation_id,
+        "app_id": _norm_app_id(app_id) if app_id else None,
+        "details": _jsonable(dict(details or {}), "audit details"),
+    }
+
+
 def _new_audit_model(at: datetime, step: str, outcome: AuditOutcome, message: str,
                      rotation_id: str | None, app_id: str | None,
                      details: Mapping[str, Any] | None) -> AuditEventModel:
-    reject_secrets([step, message, rotation_id, app_id], "audit event")
-    return AuditEventModel(
-        at=at,
-        step=step,
-        outcome=AuditOutcome(outcome).value,
-        message=message,
-        rotation_id=rotation_id,
-        app_id=_norm_app_id(app_id) if app_id else None,
-        details=_jsonable(dict(details or {}), "audit details"),
-    )
+    return AuditEventModel(**_new_audit_values(at, step, outcome, message, rotation_id,
+                                               app_id, details))
 
 
-def _audit_model(at: datetime, note: AuditNote, r: Rotation) -> AuditEventModel:
-    return _new_audit_model(at, note.step, note.outcome, note.message, r.id, r.app_id,
-                            note.details)
+def _audit_values(at: datetime, note: AuditNote, r: Rotation) -> dict[str, Any]:
+    return _new_audit_values(at, note.step, note.outcome, note.message, r.id, r.app_id,
+                             note.details)
+
+
+def _update_one(conn: sa.Connection, update: sa.Update, rotation_id: str) -> Rotation | None:
+    """Run a conditional UPDATE of one rotation; the row as written, or ``None`` when the
+    condition did not hold. One round trip where the database returns rows from an UPDATE."""
+    if conn.dialect.update_returning:
+        row = conn.execute(update.returning(*_rotations.c)).first()
+        return _rotation_from_model(row) if row is not None else None
+    if _rowcount(conn.execute(update)) != 1:
+        return None
+    row = conn.execute(sa.select(_rotations).where(_rotations.c.id == rotation_id)).first()
+    return _rotation_from_model(row) if row is not None else None
 
 
 def _rowcount(result: sa.Result[Any]) -> int:
