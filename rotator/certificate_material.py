@@ -40,37 +40,6 @@ class CertificateError(ValueError):
 
 
 @dataclass(frozen=True, slots=True)
-class CertificateMaterial:
-    """A certificate with its private key, in memory only."""
-
-    certificate: x509.Certificate
-    private_key: PrivateKey
-
-    @property
-    def der(self) -> bytes:
-        return self.certificate.public_bytes(serialization.Encoding.DER)
-
-    @property
-    def der_b64(self) -> str:
-        return base64.b64encode(self.der).decode()
-
-    @property
-    def thumbprint(self) -> str:
-        return thumbprint_of(self.der)
-
-    @property
-    def not_before(self) -> datetime:
-        return self.certificate.not_valid_before_utc
-
-    @property
-    def not_after(self) -> datetime:
-        return self.certificate.not_valid_after_utc
-
-    def __repr__(self) -> str:
-        return f"CertificateMaterial(thumbprint={self.thumbprint})"
-
-
-@dataclass(frozen=True, slots=True)
 class PublicCertificate:
     """A certificate without its key: what Key Vault hands out of a certificate it made."""
 
@@ -95,6 +64,16 @@ class PublicCertificate:
     @property
     def not_after(self) -> datetime:
         return self.certificate.not_valid_after_utc
+
+
+@dataclass(frozen=True, slots=True)
+class CertificateMaterial(PublicCertificate):
+    """A certificate with its private key, in memory only."""
+
+    private_key: PrivateKey
+
+    def __repr__(self) -> str:
+        return f"CertificateMaterial(thumbprint={self.thumbprint})"
 
 
 # What registering a certificate in Entra needs: its public side only.
