@@ -46,8 +46,9 @@ def test_hundred_thousand_apps_seed_and_page(tmp_path: Path) -> None:
                 url = page.get("@odata.nextLink")
     # The rotator, the web API and its two clients, the tenant admin, three apps open to
     # personal accounts, four apps of the wider estate (secrets on their service
-    # principals, federated credentials), the v2 API, plus the seeded apps.
-    assert seen == 100_013
+    # principals, federated credentials), the v2 API, rotator's own API (api://rotator)
+    # with its reader and admin clients, plus the seeded apps.
+    assert seen == 100_016
     assert credentials > 200_000
 
 
@@ -117,8 +118,8 @@ async def test_cli_runs_until_sigterm(tmp_path: Path) -> None:
             )
             page = await graph.applications.get()
         # 5 seeded, the rotator, 3 walkthrough apps, the admin, 3 open to personal accounts,
-        # 4 of the wider estate, the v2 API.
-        assert len(page.value) == 18
+        # 4 of the wider estate, the v2 API, rotator's own API and its two clients.
+        assert len(page.value) == 21
     finally:
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=30)

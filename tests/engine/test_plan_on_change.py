@@ -38,8 +38,11 @@ class CountingReads:
 
 async def settle(reconciler: Reconciler) -> None:
     """Let the rotations planning handed to the reconciler run to where they stop."""
+    # Planning hands rotations over with a task of its own, and the store answers from a
+    # worker thread: fill here rather than count on the loop's turns.
     for _ in range(3):
         await asyncio.sleep(0)
+        await reconciler.fill()
         await asyncio.gather(*reconciler.in_flight.values())
 
 
