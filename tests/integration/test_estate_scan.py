@@ -105,7 +105,7 @@ async def test_apps_with_a_federated_credential_and_a_secret_are_found(
     emu: RunningEmulator, store: SqlStore
 ) -> None:
     emu.faults.reset_counters()
-    report = await _scan(emu, store)
+    report = await _scan(emu, store, full=True)  # the count is of a full listing
     assert report.status is ScanStatus.SUCCEEDED, report.errors
     (deploy,) = _rows(store, emu, "gh-deploy")  # a federated credential and a secret
     assert deploy.federated is True and deploy.kind is CredentialKind.SECRET

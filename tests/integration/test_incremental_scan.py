@@ -102,8 +102,9 @@ async def test_changes_are_applied_and_match_a_full_scan(
     assert (second.status, second.mode) == (ScanStatus.SUCCEEDED, "delta"), second.errors
     # Three apps changed or added or deleted, and the service principals of three.
     assert second.apps_changed == 6
-    # One page of each delta listing, and one JSON batch of owner reads for each.
-    assert second.graph_requests == 4
+    # One page of each delta listing, one JSON batch of owner reads for each, and which
+    # of the changed apps hold federated credentials (one advanced query).
+    assert second.graph_requests == 5
     run = store.get_scan(second.scan_id)
     assert run is not None and (run.mode, run.apps_changed) == ("delta", second.apps_changed)
     assert store.inventory(app_id=doomed.app_id) == []
