@@ -73,7 +73,7 @@ async def engine(emu: RunningEmulator, tmp_path: Path, policy: Path) -> AsyncIte
 
 async def rotate(deps: EngineDeps, app: CertApp) -> Rotation:
     plan = await plan_rotation(deps, app.app_id)
-    rotation = start_rotation(deps, plan, reason=RotationReason.MANUAL, retire_now=True)
+    rotation = await start_rotation(deps, plan, reason=RotationReason.MANUAL, retire_now=True)
     return await drive(deps, rotation.id, retire_now=True)
 
 
@@ -219,7 +219,7 @@ async def test_a_crash_right_after_a_vault_write_converges_on_the_next_run(
     policy = policy_file(tmp_path / "p.toml", app, key_source=key_source)
     async with engine(emu, tmp_path, policy) as deps:
         plan = await plan_rotation(deps, app.app_id)
-        rotation = start_rotation(deps, plan, reason=RotationReason.MANUAL, retire_now=True)
+        rotation = await start_rotation(deps, plan, reason=RotationReason.MANUAL, retire_now=True)
         with pytest.raises(FailpointError):
             await drive(deps, rotation.id, retire_now=True)
         owner = deps.owner
