@@ -26,6 +26,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from rotator.adapters import graph as graph_adapter
 from rotator.adapters.db import SqlStore
 from rotator.bootstrap import engine_deps, load, open_store
 from rotator.domain.credentials import CredentialKind
@@ -80,8 +81,11 @@ def graph(emu: RunningEmulator) -> Iterator[CraftedGraph]:
 
 
 @pytest.fixture(autouse=True)
-def _fresh(graph: CraftedGraph) -> None:
+def _fresh(graph: CraftedGraph, monkeypatch: pytest.MonkeyPatch) -> None:
     graph.reset()
+    # A broken page is asked again before the scan fails (tests/integration/
+    # test_scan_retries.py covers how); here only the outcome counts, not the waiting.
+    monkeypatch.setattr(graph_adapter, "PAGE_RETRY_SECONDS", 0.01)
 
 
 @pytest.fixture
