@@ -14,7 +14,7 @@ import pytest
 from rotator.domain.states import RotationState
 from rotator.emulator.invariants import check_tenant, managed_apps
 from rotator.emulator.runner import RunningEmulator
-from tests.service.test_outages import Scenario
+from tests.service.scenario import Scenario
 from tests.support.serve import CredentialWatch
 
 pytestmark = [pytest.mark.postgres, pytest.mark.timeout(180)]

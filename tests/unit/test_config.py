@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -17,61 +16,7 @@ from rotator.config import (
     load_settings,
 )
 from rotator.domain.credentials import CredentialKind
-
-APP1 = "11111111-2222-3333-4444-555555555555"
-APP2 = "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"
-VAULT = "https://127.0.0.1:8443"
-
-GOOD = f"""
-# rotator policy
-[defaults]
-vault_url = "{VAULT}"
-renew_before_days = 30
-lifetime_days = 180
-grace_hours = 24
-verify_scope = "https://graph.microsoft.com/.default"
-verify_successes = 3
-verify_timeout_seconds = 600
-key_type = "RSA3072"
-certificate_subject = "CN=rotator"
-key_vault_format = "pkcs12"
-scan_interval_minutes = 15
-reconcile_interval_seconds = 30
-max_concurrent_rotations = 4
-
-[[app]]
-app_id = "{APP1.upper()}"
-secret_name = "orders-client-secret"
-verify_scope = "api://myapis/mywebapi/.default"
-expected_roles = ["ReadOnly"]
-
-[[app]]
-app_id = "{APP2}"
-credential = "certificate"
-lifetime_days = 90
-renew_before_days = 10.5
-vault_url = "https://other.vault.azure.net/"
-"""
-
-
-def write(tmp_path: Path, text: str) -> Path:
-    path = tmp_path / "policy.toml"
-    path.write_text(textwrap.dedent(text), encoding="utf-8")
-    return path
-
-
-def settings(**env: str) -> Settings:
-    return load_settings(env)
-
-
-def policy_error(tmp_path: Path, text: str, **env: str) -> str:
-    path = write(tmp_path, text)
-    with pytest.raises(ConfigError) as info:
-        load_policy(path, settings(**env))
-    message = str(info.value)
-    assert str(path) in message
-    return message
-
+from tests.unit.policy_files import APP1, APP2, GOOD, VAULT, policy_error, settings, write
 
 # ----------------------------------------------------------------- good files
 

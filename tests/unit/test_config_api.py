@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from rotator.config import ApiPolicy, load_policy
-from tests.unit.test_config import GOOD, policy_error, settings, write
+from tests.unit.policy_files import GOOD, policy_error, settings, write
 
 API_ID = "0d3b3f6e-8f8a-4b0e-9a8e-2f1d7c9e4b21"
 

@@ -9,22 +9,7 @@ import pytest
 
 from rotator.bootstrap import engine_deps, load
 from rotator.config import ConfigError
-
-TENANT = "11111111-1111-1111-1111-111111111111"
-CLIENT = "22222222-2222-2222-2222-222222222222"
-
-
-def env(tmp_path: Path, defaults: str) -> dict[str, str]:
-    policy = tmp_path / "policy.toml"
-    policy.write_text(f"[defaults]\n{defaults}\n", encoding="utf-8")
-    return {
-        "ROTATOR_CONFIG": str(policy),
-        "ROTATOR_VAULT_URL": "https://kv.vault.azure.net",
-        "AZURE_TENANT_ID": TENANT,
-        "AZURE_CLIENT_ID": CLIENT,
-        "AZURE_CLIENT_SECRET": "not-used-offline",
-        "ROTATOR_DATABASE_URL": f"sqlite:///{tmp_path / 'rotator.db'}",
-    }
+from tests.unit.policy_files import env
 
 
 def test_default_is_three_seconds(tmp_path: Path) -> None:

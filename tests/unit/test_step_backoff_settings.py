@@ -9,7 +9,7 @@ import pytest
 
 from rotator.bootstrap import engine_deps, load
 from rotator.config import ConfigError
-from tests.unit.test_read_settle_setting import env
+from tests.unit.policy_files import env
 
 
 def test_defaults_are_five_seconds_doubling_to_five_minutes_and_eight_attempts(
