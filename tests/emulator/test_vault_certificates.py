@@ -79,7 +79,11 @@ async def test_import_pfx_then_pem_versions_and_backing_secret(clients: tuple[An
         tags={"rotation_id": "r2"})
     assert (await certificates.get_certificate(name)).properties.version == two.properties.version
     pem = (await secrets.get_secret(name)).value
-    assert pem.startswith("-----BEGIN PRIVATE KEY-----")
+    # The key comes first, and it is the key of the certificate imported.
+    key = serialization.load_pem_private_key(pem.encode(), password=None)
+    spki = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    assert key.public_key().public_bytes(*spki) == x509.load_pem_x509_certificate(
+        pem.encode()).public_key().public_bytes(*spki)
     assert x509.load_pem_x509_certificate(pem.encode()).public_bytes(
         serialization.Encoding.DER) == second.der
     versions = [v async for v in certificates.list_properties_of_certificate_versions(name)]
@@ -151,7 +155,8 @@ async def test_refusals_have_key_vault_shapes(clients: tuple[Any, Any]) -> None:
         await certificates.get_certificate(_name("absent"))
     assert missing.value.error is not None and missing.value.error.code == "CertificateNotFound"
     with pytest.raises(HttpResponseError) as no_key:
-        cert_only = make_cert().pem.split(b"-----BEGIN PRIVATE KEY-----")[0]
+        cert_only = x509.load_pem_x509_certificate(make_cert().pem).public_bytes(
+            serialization.Encoding.PEM)
         await certificates.import_certificate(_name("nokey"), cert_only, policy=_pem_policy())
     assert no_key.value.status_code == 400
     assert no_key.value.error is not None and no_key.value.error.code == "BadParameter"

@@ -15,7 +15,7 @@ from rotator.ports import (
     StoredSecret,
 )
 
-CANARY = "-----BEGIN PRIVATE KEY-----canary"
+CANARY = "canary-private-key-material-7f3c"
 
 
 class OneCertificate:
