@@ -4,7 +4,8 @@
 // client secret anywhere), a Log Analytics workspace and a Container Apps
 // environment sending logs to it, an Azure Database for PostgreSQL flexible
 // server with a `rotator` database, a Key Vault Secrets Officer role
-// assignment on the (existing) vault that holds the consumer secrets, and the
+// assignment on the (existing) vault that holds the consumer secrets (and Key
+// Vault Certificates Officer with keyVaultCertificates=true), and the
 // container app itself: two replicas, probes on /healthz and /readyz, the
 // policy file mounted from a Container Apps secret.
 //
@@ -69,11 +70,17 @@ param replicas int = 2
 @description('True only when an app in the policy uses retire_when = "unused": rotator then reads the credential usage report, which needs the Graph permission AuditLog.Read.All, and the grantGraphPermissions output grants it. False (the default) keeps the identity at Application.ReadWrite.OwnedBy.')
 param usageReport bool = false
 
+@description('True only when an app in the policy uses key_vault_format = "certificate": rotator then imports, creates and updates Key Vault certificate objects, which needs Key Vault Certificates Officer on the vault as well. False (the default) keeps the identity at Key Vault Secrets Officer.')
+param keyVaultCertificates bool = false
+
 var metricsPort = 9464
 var useEntra = databaseAuth == 'entra'
 var databaseName = 'rotator'
 // Built-in role "Key Vault Secrets Officer": get, list, set, delete secrets.
 var keyVaultSecretsOfficerRoleId = 'b86a8fe4-44ce-4948-aee5-eccb2c155cd7'
+// Built-in role "Key Vault Certificates Officer": every action on certificates (not on
+// their access); with Secrets Officer it covers reading a certificate's private key.
+var keyVaultCertificatesOfficerRoleId = 'a4417e6f-fecd-4de8-b567-7b0420556985'
 
 resource identity 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' = {
   name: '${namePrefix}-identity'
@@ -180,6 +187,16 @@ resource vaultRole 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   }
 }
 
+resource vaultCertificatesRole 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (keyVaultCertificates) {
+  name: guid(vault.id, identity.id, keyVaultCertificatesOfficerRoleId)
+  scope: vault
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', keyVaultCertificatesOfficerRoleId)
+    principalId: identity.properties.principalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
 var databaseHost = '${postgres.properties.fullyQualifiedDomainName}:5432/${databaseName}?sslmode=require'
 // Entra: no password in the URL; each connection's password is a fresh token.
 var databaseUrl = useEntra ? 'postgresql+psycopg://${identity.name}@${databaseHost}' : 'postgresql+psycopg://${postgresAdminLogin}:${uriComponent(postgresAdminPassword)}@${databaseHost}'
@@ -198,6 +215,7 @@ resource app 'Microsoft.App/containerApps@2024-03-01' = {
     entraAdmin
     allowAzure
     vaultRole
+    vaultCertificatesRole
   ]
   properties: {
     managedEnvironmentId: environment.id

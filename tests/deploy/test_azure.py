@@ -181,3 +181,19 @@ def test_entra_database_login_is_the_default_and_stores_no_password() -> None:
         "postgresql+psycopg://${identity.name}@"), entra_url
     assert "assword" not in entra_url.group(1)
     assert re.search(r"name: 'ROTATOR_DATABASE_AUTH'\s+value: databaseAuth", text)
+
+
+CERTIFICATES_OFFICER = "a4417e6f-fecd-4de8-b567-7b0420556985"  # Key Vault Certificates Officer
+
+
+def test_bicep_grants_certificate_objects_only_on_opt_in() -> None:
+    # key_vault_format = "certificate" imports, creates and updates certificate objects:
+    # Secrets Officer does not cover them, so the deployment offers the role, off by default.
+    text = _bicep()
+    assert re.search(r"^param keyVaultCertificates bool = false$", text, re.MULTILINE)
+    role = text[text.index("resource vaultCertificatesRole") :]
+    role = role[: role.index("\n}\n")]
+    assert "if (keyVaultCertificates)" in role
+    assert "keyVaultCertificatesOfficerRoleId" in role and CERTIFICATES_OFFICER in text
+    assert "scope: vault" in role and "identity.properties.principalId" in role
+    assert "principalType: 'ServicePrincipal'" in role
