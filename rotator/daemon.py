@@ -105,7 +105,7 @@ def extra_jobs(daemon: Daemon) -> list[Job]:
         # Sending happens in its own job with per-channel timeouts, so a dead channel
         # never holds up a scan or a rotation.
         await alert_pass(daemon.deps.store, policy, daemon.deps.now(), owner=daemon.deps.owner,
-                         directory=daemon.deps.directory)
+                         directory=daemon.deps.directory, db=daemon.deps.db)
 
     return [Job("alerts", ALERT_INTERVAL_SECONDS, alerts, run_at_start=False)]
 

@@ -11,10 +11,10 @@ import asyncio
 import functools
 import os
 import socket
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final
+from typing import Any, Final, ParamSpec, Protocol, TypeVar
 
 import structlog
 
@@ -56,6 +56,16 @@ from rotator.domain.states import ACTIVE_STATES, RotationState
 from rotator.ports import AlertStore, Directory, DirectoryError, Store
 
 log = structlog.get_logger("rotator.alerts")
+
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
+
+
+class OffLoop(Protocol):
+    """Runs one blocking call in a worker thread (``asyncio.to_thread``'s shape)."""
+
+    def __call__(self, call: Callable[_P, _T], /, *args: _P.args,
+                 **kwargs: _P.kwargs) -> Awaitable[_T]: ...
 
 # Individual messages per channel per pass; the rest wait for the next pass.
 MAX_MESSAGES_PER_PASS: Final = 50
@@ -201,6 +211,7 @@ async def alert_pass(
     owner: str | None = None,
     on_phase: Callable[[str], None] | None = None,
     directory: Directory | None = None,
+    db: OffLoop = asyncio.to_thread,
 ) -> AlertPassReport:
     """Record what is new for every channel, then send what is due, channel by channel.
 
@@ -208,7 +219,9 @@ async def alert_pass(
     per channel (unique key) and sent by whichever replica claims it. ``on_phase``
     is told, in a few words, what the pass is doing now. With ``directory`` the
     tenant's app management policies are read too, and credentials that outlive what
-    they allow are findings; a pass that cannot read them says so in its notes.
+    they allow are findings; a pass that cannot read them says so in its notes. ``db``
+    runs the blocking store calls off the loop: the service passes its own database
+    threads, so on SQLite the pass writes from the one thread the rotations write from.
     """
 
     def phase(what: str) -> None:
@@ -227,7 +240,7 @@ async def alert_pass(
                            "were not checked against them")
             log.warning("alert_pass_policies_unreadable", error=str(exc))
     phase("reading the inventory, rotations and scans")
-    snapshot = await asyncio.to_thread(take_snapshot, store, policy, now, policies)
+    snapshot = await db(take_snapshot, store, policy, now, policies)
     notes = scan_notes(snapshot.last_scan)
     shared = shared_alerts(snapshot, policy)
     repo = store.alerts
@@ -254,7 +267,7 @@ async def alert_pass(
             alerts = for_owner(alerts, routes[n.name])
         seen.update(a.key for a in alerts)
         result = ChannelResult(n.name, n.type)
-        result.new_alerts = await asyncio.to_thread(repo.record, n.name, alerts, now)
+        result.new_alerts = await db(repo.record, n.name, alerts, now)
         report.channels.append(result)
     results = {r.name: r for r in report.channels}
     for ch in ap.channels:
@@ -263,7 +276,7 @@ async def alert_pass(
             alerts = unowned(expiry_alerts(snapshot.inventory,
                                            ch.thresholds_days or ap.thresholds_days, now)
                              + shared, owners_of)
-            added = await asyncio.to_thread(repo.record, ch.fallback, alerts, now)
+            added = await db(repo.record, ch.fallback, alerts, now)
             if ch.fallback in results:
                 results[ch.fallback].new_alerts += added
     report.alerts = len(seen)
@@ -272,7 +285,7 @@ async def alert_pass(
 
     async def deliver(n: Notifier, r: ChannelResult) -> None:
         nonlocal done
-        await _deliver(repo, n, r, policy, now, notes, who)
+        await _deliver(repo, db, n, r, policy, now, notes, who)
         done += 1
         phase(f"sending: {done}/{len(chans)} channel(s) done")
 
@@ -302,6 +315,7 @@ async def _send(n: Notifier, message: Message) -> str | None:
 
 async def _deliver(
     repo: AlertStore,
+    db: OffLoop,
     n: Notifier,
     result: ChannelResult,
     policy: Policy,
@@ -313,45 +327,44 @@ async def _deliver(
     try:
         if ap.digest is DigestMode.DAILY:
             # Expired, failed and held-too-long do not wait for tomorrow's digest.
-            await _deliver_each(repo, n, result, ap.max_send_attempts, now, notes, owner,
+            await _deliver_each(repo, db, n, result, ap.max_send_attempts, now, notes, owner,
                                 urgent_only=True)
-            await _deliver_digest(repo, n, result, ap.max_send_attempts, now, notes, owner)
+            await _deliver_digest(repo, db, n, result, ap.max_send_attempts, now, notes, owner)
         else:
-            await _deliver_each(repo, n, result, ap.max_send_attempts, now, notes, owner)
+            await _deliver_each(repo, db, n, result, ap.max_send_attempts, now, notes, owner)
     except Exception as exc:  # noqa: BLE001 - one channel's trouble must not stop the others
         result.failed = True
         result.errors.append(f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
 
 
-async def _fail(repo: AlertStore, ids: list[int], token: str, now: datetime, error: str,
-                max_attempts: int, result: ChannelResult) -> None:
+async def _fail(repo: AlertStore, db: OffLoop, ids: list[int], token: str, now: datetime,
+                error: str, max_attempts: int, result: ChannelResult) -> None:
     result.failed = True
     result.errors.append(error)
-    await asyncio.to_thread(repo.mark_failed, ids, token, now, error,
-                            max_attempts=max_attempts, backoff=send_backoff)
-    gave_up = [d for d in await asyncio.to_thread(repo.deliveries, channel=result.name,
-                                                   include_digests=True)
+    await db(repo.mark_failed, ids, token, now, error,
+             max_attempts=max_attempts, backoff=send_backoff)
+    gave_up = [d for d in await db(repo.deliveries, channel=result.name, include_digests=True)
                if d.id in set(ids) and d.status is DeliveryStatus.FAILED]
     result.gave_up += len(gave_up)
 
 
-async def _deliver_each(repo: AlertStore, n: Notifier, result: ChannelResult,
+async def _deliver_each(repo: AlertStore, db: OffLoop, n: Notifier, result: ChannelResult,
                         max_attempts: int, now: datetime, notes: tuple[str, ...],
                         owner: str, *, urgent_only: bool = False) -> None:
-    token, rows = await asyncio.to_thread(
+    token, rows = await db(
         functools.partial(repo.claim, n.name, owner, now, lease=CLAIM_LEASE,
                           limit=MAX_MESSAGES_PER_PASS, urgent_only=urgent_only)
     )
     for i, row in enumerate(rows):
         error = await _send(n, single_message(row.alert, now, notes))
         if error is None:
-            await asyncio.to_thread(repo.mark_sent, [row.id], token, now)
+            await db(repo.mark_sent, [row.id], token, now)
             result.messages_sent += 1
             result.alerts_sent += 1
             continue
-        await _fail(repo, [row.id], token, now, error, max_attempts, result)
+        await _fail(repo, db, [row.id], token, now, error, max_attempts, result)
         # The channel is down: leave the rest for the next pass instead of timing out on each.
-        await asyncio.to_thread(repo.release, [r.id for r in rows[i + 1 :]], token)
+        await db(repo.release, [r.id for r in rows[i + 1 :]], token)
         return
 
 
@@ -359,37 +372,37 @@ def digest_period(now: datetime) -> str:
     return now.astimezone(UTC).date().isoformat()
 
 
-async def _deliver_digest(repo: AlertStore, n: Notifier, result: ChannelResult,
+async def _deliver_digest(repo: AlertStore, db: OffLoop, n: Notifier, result: ChannelResult,
                           max_attempts: int, now: datetime, notes: tuple[str, ...],
                           owner: str) -> None:
-    if not await asyncio.to_thread(repo.has_due, n.name, now):
+    if not await db(repo.has_due, n.name, now):
         return
-    key = await asyncio.to_thread(repo.ensure_digest, n.name, digest_period(now), now)
+    key = await db(repo.ensure_digest, n.name, digest_period(now), now)
     # Only the replica that claims today's digest row sends it; once sent, no other
     # digest goes to this channel before tomorrow.
-    token, digest_rows = await asyncio.to_thread(
+    token, digest_rows = await db(
         repo.claim, n.name, owner, now, lease=CLAIM_LEASE, limit=1, digest_key=key
     )
     if not digest_rows:
         return
     digest_id = digest_rows[0].id
-    alert_token, rows = await asyncio.to_thread(
+    alert_token, rows = await db(
         repo.claim, n.name, owner, now, lease=CLAIM_LEASE, limit=100_000
     )
     if not rows:
-        await asyncio.to_thread(repo.release, [digest_id], token)
+        await db(repo.release, [digest_id], token)
         return
     message = digest_message([r.alert for r in rows], now, notes)
     error = await _send(n, message)
     if error is None:
-        await asyncio.to_thread(repo.mark_sent, [r.id for r in rows], alert_token, now)
-        await asyncio.to_thread(repo.mark_sent, [digest_id], token, now)
+        await db(repo.mark_sent, [r.id for r in rows], alert_token, now)
+        await db(repo.mark_sent, [digest_id], token, now)
         result.messages_sent += 1
         result.alerts_sent += len(rows)
         return
     # The alerts wait (untouched) for the digest's retry; the digest row carries the backoff.
-    await asyncio.to_thread(repo.release, [r.id for r in rows], alert_token)
-    await _fail(repo, [digest_id], token, now, error, max_attempts, result)
+    await db(repo.release, [r.id for r in rows], alert_token)
+    await _fail(repo, db, [digest_id], token, now, error, max_attempts, result)
 
 
 # ----------------------------------------------------------------- test messages

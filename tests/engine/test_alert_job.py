@@ -44,3 +44,41 @@ def test_alert_job_runs_a_pass_over_the_inventory(world: World, tmp_path: Path) 
     assert rows, "the pass recorded nothing"
     assert all(status == "sent" for _, status in rows)
     assert any(app.app_id in key for key, _ in rows)
+
+
+def test_alert_job_uses_the_engine_database_threads(world: World, tmp_path: Path) -> None:
+    # On SQLite the service writes from one thread: a second writing thread (the
+    # default executor) fails at once with "database is locked" when its transaction
+    # read first, racing a rotation's step write.
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    app = world.directory.add_app("orders", secret_days_left=3)
+    policy_file = tmp_path / "alerts.toml"
+    policy_file.write_text(
+        f'[defaults]\nvault_url = "{VAULT}"\n[[app]]\napp_id = "{app.app_id}"\n'
+        'secret_name = "orders-secret"\n[alerts]\ndigest = "none"\n'
+        '[[alerts.channel]]\ntype = "log"\nname = "log"\n')
+    world.policy = load_policy(policy_file, load_settings({"ROTATOR_VAULT_URL": VAULT}))
+    deps = world.deps()
+    deps.db_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="engine-db")
+    threads: set[str] = set()
+    alerts = deps.store.alerts
+    for name in ("record", "claim", "mark_sent", "release", "mark_failed", "deliveries"):
+        def spy(*args: object, _call: object = getattr(alerts, name), **kwargs: object) -> object:
+            threads.add(threading.current_thread().name)
+            return _call(*args, **kwargs)  # type: ignore[operator]
+        setattr(alerts, name, spy)
+
+    async def scan_then_alert() -> None:
+        from rotator.engine.scan import scan
+
+        await scan(deps)
+        (job,) = extra_jobs(types.SimpleNamespace(deps=deps))  # type: ignore[arg-type]
+        await job.run()
+
+    try:
+        asyncio.run(scan_then_alert())
+    finally:
+        deps.db_executor.shutdown()
+    assert threads and all(t.startswith("engine-db") for t in threads), threads
