@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
 import os
 import subprocess
@@ -113,7 +114,17 @@ class WriteSampler:
         return {"steady_graph_writes_per_min": round(per_minute, 1),
                 "steady_writes_fraction_of_budget": round(per_minute / budget, 3),
                 "steady_window_seconds": round(last[0] - first[0], 1),
-                "steady_window_429s": last[2] - first[2]}
+                "steady_window_429s": last[2] - first[2],
+                "writes_per_10s": self.timeline(10.0)}
+
+    def timeline(self, step: float) -> list[int]:
+        """Writes accepted in each ``step`` seconds from the first sample: where the
+        rate dips (start-up, the last verifies) shows without a profiler."""
+        start = self.samples[0][0]
+        out = [0] * (int((self.samples[-1][0] - start) / step) + 1)
+        for (_, before, _), (when, after, _) in itertools.pairwise(self.samples):
+            out[int((when - start) / step)] += after - before
+        return out
 
 
 def scraped(text: str, name: str, **labels: str) -> float:
@@ -165,7 +176,10 @@ def shared_work(emu: RunningEmulator, url: str, apps: list[tuple[Application, st
                 problems.append(f"{app.display_name}: credentials {sorted(key_ids)}")
     finally:
         store.close()
+    by_route = {route: sum(codes.values()) for route, codes in emu.faults.counters().items()
+                if route.startswith("graph.")}
     return {"per_replica": [{k: round(v, 1) for k, v in r.items()} for r in per_replica],
+            "graph_requests_by_route": by_route,
             "exactly_once": not problems, "exactly_once_problems": problems[:10]}
 
 
