@@ -27,9 +27,11 @@ of the same kind of app one after the other, the way a script does. Run:
 database (ROTATOR_TEST_POSTGRES_URL, as the tests use) instead of one on SQLite: they
 share ``graph_writes_per_minute`` through the database, so the ceiling is the same
 and the figures say whether three replicas together reach it without 429s (CPU is
-summed over the replicas, RSS is the largest one's):
+summed over the replicas, RSS is the largest one's). It also reports the Graph writes
+the tenant accepted per minute over the middle of the run, what each replica did
+(from its /metrics) and whether every app was rotated exactly once with no orphan:
 
-    .venv/bin/python -m tests.benchmarks.bench_rotation --apps 600 --budget 1200 \
+    .venv/bin/python -m tests.benchmarks.bench_rotation --apps 600 --budget 600 \
         --replicas 3 --trust bundle --baseline 0
 """
 
