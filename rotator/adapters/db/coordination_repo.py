@@ -2,7 +2,9 @@
 
 Both are one row each, read and changed in one short transaction under the row's
 lock (``SELECT ... FOR UPDATE`` on PostgreSQL; SQLite's writer lock), so two
-replicas asking at once are served one after the other.
+replicas asking at once are served one after the other. A write reservation on
+PostgreSQL, asked for before every Graph write, is a single ``UPDATE ... RETURNING``
+instead, so the lock lasts only while the server changes the row.
 
 Why rows rather than PostgreSQL advisory locks: a session advisory lock lives on one
 connection, which a pooled engine (and PgBouncer in transaction mode) does not pin
