@@ -33,6 +33,9 @@ the tenant accepted per minute over the middle of the run, what each replica did
 
     .venv/bin/python -m tests.benchmarks.bench_rotation --apps 600 --budget 600 \
         --replicas 3 --trust bundle --baseline 0
+
+``--postgres`` with one replica runs it on the database too: the shared budget's
+limiter alone, which must be able to spend all of the budget.
 """
 
 from __future__ import annotations
@@ -83,6 +86,12 @@ def memory_kib(pid: int, key: str) -> int:
 
 
 WRITES = ("graph.addPassword", "graph.removePassword")
+
+
+def shares_budget(args: argparse.Namespace) -> bool:
+    """On PostgreSQL, where the write budget is the database's (one replica alone shows
+    it can spend all of it)."""
+    return bool(args.replicas > 1 or args.postgres)
 
 
 class WriteSampler:
@@ -201,7 +210,7 @@ def trust_for(mode: str, emu: RunningEmulator, tmp: Path) -> tuple[Path, dict[st
 def run_once(emu: RunningEmulator, mode: str, args: argparse.Namespace, tmp: Path
              ) -> dict[str, Any]:
     with contextlib.ExitStack() as stack:
-        if args.replicas > 1:
+        if shares_budget(args):
             from tests.support.databases import throwaway_pg_database
 
             url = stack.enter_context(throwaway_pg_database())
@@ -302,7 +311,7 @@ def _run(emu: RunningEmulator, mode: str, args: argparse.Namespace, tmp: Path, u
         "emulator_and_bench_cpu_seconds": round(emu_done - emu_ready, 1),
         "machine_load_average": round(os.getloadavg()[0], 1),
         **writes.steady(args.budget),
-        **(shared_work(emu, url, apps, originals, per_replica) if args.replicas > 1 else {}),
+        **(shared_work(emu, url, apps, originals, per_replica) if shares_budget(args) else {}),
     }
 
 
@@ -357,6 +366,9 @@ def main() -> None:
     parser.add_argument("--replicas", type=int, default=1,
                         help="rotator serve processes; more than one share a throwaway "
                         "PostgreSQL database and the tenant-wide write budget")
+    parser.add_argument("--postgres", action="store_true",
+                        help="one replica on PostgreSQL: the shared budget's limiter alone "
+                        "(implied by --replicas above 1)")
     parser.add_argument("--trust", choices=(*TRUST_MODES, "both"), default="both")
     parser.add_argument("--baseline", type=int, default=8,
                         help="apps rotated one at a time (0: skip)")
