@@ -122,9 +122,11 @@ def instrument(deps: EngineDeps, metrics: Metrics, *, graph_writes_per_minute: f
     from one budget kept there; a process alone on SQLite keeps its bucket in memory.
     """
     coordination = deps.store.coordination
+    waited = metrics.graph_write_wait.inc
     limiter: RateLimiter = (
-        SharedRateLimiter(coordination, graph_writes_per_minute) if coordination.shared
-        else AsyncRateLimiter(graph_writes_per_minute))
+        SharedRateLimiter(coordination, graph_writes_per_minute, on_wait=waited)
+        if coordination.shared
+        else AsyncRateLimiter(graph_writes_per_minute, on_wait=waited))
     record = metrics.record_request
     throttle_waits.subscribe(metrics.record_throttle_wait)
     limited = RateLimitedDirectory(deps.directory, limiter)

@@ -55,9 +55,11 @@ class AsyncRateLimiter:
         *,
         burst: float | None = None,
         clock: Callable[[], float] = time.monotonic,
+        on_wait: Callable[[float], None] | None = None,
     ) -> None:
         if rate_per_minute <= 0:
             raise ValueError("rate_per_minute must be positive")
+        self._on_wait = on_wait
         self.rate = rate_per_minute / 60.0  # tokens per second
         self.capacity = burst if burst is not None else default_burst(rate_per_minute)
         self._tokens = self.capacity
@@ -83,6 +85,8 @@ class AsyncRateLimiter:
                 self._refill()
             self._tokens -= 1
         self.waited_seconds += waited
+        if waited > 0 and self._on_wait is not None:
+            self._on_wait(waited)
         return waited
 
 
@@ -96,9 +100,11 @@ class SharedRateLimiter:
     """
 
     def __init__(self, budget: Coordination, rate_per_minute: float, *,
-                 burst: float | None = None) -> None:
+                 burst: float | None = None,
+                 on_wait: Callable[[float], None] | None = None) -> None:
         if rate_per_minute <= 0:
             raise ValueError("rate_per_minute must be positive")
+        self._on_wait = on_wait
         self._budget = budget
         self.rate_per_minute = rate_per_minute
         self.capacity = burst if burst is not None else default_burst(rate_per_minute)
@@ -125,6 +131,8 @@ class SharedRateLimiter:
             if pause > 0:
                 await asyncio.sleep(pause)
         self.waited_seconds += pause
+        if pause > 0 and self._on_wait is not None:
+            self._on_wait(pause)
         return pause
 
 

@@ -27,16 +27,22 @@ of the same kind of app one after the other, the way a script does. Run:
 database (ROTATOR_TEST_POSTGRES_URL, as the tests use) instead of one on SQLite: they
 share ``graph_writes_per_minute`` through the database, so the ceiling is the same
 and the figures say whether three replicas together reach it without 429s (CPU is
-summed over the replicas, RSS is the largest one's):
+summed over the replicas, RSS is the largest one's). It also reports the Graph writes
+the tenant accepted per minute over the middle of the run, what each replica did
+(from its /metrics) and whether every app was rotated exactly once with no orphan:
 
-    .venv/bin/python -m tests.benchmarks.bench_rotation --apps 600 --budget 1200 \
+    .venv/bin/python -m tests.benchmarks.bench_rotation --apps 600 --budget 600 \
         --replicas 3 --trust bundle --baseline 0
+
+``--postgres`` with one replica runs it on the database too: the shared budget's
+limiter alone, which must be able to spend all of the budget.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
 import os
 import subprocess
@@ -49,8 +55,9 @@ from typing import Any
 import certifi
 
 from rotator.domain.states import RotationState
+from rotator.emulator.model import Application
 from rotator.emulator.runner import RunningEmulator, start_emulator
-from tests.support.serve import make_due_apps, open_store, start_serve, write_policy
+from tests.support.serve import Served, make_due_apps, open_store, start_serve, write_policy
 
 SQLITE = "sqlite:///{tmp}/rotator-{mode}.db"
 TRUST_MODES = ("bundle", "system")
@@ -78,6 +85,115 @@ def memory_kib(pid: int, key: str) -> int:
     return 0
 
 
+WRITES = ("graph.addPassword", "graph.removePassword")
+
+
+def shares_budget(args: argparse.Namespace) -> bool:
+    """On PostgreSQL, where the write budget is the database's (one replica alone shows
+    it can spend all of it)."""
+    return bool(args.replicas > 1 or args.postgres)
+
+
+class WriteSampler:
+    """Graph writes the emulated tenant accepted, sampled over time.
+
+    The completions-based 10-90 % rate is not a rate of writes (a completion needs only
+    its removePassword, the addPassword having gone out earlier); this counts the writes
+    themselves at the tenant, over the middle of the run (from 10 % to 90 % of all the
+    writes accepted), when every replica is past start-up and none has run out of work.
+    """
+
+    def __init__(self, emu: RunningEmulator) -> None:
+        self.emu = emu
+        self.samples: list[tuple[float, int, int]] = []  # (when, accepted, refused with 429)
+
+    def sample(self) -> None:
+        accepted = sum(self.emu.faults.count_of(route, code)
+                       for route in WRITES for code in (200, 204))
+        throttled = sum(self.emu.faults.count_of(route, 429) for route in WRITES)
+        self.samples.append((time.monotonic(), accepted, throttled))
+
+    def steady(self, budget: float) -> dict[str, Any]:
+        if not self.samples or self.samples[-1][1] < 10:
+            return {}
+        total = self.samples[-1][1]
+        first = next(s for s in self.samples if s[1] >= total * 0.1)
+        last = next(s for s in self.samples if s[1] >= total * 0.9)
+        if last[0] <= first[0]:
+            return {}
+        per_minute = (last[1] - first[1]) / ((last[0] - first[0]) / 60)
+        return {"steady_graph_writes_per_min": round(per_minute, 1),
+                "steady_writes_fraction_of_budget": round(per_minute / budget, 3),
+                "steady_window_seconds": round(last[0] - first[0], 1),
+                "steady_window_429s": last[2] - first[2],
+                "writes_per_10s": self.timeline(10.0)}
+
+    def timeline(self, step: float) -> list[int]:
+        """Writes accepted in each ``step`` seconds from the first sample: where the
+        rate dips (start-up, the last verifies) shows without a profiler."""
+        start = self.samples[0][0]
+        out = [0] * (int((self.samples[-1][0] - start) / step) + 1)
+        for (_, before, _), (when, after, _) in itertools.pairwise(self.samples):
+            out[int((when - start) / step)] += after - before
+        return out
+
+
+def scraped(text: str, name: str, **labels: str) -> float:
+    """The sum of one metric's samples whose labels include ``labels``."""
+    total = 0.0
+    for line in text.splitlines():
+        if not line.startswith(name) or line.startswith("#"):
+            continue
+        series, value = line.rsplit(" ", 1)
+        if series.split("{", 1)[0] != name:
+            continue
+        if all(f'{k}="{v}"' in series for k, v in labels.items()):
+            total += float(value)
+    return total
+
+
+def replica_counts(served: Served) -> dict[str, float]:
+    """What one replica did, from its own /metrics (read before it stops)."""
+    text = served.get("/metrics").text
+    return {
+        "rotations_completed": scraped(text, "rotator_rotations_total", result="completed"),
+        "graph_writes": sum(scraped(text, "rotator_requests_total", service="graph",
+                                    operation=op) for op in ("add_password", "remove_password")),
+        "graph_429s": scraped(text, "rotator_throttled_requests_total", service="graph"),
+        "write_budget_wait_seconds": scraped(text, "rotator_graph_write_wait_seconds_total"),
+    }
+
+
+def shared_work(emu: RunningEmulator, url: str, apps: list[tuple[Application, str]],
+                originals: dict[str, str], per_replica: list[dict[str, float]]
+                ) -> dict[str, Any]:
+    """Who did what, and that every app was rotated exactly once with nothing left over:
+    one completed rotation per app, from its original secret, whose new secret is the
+    only one the app still has and the one its consumer secret names."""
+    store = open_store(url)
+    problems: list[str] = []
+    try:
+        for app, _ in apps:
+            rotations = store.list_rotations(app_id=app.app_id)
+            if [r.state for r in rotations] != [RotationState.COMPLETED]:
+                problems.append(f"{app.display_name}: {[str(r.state) for r in rotations]}")
+                continue
+            (rotation,) = rotations
+            key_ids = {c.key_id for c in emu.tenant.passwords(app.app_id)}
+            consumer = emu.tenant.vault.get(rotation.secret_name)
+            if (rotation.old_key_id != originals[app.app_id]
+                    or key_ids != {rotation.new_key_id}
+                    or consumer.tags.get("key_id") != rotation.new_key_id):
+                problems.append(f"{app.display_name}: credentials {sorted(key_ids)}")
+    finally:
+        store.close()
+    by_route = {route: sum(codes.values()) for route, codes in emu.faults.counters().items()
+                if route.startswith("graph.")}
+    return {"per_replica": [{k: round(v, 1) for k, v in r.items()} for r in per_replica],
+            "graph_requests_by_route": by_route,
+            "exactly_once": not problems, "exactly_once_problems": problems[:10]}
+
+
 def trust_for(mode: str, emu: RunningEmulator, tmp: Path) -> tuple[Path, dict[str, str]]:
     """The env file and extra environment the service runs with in this trust mode."""
     if mode == "bundle":
@@ -94,7 +210,7 @@ def trust_for(mode: str, emu: RunningEmulator, tmp: Path) -> tuple[Path, dict[st
 def run_once(emu: RunningEmulator, mode: str, args: argparse.Namespace, tmp: Path
              ) -> dict[str, Any]:
     with contextlib.ExitStack() as stack:
-        if args.replicas > 1:
+        if shares_budget(args):
             from tests.support.databases import throwaway_pg_database
 
             url = stack.enter_context(throwaway_pg_database())
@@ -106,6 +222,7 @@ def run_once(emu: RunningEmulator, mode: str, args: argparse.Namespace, tmp: Pat
 def _run(emu: RunningEmulator, mode: str, args: argparse.Namespace, tmp: Path, url: str
          ) -> dict[str, Any]:
     apps = make_due_apps(emu, args.apps, f"bench-{mode}")
+    originals = {a.app_id: emu.tenant.passwords(a.app_id)[0].key_id for a, _ in apps}
     subprocess.run([sys.executable, "-m", "rotator", "db", "upgrade"], check=True,
                    capture_output=True, env={"ROTATOR_DATABASE_URL": url, "PATH": ""})
     # Stay a little under the budget, as the daemon documentation advises. It is the
@@ -120,6 +237,7 @@ def _run(emu: RunningEmulator, mode: str, args: argparse.Namespace, tmp: Path, u
                           lease_seconds=5 if args.replicas == 1 else 60)
     env_file, extra_env = trust_for(mode, emu, tmp)
     emu.faults.reset_counters()
+    writes = WriteSampler(emu)
     replicas = [start_serve(emu, url, policy, tmp / f"serve-{mode}-{i}.log",
                             env_file=env_file, extra_env=extra_env)
                 for i in range(args.replicas)]
@@ -141,6 +259,7 @@ def _run(emu: RunningEmulator, mode: str, args: argparse.Namespace, tmp: Path, u
     try:
         while (done := completed(url)) < args.apps:
             marks.setdefault(done, time.monotonic())
+            writes.sample()
             if time.monotonic() - started > 3600:
                 raise SystemExit(f"{mode}: did not finish within an hour")
             for served in replicas:
@@ -155,6 +274,8 @@ def _run(emu: RunningEmulator, mode: str, args: argparse.Namespace, tmp: Path, u
             time.sleep(1)
         cpu_done, peak = cpu(), peak_kib()
         emu_done = cpu_seconds(os.getpid())
+        writes.sample()
+        per_replica = [replica_counts(served) for served in replicas]
     finally:
         for i, served in enumerate(replicas):
             served.stop()
@@ -189,7 +310,30 @@ def _run(emu: RunningEmulator, mode: str, args: argparse.Namespace, tmp: Path, u
         round(peak / 1024),
         "emulator_and_bench_cpu_seconds": round(emu_done - emu_ready, 1),
         "machine_load_average": round(os.getloadavg()[0], 1),
+        **writes.steady(args.budget),
+        **(shared_work(emu, url, apps, originals, per_replica) if shares_budget(args) else {}),
     }
+
+
+def print_shared_figures(results: list[dict[str, Any]]) -> None:
+    """The write rate at the tenant in the middle of the run and, with replicas, who
+    did the work."""
+    for r in results:
+        if "steady_graph_writes_per_min" in r:
+            print(f"\n{r['trust']}: Graph writes accepted {r['steady_graph_writes_per_min']}/min "
+                  f"({r['steady_writes_fraction_of_budget']:.0%} of the budget of "
+                  f"{r['budget_writes_per_min']:g}) over {r['steady_window_seconds']} s "
+                  f"(10-90 % of the writes), {r['steady_window_429s']} refused with 429 there")
+        if "per_replica" not in r:
+            continue
+        print("| replica | rotations completed | Graph writes | Graph 429s | "
+              "waited for the budget (s) |")
+        print("|---:|---:|---:|---:|---:|")
+        for i, rep in enumerate(r["per_replica"]):
+            print(f"| {i + 1} | {rep['rotations_completed']:g} | {rep['graph_writes']:g} | "
+                  f"{rep['graph_429s']:g} | {rep['write_budget_wait_seconds']:g} |")
+        print("every rotation exactly once, no orphan:", r["exactly_once"],
+              *r["exactly_once_problems"])
 
 
 def baseline(emu: RunningEmulator, count: int, tmp: Path) -> float:
@@ -222,6 +366,9 @@ def main() -> None:
     parser.add_argument("--replicas", type=int, default=1,
                         help="rotator serve processes; more than one share a throwaway "
                         "PostgreSQL database and the tenant-wide write budget")
+    parser.add_argument("--postgres", action="store_true",
+                        help="one replica on PostgreSQL: the shared budget's limiter alone "
+                        "(implied by --replicas above 1)")
     parser.add_argument("--trust", choices=(*TRUST_MODES, "both"), default="both")
     parser.add_argument("--baseline", type=int, default=8,
                         help="apps rotated one at a time (0: skip)")
@@ -258,6 +405,7 @@ def main() -> None:
               f"{r['service_peak_rss_mb']} MB (ready: {r['service_rss_mb_ready']} MB) |")
     if b_rate:
         print(f"\none at a time: {b_rate:.2f} rotations/min")
+    print_shared_figures(results)
     print("goals: steady ≥ 90 % of ceiling, < 1 % 429s, ≤ 0.06 CPU-s per rotation, "
           "peak RSS ≤ 250 MB")
 

@@ -120,6 +120,40 @@ def test_one_replica_alone_may_use_the_whole_budget(
     assert waits == pytest.approx([0.0] + [0.5] * 19)
 
 
+def test_replicas_reserving_at_once_never_get_more_than_the_budget(
+    replicas: list[SqlCoordination], clock: Clock
+) -> None:
+    """Twelve threads over three replicas' engines, all asking at one instant: every
+    reservation gets a slot of its own, so past the burst the writes are spaced at the
+    rate, and no window of time holds more than the burst plus the rate's share of it."""
+    rate, burst, per_thread = 600.0, 4.0, 8  # a write every 0.1 s
+    spacing = 60.0 / rate
+    waits: list[float] = []
+    lock = threading.Lock()
+    go = threading.Barrier(12)
+
+    def reserve(budget: SqlCoordination) -> None:
+        go.wait()
+        mine = [budget.reserve_write(rate_per_minute=rate, burst=burst)
+                for _ in range(per_thread)]
+        with lock:
+            waits.extend(mine)
+
+    threads = [threading.Thread(target=reserve, args=(r,)) for r in replicas * 4]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    waits.sort()
+    # Slot k is k spacings after the first; the burst lets the first ``burst`` go at once.
+    assert waits == pytest.approx([max(0, k - (burst - 1)) * spacing
+                                   for k in range(12 * per_thread)])
+    for start in waits:
+        for window in (0.0, 0.25, 1.0, 5.0):
+            granted = sum(1 for w in waits if start <= w <= start + window + 1e-9)
+            assert granted <= burst + window / spacing + 1e-9, (start, window, granted)
+
+
 @pytest.mark.postgres
 def test_postgresql_serves_concurrent_reservations_one_after_the_other(
     pg_migrated_url: str,

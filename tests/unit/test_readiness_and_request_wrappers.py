@@ -85,6 +85,32 @@ async def test_rate_limiter_paces_every_write_and_no_read() -> None:
                            "remove_key", "set_key_credentials"]
 
 
+async def test_time_writes_wait_for_the_budget_is_on_the_metrics_page() -> None:
+    """rotator_graph_write_wait_seconds_total: what the service's own pacing costs, as
+    the service wires it (a process alone on SQLite keeps its bucket in memory)."""
+    from types import SimpleNamespace
+
+    from rotator.adapters.db import SqlStore, make_engine
+    from rotator.daemon import instrument
+
+    store = SqlStore(make_engine("sqlite://"))
+    inner = _Dir()
+    deps = SimpleNamespace(store=store, directory=inner, probe=object(),
+                           secret_store_for=lambda url: object(), certificate_store_for=None)
+    metrics = Metrics()
+    # 600 a minute: a burst of ten, then one write every 0.1 s.
+    instrument(deps, metrics, graph_writes_per_minute=600)  # type: ignore[arg-type]
+    for _ in range(13):
+        await deps.directory.remove_password("o", "k")
+    store.close()
+    assert inner.calls == ["remove_password"] * 13
+    page = metrics.render().decode()
+    waited = [float(line.split()[1]) for line in page.splitlines()
+              if line.startswith("rotator_graph_write_wait_seconds_total ")]
+    # The three past the burst waited up to 0.1 s each (less if the loop was slow).
+    assert waited and 0 < waited[0] <= 0.3 + 1e-6, waited
+
+
 async def test_counting_wrappers_label_status_and_429() -> None:
     metrics = Metrics()
     directory = CountingDirectory(_Dir(), metrics.record_request)  # type: ignore[arg-type]

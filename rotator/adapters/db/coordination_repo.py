@@ -2,7 +2,9 @@
 
 Both are one row each, read and changed in one short transaction under the row's
 lock (``SELECT ... FOR UPDATE`` on PostgreSQL; SQLite's writer lock), so two
-replicas asking at once are served one after the other.
+replicas asking at once are served one after the other. A write reservation on
+PostgreSQL, asked for before every Graph write, is a single ``UPDATE ... RETURNING``
+instead, so the lock lasts only while the server changes the row.
 
 Why rows rather than PostgreSQL advisory locks: a session advisory lock lives on one
 connection, which a pooled engine (and PgBouncer in transaction mode) does not pin
@@ -24,7 +26,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 
-from rotator.adapters.db.models import Base, ScanTurnModel, WriteBudgetModel
+from rotator.adapters.db.models import Base, ScanTurnModel, UTCDateTime, WriteBudgetModel
 from rotator.ports import ScanTurn, StoreError
 
 SCAN_TURN = "scan"
@@ -139,16 +141,59 @@ class SqlCoordination:
         """
         if rate_per_minute <= 0:
             raise ValueError("rate_per_minute must be positive")
-        spacing = 60.0 / rate_per_minute
+        spacing = timedelta(seconds=60.0 / rate_per_minute)
+        if self._engine.dialect.name == "postgresql":
+            slot, now = self._reserve_in_one_statement(spacing)
+        else:
+            slot, now = self._reserve_under_lock(spacing)
+        ahead = (slot - now).total_seconds()
+        return max(0.0, ahead - (max(1.0, burst) - 1.0) * spacing.total_seconds())
+
+    def _reserve_in_one_statement(self, spacing: timedelta) -> tuple[datetime, datetime]:
+        """(the slot reserved, the database's time) from one UPDATE ... RETURNING.
+
+        Every write of every replica passes here, so the row's lock must be held for
+        as short a time as possible: a lock held from SELECT ... FOR UPDATE to COMMIT
+        spans three round trips, and a replica descheduled in between (two busy cores)
+        held every other replica's writes with it. One statement in autocommit holds
+        it only while the server updates the row. ``clock_timestamp()`` in SET is read
+        once the row is locked, so the time is never one from before a wait for it.
+        """
+        table = cast(sa.Table, WriteBudgetModel.__table__)
+        now: sa.ColumnElement[datetime] = (
+            sa.func.clock_timestamp() if self._clock is None
+            else sa.literal(self._clock(), UTCDateTime()))
+        slot = sa.func.greatest(table.c.next_slot_at, now)
+        update = (
+            sa.update(table).where(table.c.name == GRAPH_BUDGET)
+            .values(next_slot_at=slot + sa.literal(spacing, sa.Interval()))
+            # The new next slot and a time read after it was set: the slot reserved is
+            # one spacing before, and a "now" read a moment late only shortens the
+            # wait by that moment, which the answer's trip back more than makes up.
+            .returning(table.c.next_slot_at, sa.type_coerce(now, UTCDateTime()))
+        )
+        with self._engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            row = conn.execute(update).first()
+            if row is None:
+                # Made long past: the first reservations find the whole burst free.
+                conn.execute(postgresql.insert(table)
+                             .values(name=GRAPH_BUDGET, next_slot_at=LONG_AGO)
+                             .on_conflict_do_nothing())
+                row = conn.execute(update).first()
+        if row is None:
+            raise StoreError(f"could not make the {table.name} row {GRAPH_BUDGET!r}")
+        next_slot, at = row
+        return next_slot - spacing, at
+
+    def _reserve_under_lock(self, spacing: timedelta) -> tuple[datetime, datetime]:
+        """SQLite (one process): read and move the slot under the writer's lock."""
         with self._engine.begin() as conn:
-            # Made long past: the first reservations find the whole burst free.
             next_slot: datetime = self._locked_row(
                 conn, WriteBudgetModel, GRAPH_BUDGET, next_slot_at=LONG_AGO).next_slot_at
             now = self._now(conn)
             slot = max(next_slot, now)
             conn.execute(
                 sa.update(WriteBudgetModel).where(WriteBudgetModel.name == GRAPH_BUDGET)
-                .values(next_slot_at=slot + timedelta(seconds=spacing))
+                .values(next_slot_at=slot + spacing)
             )
-        ahead = (slot - now).total_seconds()
-        return max(0.0, ahead - (max(1.0, burst) - 1.0) * spacing)
+        return slot, now
