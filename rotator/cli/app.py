@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import math
 import os
@@ -119,8 +118,11 @@ def days(ctx: click.Context, param: click.Parameter, value: str | None) -> float
 
 
 class CliApp:
-    def __init__(self, *, as_json: bool = False) -> None:
+    def __init__(self, *, as_json: bool = False, logs: bool = True) -> None:
         self.as_json = as_json
+        # Read-only commands log nothing, and structlog's import (rich, pygments, attrs
+        # come with it) is a sixth of their start-up: they pass logs=False.
+        self.logs = logs
         self._loaded: Loaded | None = None
 
     # -- exits ------------------------------------------------------------------
@@ -133,12 +135,15 @@ class CliApp:
         if self._loaded is None:
             from rotator.bootstrap import load
             from rotator.config import ConfigError
-            from rotator.logs import configure
 
             try:
                 self._loaded = load()
             except ConfigError as exc:
                 self.abort(str(exc), EXIT_USAGE)
+            if not self.logs:
+                return self._loaded
+            from rotator.logs import configure
+
             s = self._loaded.settings
             # Admin commands print their own progress; step logs only when asked for.
             level = s.log_level if "ROTATOR_LOG_LEVEL" in os.environ else "WARNING"
@@ -178,6 +183,9 @@ class CliApp:
             click.echo(message)
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        # Here, not at the top: the read-only commands never start an event loop.
+        import asyncio
+
         from rotator.config import ConfigError
 
         try:

@@ -129,7 +129,7 @@ def status_command(as_json: bool) -> None:
     planned, rotations in flight, and the last scan's health."""
     from datetime import UTC
 
-    cli = CliApp(as_json=as_json)
+    cli = CliApp(as_json=as_json, logs=False)
     cli.loaded()
     now = datetime.now(UTC)
     att, payload = gather(cli, now)
@@ -153,7 +153,7 @@ def status_command(as_json: bool) -> None:
 def history_command(app_id: str | None, rotation_id: str | None, since_at: datetime | None,
                     limit: int, as_json: bool) -> None:
     """The audit trail, oldest first."""
-    cli = CliApp(as_json=as_json)
+    cli = CliApp(as_json=as_json, logs=False)
     cli.loaded()
     store = cli.store()
     try:
