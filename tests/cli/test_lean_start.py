@@ -5,6 +5,7 @@ by time, so the machine's load cannot make it flaky."""
 
 from __future__ import annotations
 
+import gc
 import os
 import subprocess
 import sys
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from rotator.adapters.db import migrate
+from rotator.cli.app import collector_paused
 
 TENANT = "11111111-1111-1111-1111-111111111111"
 
@@ -61,3 +63,18 @@ def test_help_imports_neither_the_database_nor_the_settings(tmp_path: Path) -> N
     imported = _imported(["--help"], tmp_path)
     assert "click" in imported
     assert imported & NOT_FOR_HELP == set()
+
+
+def test_the_collector_is_paused_only_for_the_start_up() -> None:
+    assert gc.isenabled()
+    with pytest.raises(SystemExit), collector_paused():
+        assert not gc.isenabled()
+        raise SystemExit(1)  # a command that aborts while starting up
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with collector_paused():
+            pass
+        assert not gc.isenabled()  # left as the caller had it
+    finally:
+        gc.enable()
