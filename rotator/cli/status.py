@@ -7,9 +7,10 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from rotator.cli.app import CliApp, colour_on, guid, rotation_id, since, table
+from rotator.cli.app import CliApp, collector_paused, colour_on, guid, rotation_id, since, table
 
 if TYPE_CHECKING:
+    from rotator.adapters.db import SqlStore
     from rotator.cli.attention import Attention, Item
 
 # Far more than a terminal shows, and well inside what the database's LIMIT takes.
@@ -69,14 +70,13 @@ def _print_attention(att: Attention, now: datetime, colour: bool) -> None:
                    "later rotation of the same app (`rotator history --app APP_ID`)")
 
 
-def gather(cli: CliApp, now: datetime) -> tuple[Attention, dict[str, Any]]:
-    """What needs the admin, and the JSON `status --json` prints."""
+def gather(cli: CliApp, store: SqlStore, now: datetime) -> tuple[Attention, dict[str, Any]]:
+    """What needs the admin, and the JSON `status --json` prints; closes ``store``."""
     from rotator.cli.attention import needs_attention
     from rotator.cli.rotate import rotation_json
     from rotator.domain.states import ACTIVE_STATES, RotationState
 
     policy = cli.loaded().policy
-    store = cli.store()
     try:
         active = store.list_rotations(states=sorted(ACTIVE_STATES))
         failed = store.list_rotations(states=[RotationState.FAILED], limit=FAILED_SHOWN)
@@ -129,10 +129,12 @@ def status_command(as_json: bool) -> None:
     planned, rotations in flight, and the last scan's health."""
     from datetime import UTC
 
-    cli = CliApp(as_json=as_json)
-    cli.loaded()
+    cli = CliApp(as_json=as_json, logs=False)
+    with collector_paused():  # imports, settings and the schema check
+        cli.loaded()
+        store = cli.store()
     now = datetime.now(UTC)
-    att, payload = gather(cli, now)
+    att, payload = gather(cli, store, now)
     if as_json:
         cli.emit_json(payload)
         return
@@ -153,9 +155,10 @@ def status_command(as_json: bool) -> None:
 def history_command(app_id: str | None, rotation_id: str | None, since_at: datetime | None,
                     limit: int, as_json: bool) -> None:
     """The audit trail, oldest first."""
-    cli = CliApp(as_json=as_json)
-    cli.loaded()
-    store = cli.store()
+    cli = CliApp(as_json=as_json, logs=False)
+    with collector_paused():  # imports, settings and the schema check
+        cli.loaded()
+        store = cli.store()
     try:
         events = store.history(app_id=app_id, rotation_id=rotation_id, since=since_at,
                                limit=limit)
