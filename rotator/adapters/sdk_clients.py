@@ -71,6 +71,19 @@ _VAULT_SUFFIXES = (
 SDK_RETRY_AFTER_CEILING = 180.0
 
 
+# httpx keeps only 20 idle connections by default: with dozens of rotations calling Graph
+# at once, every burst opened connections (a TLS handshake each) that were closed again
+# as soon as they went idle. Keeping as many idle as may be open lets them be reused.
+GRAPH_MAX_CONNECTIONS = 100
+
+
+def _graph_limits() -> Any:
+    import httpx
+
+    return httpx.Limits(max_connections=GRAPH_MAX_CONNECTIONS,
+                        max_keepalive_connections=GRAPH_MAX_CONNECTIONS)
+
+
 def _host(url: str) -> str:
     return (urlparse(url if "://" in url else f"https://{url}").hostname or "").lower()
 
@@ -223,6 +236,7 @@ def make_graph_client(
         base_url=base_url,
         verify=ssl_context(ca_bundle),
         timeout=httpx.Timeout(60.0, connect=10.0),
+        limits=_graph_limits(),
         http2=False,
     )
     # A custom client skips Graph's retry/redirect middleware unless wrapped like this:
