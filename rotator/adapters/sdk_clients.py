@@ -252,16 +252,27 @@ def make_graph_client(
 def graph_middleware(options: dict[str, Any]) -> list[Any]:
     """Kiota's default middleware plus Graph's telemetry handler, as
     ``GraphClientFactory.create_with_default_middleware`` builds it, except that the
-    retry handler reports each wait it makes for a ``Retry-After``."""
+    retry handler reports each wait it makes for a ``Retry-After``, and without the
+    handlers that do nothing for rotator's requests: every handler is one more layer
+    (and tracing span) on every Graph call."""
     from kiota_http.kiota_client_factory import KiotaClientFactory
-    from kiota_http.middleware import RetryHandler
+    from kiota_http.middleware import (
+        BodyInspectionHandler,
+        HeadersInspectionHandler,
+        RetryHandler,
+        UrlReplaceHandler,
+    )
     from msgraph_core.middleware import GraphTelemetryHandler
     from msgraph_core.middleware.options import GraphTelemetryHandlerOption
 
+    # The inspection handlers only act for a request that asks for inspection, and the
+    # URL replacement only rewrites /users/me-token-to-replace, which rotator never calls.
+    idle = (BodyInspectionHandler, HeadersInspectionHandler, UrlReplaceHandler)
     observed = _observed_retry_handler()
     middleware: list[Any] = [
         observed(m.options) if type(m) is RetryHandler else m
         for m in KiotaClientFactory.get_default_middleware(options)
+        if not isinstance(m, idle)
     ]
     telemetry = options.get(GraphTelemetryHandlerOption().get_key())
     middleware.append(
