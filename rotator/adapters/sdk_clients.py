@@ -71,6 +71,19 @@ _VAULT_SUFFIXES = (
 SDK_RETRY_AFTER_CEILING = 180.0
 
 
+# httpx keeps only 20 idle connections by default: with dozens of rotations calling Graph
+# at once, every burst opened connections (a TLS handshake each) that were closed again
+# as soon as they went idle. Keeping as many idle as may be open lets them be reused.
+GRAPH_MAX_CONNECTIONS = 100
+
+
+def _graph_limits() -> Any:
+    import httpx
+
+    return httpx.Limits(max_connections=GRAPH_MAX_CONNECTIONS,
+                        max_keepalive_connections=GRAPH_MAX_CONNECTIONS)
+
+
 def _host(url: str) -> str:
     return (urlparse(url if "://" in url else f"https://{url}").hostname or "").lower()
 
@@ -223,6 +236,7 @@ def make_graph_client(
         base_url=base_url,
         verify=ssl_context(ca_bundle),
         timeout=httpx.Timeout(60.0, connect=10.0),
+        limits=_graph_limits(),
         http2=False,
     )
     # A custom client skips Graph's retry/redirect middleware unless wrapped like this:
@@ -238,16 +252,27 @@ def make_graph_client(
 def graph_middleware(options: dict[str, Any]) -> list[Any]:
     """Kiota's default middleware plus Graph's telemetry handler, as
     ``GraphClientFactory.create_with_default_middleware`` builds it, except that the
-    retry handler reports each wait it makes for a ``Retry-After``."""
+    retry handler reports each wait it makes for a ``Retry-After``, and without the
+    handlers that do nothing for rotator's requests: every handler is one more layer
+    (and tracing span) on every Graph call."""
     from kiota_http.kiota_client_factory import KiotaClientFactory
-    from kiota_http.middleware import RetryHandler
+    from kiota_http.middleware import (
+        BodyInspectionHandler,
+        HeadersInspectionHandler,
+        RetryHandler,
+        UrlReplaceHandler,
+    )
     from msgraph_core.middleware import GraphTelemetryHandler
     from msgraph_core.middleware.options import GraphTelemetryHandlerOption
 
+    # The inspection handlers only act for a request that asks for inspection, and the
+    # URL replacement only rewrites /users/me-token-to-replace, which rotator never calls.
+    idle = (BodyInspectionHandler, HeadersInspectionHandler, UrlReplaceHandler)
     observed = _observed_retry_handler()
     middleware: list[Any] = [
         observed(m.options) if type(m) is RetryHandler else m
         for m in KiotaClientFactory.get_default_middleware(options)
+        if not isinstance(m, idle)
     ]
     telemetry = options.get(GraphTelemetryHandlerOption().get_key())
     middleware.append(

@@ -222,7 +222,8 @@ async def read_app_settled(
 ) -> AppRegistration | None:
     """Read the app until ``until`` holds, or until reads spread over the settle time say
     the same; a missing credential or app is concluded from that, never from one read.
-    The rotation's lease is renewed around each wait so no other replica takes it over."""
+    The rotation's lease is kept (renewed when it runs low) around each wait so no other
+    replica takes it over."""
     app = await deps.directory.get_application(rotation.app_id)
     for _ in range(deps.read_settle_rounds - 1):
         if until(app):
@@ -230,9 +231,10 @@ async def read_app_settled(
         log.info("a read does not show what was expected yet; reading again",
                  app_id=rotation.app_id, rotation_id=rotation.id,
                  wait_seconds=deps.read_settle_seconds)
-        await renew_lease(deps, rotation)
-        await deps.sleep(min(deps.read_settle_seconds, deps.lease_seconds / 2))
-        await renew_lease(deps, rotation)
+        pause = min(deps.read_settle_seconds, deps.lease_seconds / 2)
+        rotation = await keep_lease(deps, rotation, ahead=pause)
+        await deps.sleep(pause)
+        rotation = await keep_lease(deps, rotation)
         app = await deps.directory.get_application(rotation.app_id)
     return app
 
@@ -253,15 +255,33 @@ class LeaseLost(Exception):
     """Another process took this rotation over; stop touching it."""
 
 
-async def renew_lease(deps: EngineDeps, rotation: Rotation) -> None:
-    """Long steps (verify) call this between attempts so the lease does not lapse."""
+async def renew_lease(deps: EngineDeps, rotation: Rotation) -> Rotation:
+    """Extend this process's lease (one database write); the rotation with the new lease.
+
+    Raises :class:`LeaseLost` when someone else holds it."""
     claimed = await deps.db(deps.store.claim, rotation.id, deps.owner, deps.now(),
                             deps.lease_seconds)
     if claimed is None:
         raise LeaseLost(f"rotation {rotation.id} is now owned by another process")
+    return claimed
 
 
-async def fence(deps: EngineDeps, rotation: Rotation) -> None:
+async def keep_lease(deps: EngineDeps, rotation: Rotation, *, ahead: float = 0.0) -> Rotation:
+    """Make sure this process will still own ``rotation`` with at least half a lease to go
+    ``ahead`` seconds from now; renew only when that would not hold.
+
+    Returns the rotation with the lease as now recorded: pass that one to the next call,
+    so a lease just renewed is not renewed again. Long steps (verify, settled reads) call
+    this between attempts and before each pause, with the pause as ``ahead``.
+    """
+    expires = rotation.lease_expires_at
+    if (expires is not None and rotation.lease_owner == deps.owner
+            and (expires - deps.now()).total_seconds() - ahead >= deps.lease_seconds / 2):
+        return rotation
+    return await renew_lease(deps, rotation)
+
+
+async def fence(deps: EngineDeps, rotation: Rotation) -> Rotation:
     """Call right before a write to Graph or Key Vault for ``rotation``: it goes ahead only
     while this process owns the rotation with at least half a lease to go.
 
@@ -271,11 +291,7 @@ async def fence(deps: EngineDeps, rotation: Rotation) -> None:
     lease this process last wrote is on ``rotation``; it is renewed (one database write)
     only when less than half of it is left, and the renewal fails if someone else holds it.
     """
-    expires = rotation.lease_expires_at
-    if (expires is not None and rotation.lease_owner == deps.owner
-            and (expires - deps.now()).total_seconds() >= deps.lease_seconds / 2):
-        return
-    await renew_lease(deps, rotation)
+    return await keep_lease(deps, rotation)
 
 
 def step_error(exc: DirectoryError | SecretStoreError) -> StepRetry | StepFailed:

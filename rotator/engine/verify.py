@@ -21,7 +21,7 @@ from rotator.domain.verification import (
     judge_claims,
     judge_refusal,
 )
-from rotator.engine.context import EngineDeps, StepFailed, log, record, renew_lease, step_error
+from rotator.engine.context import EngineDeps, StepFailed, keep_lease, log, record, step_error
 from rotator.ports import SecretStoreError
 
 
@@ -62,7 +62,9 @@ async def verify(deps: EngineDeps, rotation: Rotation) -> Rotation:
                 f"{policy.verify_timeout_seconds:g} s ({progress.attempts} attempts); "
                 f"last refusal: {last_refusal}"
             )
-        await renew_lease(deps, rotation)
+        # Verify writes nothing outside the database; its lease only has to stay alive
+        # (a lease lost here makes the final record fail, never a second writer).
+        rotation = await keep_lease(deps, rotation)
         if pem is not None:
             outcome = await deps.probe.try_certificate(
                 deps.tenant_id, rotation.app_id, pem, policy.verify_scope
@@ -118,6 +120,7 @@ async def verify(deps: EngineDeps, rotation: Rotation) -> Rotation:
             if asked > delay:
                 delay = asked
                 throttle_waits.waited("token", delay, status=outcome.status)
+        rotation = await keep_lease(deps, rotation, ahead=delay)
         await deps.sleep(delay)
     waited = (deps.now() - started).total_seconds()
     return await record(

@@ -45,6 +45,7 @@ import contextlib
 import itertools
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -250,6 +251,7 @@ def _run(emu: RunningEmulator, mode: str, args: argparse.Namespace, tmp: Path, u
         return max(memory_kib(pid, "VmHWM") for pid in pids)
 
     cpu_ready = cpu()
+    profiler = start_profiler(args.profile, mode, pids[0]) if args.profile else None
     rss_ready = max(memory_kib(pid, "VmRSS") for pid in pids)
     # The emulated tenant runs in this process: what it spends shows whether it, not
     # the service, is what holds the run back on a busy machine.
@@ -277,6 +279,8 @@ def _run(emu: RunningEmulator, mode: str, args: argparse.Namespace, tmp: Path, u
         writes.sample()
         per_replica = [replica_counts(served) for served in replicas]
     finally:
+        if profiler is not None:
+            stop_profiler(profiler)
         for i, served in enumerate(replicas):
             served.stop()
             if args.keep_logs:
@@ -336,6 +340,27 @@ def print_shared_figures(results: list[dict[str, Any]]) -> None:
               *r["exactly_once_problems"])
 
 
+def start_profiler(directory: Path, mode: str, pid: int) -> subprocess.Popen[bytes]:
+    """py-spy sampling the (first) service from ready to done, as collapsed stacks.
+
+    Non-blocking sampling: the service is never paused, so the figures stay its own."""
+    directory.mkdir(parents=True, exist_ok=True)
+    out = directory / f"serve-{mode}.txt"
+    return subprocess.Popen(
+        [str(Path(sys.executable).with_name("py-spy")), "record", "--pid", str(pid),
+         "--rate", "50", "--nonblocking", "--format", "raw", "--output", str(out)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def stop_profiler(proc: subprocess.Popen[bytes]) -> None:
+    proc.send_signal(signal.SIGINT)  # py-spy writes what it sampled on SIGINT
+    try:
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def baseline(emu: RunningEmulator, count: int, tmp: Path) -> float:
     """Rotations per minute of the same rotation, one app at a time via the admin command."""
     url = SQLITE.format(tmp=tmp, mode="baseline")
@@ -374,6 +399,9 @@ def main() -> None:
                         help="apps rotated one at a time (0: skip)")
     parser.add_argument("--keep-logs", type=Path, default=None,
                         help="copy the service's log of each run into this directory")
+    parser.add_argument("--profile", type=Path, default=None,
+                        help="sample the service with py-spy (pip install py-spy) and write "
+                        "its collapsed stacks, serve-<trust>.txt, into this directory")
     args = parser.parse_args()
     modes = TRUST_MODES if args.trust == "both" else (args.trust,)
     with tempfile.TemporaryDirectory() as tmp_name, start_emulator(

@@ -4,6 +4,7 @@ every verify attempt's credential, and still refuse a server they do not trust."
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 from collections.abc import Callable
 from pathlib import Path
@@ -25,6 +26,7 @@ from rotator.engine.start import plan_rotation, start_rotation
 from tests.support.serve import make_due_apps, write_policy
 
 ROTATIONS = 3
+BURST = 40
 
 
 class Calls:
@@ -134,3 +136,38 @@ async def test_proxies_come_from_the_environment_only_when_it_names_one(
         assert proxied.session().trust_env
     finally:
         await proxied.close()
+
+
+async def test_a_burst_of_graph_calls_leaves_its_connections_open_for_the_next(
+    emu: RunningEmulator, tmp_path: Path
+) -> None:
+    """Dozens of rotations call Graph at once. httpx kept 20 idle connections by default,
+    so every burst past 20 ended in closed connections and began with new TLS
+    handshakes; the pool now keeps open what a burst opened."""
+    apps = make_due_apps(emu, 1, "tls-burst")
+    policy = write_policy(tmp_path / "policy.toml", emu.env["ROTATOR_VAULT_URL"],
+                          [a.app_id for a, _ in apps])
+    loaded = load({**emu.env, "ROTATOR_CONFIG": str(policy),
+                   "ROTATOR_DATABASE_URL": f"sqlite:///{tmp_path / 'rotator.db'}"})
+    store = open_store(loaded.settings)
+    emu.faults.update({"latency_ms": 100})  # the burst's calls overlap
+    tls._context.cache_clear()  # count this process's handshakes from scratch
+    context = tls.ssl_context(str(emu.ca_file))
+    app_id = apps[0][0].app_id
+    try:
+        async with engine_deps(loaded, store) as deps:
+
+            async def burst() -> None:
+                read = await asyncio.gather(*(deps.directory.get_application(app_id)
+                                              for _ in range(BURST)))
+                assert all(a is not None and a.app_id == app_id for a in read)
+
+            await burst()
+            opened = context.session_stats()["connect"]
+            assert opened > 20  # the burst did need more connections than httpx kept
+            await burst()
+            await burst()
+            assert context.session_stats()["connect"] == opened
+    finally:
+        store.close()
+        tls._context.cache_clear()

@@ -71,6 +71,36 @@ _INVENTORY_UPDATE_COLUMNS: Final = tuple(
 _ROTATION_FIXED: Final = frozenset({"id", "app_id", "created_at"})
 
 
+def _bound(name: str) -> sa.BindParameter[Any]:
+    """A parameter typed like the rotations column it stands for."""
+    return sa.bindparam(name, type_=_rotations.c[name.partition("_")[2]].type)
+
+
+# The two writes on every step of every rotation (a step's record, a lease renewal) are
+# built once with bound parameters: building and cache-keying a statement per call cost
+# as much as running it on SQLite. ``w_*`` parameters are the conditions, ``v_*`` values.
+_SAVE: Final = sa.update(_rotations).where(
+    _rotations.c.id == _bound("w_id"),
+    _rotations.c.state == _bound("w_state"),
+    sa.or_(_rotations.c.lease_owner.is_(None),
+           _rotations.c.lease_owner == _bound("w_lease_owner")),
+).values({c.name: _bound(f"v_{c.name}") for c in _rotations.columns
+          if c.name not in _ROTATION_FIXED})
+_CLAIM: Final = sa.update(_rotations).where(
+    _rotations.c.id == _bound("w_id"),
+    _rotations.c.state.in_(ACTIVE_VALUES),
+    sa.or_(
+        _rotations.c.lease_owner.is_(None),
+        _rotations.c.lease_expires_at.is_(None),
+        _rotations.c.lease_expires_at <= _bound("w_lease_expires_at"),
+        _rotations.c.lease_owner == _bound("w_lease_owner"),
+    ),
+).values(lease_owner=_bound("v_lease_owner"), lease_expires_at=_bound("v_lease_expires_at"))
+# The same with the row written returned, for databases that can (one round trip).
+_RETURNING: Final = {id(u): u.returning(*_rotations.c) for u in (_SAVE, _CLAIM)}
+_INSERT_AUDIT: Final = sa.insert(_audit_events)
+
+
 # How many application ids one look-up of display names binds.
 _NAME_SLICE: Final = 500
 _EACH_BATCH: Final = 2000  # rows each_credential reads at a time
@@ -852,20 +882,16 @@ class SqlStore:
         """
         if r.state != expected_state:
             check_transition(expected_state, r.state)
-        values = {k: v for k, v in _rotation_values(r).items() if k not in _ROTATION_FIXED}
+        params = {f"v_{k}": v for k, v in _rotation_values(r).items()
+                  if k not in _ROTATION_FIXED}
+        params.update(w_id=r.id, w_state=RotationState(expected_state).value,
+                      w_lease_owner=r.lease_owner)
         event = _audit_values(r.updated_at, audit, r) if audit is not None else None
         with self._engine.begin() as conn:
-            saved = _update_one(conn, sa.update(_rotations).where(
-                _rotations.c.id == r.id,
-                _rotations.c.state == RotationState(expected_state).value,
-                sa.or_(
-                    _rotations.c.lease_owner.is_(None),
-                    _rotations.c.lease_owner == r.lease_owner,
-                ),
-            ).values(**values), r.id)
+            saved = _update_one(conn, _SAVE, r.id, params)
             if saved is not None:
                 if event is not None:
-                    conn.execute(sa.insert(_audit_events).values(**event))
+                    conn.execute(_INSERT_AUDIT, event)
                 return saved
             current = conn.execute(
                 sa.select(_rotations.c.state, _rotations.c.lease_owner)
@@ -921,14 +947,12 @@ class SqlStore:
         if not owner:
             raise ValueError("a lease needs an owner")
         with self._engine.begin() as conn:
-            return _update_one(conn, sa.update(_rotations).where(
-                _rotations.c.id == rotation_id,
-                _rotations.c.state.in_(ACTIVE_VALUES),
-                sa.or_(self._lease_free(now), _rotations.c.lease_owner == owner),
-            ).values(
-                lease_owner=owner,
-                lease_expires_at=now + timedelta(seconds=lease_seconds),
-            ), rotation_id)
+            # Free (no owner, or expired by ``now``) or already ours: see _lease_free.
+            return _update_one(conn, _CLAIM, rotation_id, {
+                "w_id": rotation_id, "w_lease_expires_at": now, "w_lease_owner": owner,
+                "v_lease_owner": owner,
+                "v_lease_expires_at": now + timedelta(seconds=lease_seconds),
+            })
 
     def take_over(
         self, rotation_id: str, dead_owner: str, owner: str, now: datetime, lease_seconds: float
@@ -1022,13 +1046,17 @@ def _audit_values(at: datetime, note: AuditNote, r: Rotation) -> dict[str, Any]:
                              note.details)
 
 
-def _update_one(conn: sa.Connection, update: sa.Update, rotation_id: str) -> Rotation | None:
+def _update_one(conn: sa.Connection, update: sa.Update, rotation_id: str,
+                params: Mapping[str, Any] | None = None) -> Rotation | None:
     """Run a conditional UPDATE of one rotation; the row as written, or ``None`` when the
     condition did not hold. One round trip where the database returns rows from an UPDATE."""
     if conn.dialect.update_returning:
-        row = conn.execute(update.returning(*_rotations.c)).first()
+        returning = _RETURNING.get(id(update))
+        if returning is None:
+            returning = update.returning(*_rotations.c)
+        row = conn.execute(returning, params).first()
         return _rotation_from_model(row) if row is not None else None
-    if _rowcount(conn.execute(update)) != 1:
+    if _rowcount(conn.execute(update, params)) != 1:
         return None
     row = conn.execute(sa.select(_rotations).where(_rotations.c.id == rotation_id)).first()
     return _rotation_from_model(row) if row is not None else None
