@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+import random
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from rotator.domain.policies import RenewalRule, Snapshot, rotation_due
 from rotator.domain.records import ScanRun, ScanStatus
@@ -73,6 +74,20 @@ async def planning_scan(deps: EngineDeps) -> ScanRun | None:
     if last is not None and last.status in (ScanStatus.SUCCEEDED, ScanStatus.PARTIAL):
         return last
     return await deps.db(deps.store.last_successful_scan)
+
+
+T = TypeVar("T")
+
+
+def planning_order(candidates: Sequence[T], *, shared: bool, rng: random.Random) -> list[T]:
+    """The order to plan in. Alone, the given one. Replicas sharing a database see each
+    scan at about the same moment and would plan the same apps in the same order, each
+    reading an app from Graph and Key Vault before one of them wins it: each pass starts
+    at a point of its own and goes round."""
+    if not shared or len(candidates) < 2:
+        return list(candidates)
+    start = rng.randrange(len(candidates))
+    return [*candidates[start:], *candidates[:start]]
 
 
 class Reconciler:
@@ -135,6 +150,8 @@ class Reconciler:
         candidates, _skipped = due_candidates(
             deps.policy, inventory, latest, inventory_as_of=scan.started_at, now=now,
         )
+        candidates = planning_order(candidates, shared=deps.store.coordination.shared,
+                                    rng=deps.rng)
         report.candidates = len(candidates)
         gate = asyncio.Semaphore(min(self.max_concurrent, PLAN_CONCURRENCY))
         retry_soon = False
@@ -181,6 +198,11 @@ class Reconciler:
         the rotations change (``False``: try again at the next pass)."""
         deps = self.deps
         asked_at = deps.now()
+        # Another process (a replica, an admin's command) may have started it since the
+        # rotations this pass planned from were read: then there is nothing to read.
+        latest = await deps.db(deps.store.list_rotations, app_id=candidate.app_id, limit=1)
+        if latest and latest[0].active:
+            return None, True
         try:
             plan = await plan_rotation(deps, candidate.app_id)
         except RotationRefused as exc:

@@ -11,7 +11,7 @@ import pytest
 
 from rotator.domain.states import RotationState
 from rotator.engine.driver import drive
-from rotator.engine.reconcile import PLAN_AT_LEAST_EVERY, Reconciler
+from rotator.engine.reconcile import PLAN_AT_LEAST_EVERY, Reconciler, planning_order
 from rotator.engine.scan import scan
 from tests.support.world import World
 
@@ -120,3 +120,50 @@ async def test_one_policy_read_serves_many_rotations(
     calls = world.directory.calls
     assert calls.count("list_credential_policies") == 1
     assert calls.count("get_credential_policy") == 0
+
+
+class StaleLatest(CountingReads):
+    """A replica that read the latest rotations just before another replica started
+    its rotations: planning then sees the apps as due."""
+
+    def latest_rotations(self, app_ids: Any) -> Any:
+        self.latest_reads += 1
+        return {}
+
+
+async def test_a_replica_reads_nothing_from_graph_for_an_app_another_has_started(
+    world: World
+) -> None:
+    apps = [world.directory.add_app(f"app{i}", secret_days_left=5) for i in range(3)]
+    world.manage(*apps)
+    deps = world.deps()
+    await scan(deps)
+    first = Reconciler(deps, max_concurrent=3)
+    assert len(await first.plan_due()) == 3
+    await settle(first)
+    before = world.directory.calls.count("get")
+    # The second replica planned from a view taken before the first one's rotations
+    # began: the database already says they run, so Graph is not asked about them.
+    second = Reconciler(world.deps(store=StaleLatest(world.store)), max_concurrent=3)
+    assert await second.plan_due() == []
+    await settle(second)
+    assert world.directory.calls.count("get") == before
+    assert {r.app_id for r in world.store.list_rotations()} == {a.app_id for a in apps}
+    assert len(world.store.list_rotations()) == 3
+
+
+def test_replicas_start_planning_at_different_points_of_the_list() -> None:
+    # Replicas see each scan at about the same moment and would otherwise plan the same
+    # apps in the same order, each reading them from Graph before one of them wins.
+    import random
+
+    names = [f"app{i:02d}" for i in range(12)]
+    assert planning_order(names, shared=False, rng=random.Random(1)) == names
+    firsts = set()
+    for seed in range(8):
+        order = planning_order(names, shared=True, rng=random.Random(seed))
+        start = names.index(order[0])
+        assert order == names[start:] + names[:start]  # the same list, cycled
+        firsts.add(order[0])
+    assert len(firsts) > 1, firsts
+    assert planning_order([], shared=True, rng=random.Random(1)) == []
