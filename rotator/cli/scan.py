@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+import json
+import sys
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, TextIO
 
 import click
 
 from rotator.cli.app import EXIT_FAILED, EXIT_OK, CliApp, days, table
 
 if TYPE_CHECKING:
+    from rotator.adapters.db import SqlStore
     from rotator.domain.records import InventoryRow
+    from rotator.engine.scan import ScanReport
+
+# The items of the listing sit two levels deep in the document, as json.dumps(indent=2)
+# puts them.
+_ITEM_INDENT = "    "
 
 
 def _iso(value: datetime) -> str:
@@ -35,6 +44,82 @@ def credential_json(r: InventoryRow, now: datetime) -> dict[str, Any]:
         "signing_active": r.signing_active,
         "owners": None if r.owners is None else list(r.owners),
     }
+
+
+def _item_text(item: dict[str, Any]) -> str:
+    """``item`` as ``json.dumps(document, indent=2)`` writes it in the listing, byte for
+    byte: that encoder runs in pure Python once it indents, and a large tenant's listing
+    has hundreds of thousands of items, so their flat shape is written here with the C
+    encoder doing each value."""
+    inner = _ITEM_INDENT + "  "
+    lines = []
+    for key, value in item.items():
+        if isinstance(value, list):
+            text = ("[]" if not value else "[\n" + ",\n".join(
+                f"{inner}  {json.dumps(v)}" for v in value) + f"\n{inner}]")
+        else:
+            text = json.dumps(value)
+        lines.append(f"{inner}{json.dumps(key)}: {text}")
+    return _ITEM_INDENT + "{\n" + ",\n".join(lines) + f"\n{_ITEM_INDENT}}}"
+
+
+def write_listing_json(out: TextIO, head: dict[str, Any], items: Iterable[dict[str, Any]]
+                       ) -> None:
+    """``{**head, "credentials": [*items]}`` as ``json.dumps(indent=2)`` would write it,
+    without holding the whole text (or every item) at once."""
+    opening = json.dumps({**head, "credentials": []}, indent=2, default=str)
+    cut = opening.rindex("[]")
+    out.write(opening[:cut])
+    first = True
+    for item in items:
+        out.write("[\n" if first else ",\n")
+        out.write(_item_text(item))
+        first = False
+    out.write(opening[cut:] if first else "\n  ]" + opening[cut + 2:])
+    out.write("\n")
+
+
+class HeldRows:
+    """The rows a full scan wrote, keyed as the store keys them, so a later row for the
+    same app id and key id replaces the earlier one there as in the store."""
+
+    def __init__(self) -> None:
+        self._rows: dict[tuple[str, str], InventoryRow] = {}
+
+    def add(self, rows: Sequence[InventoryRow]) -> None:
+        held = self._rows
+        for r in rows:
+            held[(r.app_id.strip().lower(), r.key_id)] = r
+
+    def listing(self, within_days: float | None, now: datetime) -> list[InventoryRow]:
+        """What ``store.inventory(within_days=..., now=...)`` gives, in its order; the
+        rows are handed over, and no longer held here."""
+        rows: Iterable[InventoryRow] = self._rows.values()
+        self._rows = {}
+        if within_days is not None:
+            until = now + timedelta(days=within_days)
+            rows = (r for r in rows if r.end_at is not None and r.end_at <= until)
+        return sorted(rows, key=_expiry_order)
+
+
+_NEVER = datetime.max.replace(tzinfo=UTC)
+
+
+def _expiry_order(r: InventoryRow) -> tuple[bool, datetime, str, str]:
+    # The store's order: end_at ascending with never-ending last, then app id, key id.
+    return (r.end_at is None, r.end_at or _NEVER, r.app_id, r.key_id)
+
+
+def listing_rows(report: ScanReport, held: HeldRows, store: SqlStore,
+                 within_days: float | None, now: datetime) -> list[InventoryRow]:
+    """The inventory to list after ``report``: a full scan that succeeded wrote all of
+    it (and pruned everything else), so it is listed from what the scan held; after any
+    other scan the store holds rows this one did not read, and it is read back."""
+    from rotator.domain.records import ScanStatus
+
+    if report.mode == "full" and report.status is ScanStatus.SUCCEEDED:
+        return held.listing(within_days, now)
+    return store.inventory(within_days=within_days, now=now)
 
 
 def _source(r: InventoryRow) -> str:
@@ -66,6 +151,7 @@ def scan_command(as_json: bool, within_days: float | None, full: bool) -> None:
     loaded = cli.loaded_with_tenant()
     store = cli.store()
     seen = [0, 0]  # apps, credentials: written by the scan, read by the status line
+    held = HeldRows()
 
     line = StatusLine.for_stderr(as_json=as_json)
 
@@ -75,7 +161,7 @@ def scan_command(as_json: bool, within_days: float | None, full: bool) -> None:
 
     async def go() -> Any:
         async with engine_deps(loaded, store) as deps:
-            return await scan(deps, on_app=counted, full=full)
+            return await scan(deps, on_app=counted, full=full, on_rows=held.add)
 
     def rate(took: float) -> str:
         return f"{seen[0] / took:,.0f} apps/s" if took >= 0.5 else "- apps/s"
@@ -94,10 +180,9 @@ def scan_command(as_json: bool, within_days: float | None, full: bool) -> None:
                f"credentials read in "
                f"{elapsed_text(took)} ({seen[0] / max(took, 0.001):,.0f} apps/s)")
     now = datetime.now(UTC)
-    rows = store.inventory(within_days=within_days, now=now)
-    items = [credential_json(r, now) for r in rows]
+    rows = listing_rows(report, held, store, within_days, now)
     if as_json:
-        cli.emit_json({
+        write_listing_json(sys.stdout, {
             "scan": {"id": report.scan_id, "status": report.status, "apps": report.apps_seen,
                      "service_principals": report.service_principals_seen,
                      "credentials": report.credentials_seen,
@@ -105,8 +190,7 @@ def scan_command(as_json: bool, within_days: float | None, full: bool) -> None:
                      "apps_changed": report.apps_changed if report.mode == "delta" else None,
                      "unreadable": [{"id": i, "error": e} for i, e in report.errors],
                      "error": report.error},
-            "credentials": items,
-        })
+        }, (credential_json(r, now) for r in rows))
     else:
         body = [
             [r.app_display_name[:32], r.app_id, _source(r), str(r.kind), r.key_id,
@@ -117,7 +201,7 @@ def scan_command(as_json: bool, within_days: float | None, full: bool) -> None:
         ]
         click.echo(table(body, ["APP", "APP ID", "SOURCE", "KIND", "KEY ID", "ENDS (UTC)", "DAYS",
                                 "MANAGED", "THUMBPRINT"]))
-        click.echo(f"\n{len(items)} credential(s) shown; {report.mode} scan {report.status}: "
+        click.echo(f"\n{len(rows)} credential(s) shown; {report.mode} scan {report.status}: "
                    f"{report.apps_seen} apps, {report.service_principals_seen} service "
                    f"principals, {report.credentials_seen} credentials")
     if report.status is not ScanStatus.SUCCEEDED:
