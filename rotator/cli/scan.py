@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO, cast
 
 import click
 
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
 # The items of the listing sit two levels deep in the document, as json.dumps(indent=2)
 # puts them.
 _ITEM_INDENT = "    "
+_WRITE_ITEMS = 2000  # pieces of text written to stdout at once
 
 
 def _iso(value: datetime) -> str:
@@ -46,20 +48,40 @@ def credential_json(r: InventoryRow, now: datetime) -> dict[str, Any]:
     }
 
 
+_string: Callable[[str], str] = json.encoder.encode_basestring_ascii
+
+
+def _scalar(value: object) -> str:
+    """``json.dumps(value)`` for the values a listing item holds, without its per-call
+    cost: the listing writes over a dozen values for each of hundreds of thousands of
+    credentials."""
+    kind = value.__class__
+    if kind is str:
+        return _string(cast(str, value))
+    if value is None:
+        return "null"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if kind is float and math.isfinite(cast(float, value)):
+        return float.__repr__(cast(float, value))
+    return json.dumps(value)
+
+
 def _item_text(item: dict[str, Any]) -> str:
     """``item`` as ``json.dumps(document, indent=2)`` writes it in the listing, byte for
     byte: that encoder runs in pure Python once it indents, and a large tenant's listing
-    has hundreds of thousands of items, so their flat shape is written here with the C
-    encoder doing each value."""
+    has hundreds of thousands of items, so their flat shape is written here."""
     inner = _ITEM_INDENT + "  "
     lines = []
     for key, value in item.items():
         if isinstance(value, list):
             text = ("[]" if not value else "[\n" + ",\n".join(
-                f"{inner}  {json.dumps(v)}" for v in value) + f"\n{inner}]")
+                f"{inner}  {_scalar(v)}" for v in value) + f"\n{inner}]")
         else:
-            text = json.dumps(value)
-        lines.append(f"{inner}{json.dumps(key)}: {text}")
+            text = _scalar(value)
+        lines.append(f"{inner}{_string(key)}: {text}")
     return _ITEM_INDENT + "{\n" + ",\n".join(lines) + f"\n{_ITEM_INDENT}}}"
 
 
@@ -69,14 +91,18 @@ def write_listing_json(out: TextIO, head: dict[str, Any], items: Iterable[dict[s
     without holding the whole text (or every item) at once."""
     opening = json.dumps({**head, "credentials": []}, indent=2, default=str)
     cut = opening.rindex("[]")
-    out.write(opening[:cut])
+    chunk = [opening[:cut]]
     first = True
     for item in items:
-        out.write("[\n" if first else ",\n")
-        out.write(_item_text(item))
+        chunk.append("[\n" if first else ",\n")
+        chunk.append(_item_text(item))
         first = False
-    out.write(opening[cut:] if first else "\n  ]" + opening[cut + 2:])
-    out.write("\n")
+        if len(chunk) >= _WRITE_ITEMS:
+            out.write("".join(chunk))
+            chunk = []
+    chunk.append(opening[cut:] if first else "\n  ]" + opening[cut + 2:])
+    chunk.append("\n")
+    out.write("".join(chunk))
 
 
 class HeldRows:
