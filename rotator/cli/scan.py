@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TextIO, cast
 
@@ -15,6 +15,7 @@ from rotator.cli.app import EXIT_FAILED, EXIT_OK, CliApp, days, table
 
 if TYPE_CHECKING:
     from rotator.adapters.db import SqlStore
+    from rotator.domain.credentials import CredentialKind, CredentialSource
     from rotator.domain.records import InventoryRow
     from rotator.engine.scan import ScanReport
 
@@ -106,46 +107,78 @@ def write_listing_json(out: TextIO, head: dict[str, Any], items: Iterable[dict[s
 
 
 class HeldRows:
-    """The rows a full scan wrote, keyed as the store keys them, so a later row for the
-    same app id and key id replaces the earlier one there as in the store."""
+    """What the listing shows of each row a full scan wrote, keyed as the store keys
+    them, so a later row for the same app id and key id replaces the earlier one here
+    as in the store. Only the listed fields are kept, in a plain tuple that sorts in the
+    store's order: a large tenant has hundreds of thousands of credentials."""
 
     def __init__(self) -> None:
-        self._rows: dict[tuple[str, str], InventoryRow] = {}
+        self._rows: dict[tuple[str, str], _Held] = {}
 
     def add(self, rows: Sequence[InventoryRow]) -> None:
         held = self._rows
         for r in rows:
-            held[(r.app_id.strip().lower(), r.key_id)] = r
+            app_id, end = r.app_id.strip().lower(), r.end_at
+            # The store's order: end_at ascending, never-ending last, then app id, key id
+            # (a pair the key makes unique, so the rest of the tuple is never compared).
+            held[(app_id, r.key_id)] = (
+                end is None, end or _NEVER, app_id, r.key_id, r.object_id,
+                r.app_display_name, r.kind, r.managed, r.thumbprint, r.source,
+                r.sp_object_id, r.usage, r.signing_active, r.owners)
 
-    def listing(self, within_days: float | None, now: datetime) -> list[InventoryRow]:
-        """What ``store.inventory(within_days=..., now=...)`` gives, in its order; the
-        rows are handed over, and no longer held here."""
-        rows: Iterable[InventoryRow] = self._rows.values()
+    def listing(self, within_days: float | None, now: datetime) -> list[_Held]:
+        """The held rows ``store.inventory(within_days=..., now=...)`` would give, in its
+        order; they are handed over, and no longer held here."""
+        rows: Iterable[_Held] = self._rows.values()
         self._rows = {}
         if within_days is not None:
             until = now + timedelta(days=within_days)
-            rows = (r for r in rows if r.end_at is not None and r.end_at <= until)
-        return sorted(rows, key=_expiry_order)
+            rows = (r for r in rows if not r[0] and r[1] <= until)
+        return sorted(rows)
 
 
 _NEVER = datetime.max.replace(tzinfo=UTC)
+_Held = tuple[bool, datetime, str, str, str, str, "CredentialKind", bool, str | None,
+              "CredentialSource", str | None, str | None, bool | None,
+              tuple[str, ...] | None]
 
 
-def _expiry_order(r: InventoryRow) -> tuple[bool, datetime, str, str]:
-    # The store's order: end_at ascending with never-ending last, then app id, key id.
-    return (r.end_at is None, r.end_at or _NEVER, r.app_id, r.key_id)
+def _listed(held: _Held) -> InventoryRow:
+    """A row as the listing shows it: what it does not show (start, names and hints of
+    the credential, flags the listing leaves out) was not kept."""
+    from rotator.domain.records import InventoryRow
+
+    (never, end, app_id, key_id, object_id, app_name, kind, managed, thumbprint, source,
+     sp_object_id, usage, signing_active, owners) = held
+    return InventoryRow(
+        app_id=app_id, key_id=key_id, object_id=object_id, app_display_name=app_name,
+        kind=kind, display_name=None, start_at=None, end_at=None if never else end,
+        thumbprint=thumbprint, managed=managed, source=source, sp_object_id=sp_object_id,
+        usage=usage, signing_active=signing_active, owners=owners)
 
 
 def listing_rows(report: ScanReport, held: HeldRows, store: SqlStore,
-                 within_days: float | None, now: datetime) -> list[InventoryRow]:
-    """The inventory to list after ``report``: a full scan that succeeded wrote all of
-    it (and pruned everything else), so it is listed from what the scan held; after any
-    other scan the store holds rows this one did not read, and it is read back."""
+                 within_days: float | None, now: datetime
+                 ) -> tuple[int, Iterator[InventoryRow]]:
+    """How many rows to list after ``report``, and those rows, made one at a time: a
+    full scan that succeeded wrote the whole inventory (and pruned everything else), so
+    it is listed from what the scan held; after any other scan the store holds rows this
+    one did not read, and it is read back."""
     from rotator.domain.records import ScanStatus
 
     if report.mode == "full" and report.status is ScanStatus.SUCCEEDED:
-        return held.listing(within_days, now)
-    return store.inventory(within_days=within_days, now=now)
+        rows = held.listing(within_days, now)
+        return len(rows), map(_listed, rows)
+    stored = store.inventory(within_days=within_days, now=now)
+    return len(stored), iter(stored)
+
+
+def table_cells(r: InventoryRow, now: datetime) -> list[str]:
+    """One row of the table listing."""
+    return [r.app_display_name[:32], r.app_id, _source(r), str(r.kind), r.key_id,
+            _iso(r.end_at)[:19] if r.end_at else "never",
+            "" if r.end_at is None else f"{r.days_left(now):.1f}",
+            "yes" if r.managed else "no", (r.thumbprint or "")[:12]]
 
 
 def _source(r: InventoryRow) -> str:
@@ -206,7 +239,7 @@ def scan_command(as_json: bool, within_days: float | None, full: bool) -> None:
                f"credentials read in "
                f"{elapsed_text(took)} ({seen[0] / max(took, 0.001):,.0f} apps/s)")
     now = datetime.now(UTC)
-    rows = listing_rows(report, held, store, within_days, now)
+    count, rows = listing_rows(report, held, store, within_days, now)
     if as_json:
         write_listing_json(sys.stdout, {
             "scan": {"id": report.scan_id, "status": report.status, "apps": report.apps_seen,
@@ -218,16 +251,10 @@ def scan_command(as_json: bool, within_days: float | None, full: bool) -> None:
                      "error": report.error},
         }, (credential_json(r, now) for r in rows))
     else:
-        body = [
-            [r.app_display_name[:32], r.app_id, _source(r), str(r.kind), r.key_id,
-             _iso(r.end_at)[:19] if r.end_at else "never",
-             "" if r.end_at is None else f"{r.days_left(now):.1f}",
-             "yes" if r.managed else "no", (r.thumbprint or "")[:12]]
-            for r in rows
-        ]
+        body = [table_cells(r, now) for r in rows]
         click.echo(table(body, ["APP", "APP ID", "SOURCE", "KIND", "KEY ID", "ENDS (UTC)", "DAYS",
                                 "MANAGED", "THUMBPRINT"]))
-        click.echo(f"\n{len(rows)} credential(s) shown; {report.mode} scan {report.status}: "
+        click.echo(f"\n{count} credential(s) shown; {report.mode} scan {report.status}: "
                    f"{report.apps_seen} apps, {report.service_principals_seen} service "
                    f"principals, {report.credentials_seen} credentials")
     if report.status is not ScanStatus.SUCCEEDED:

@@ -9,7 +9,7 @@ import asyncio
 import io
 import json
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -17,7 +17,13 @@ import pytest
 
 from rotator.adapters.db import SqlStore
 from rotator.bootstrap import engine_deps, load, open_store
-from rotator.cli.scan import HeldRows, credential_json, listing_rows, write_listing_json
+from rotator.cli.scan import (
+    HeldRows,
+    credential_json,
+    listing_rows,
+    table_cells,
+    write_listing_json,
+)
 from rotator.domain.credentials import CredentialSource
 from rotator.domain.records import InventoryRow, ScanStatus
 from rotator.emulator.runner import RunningEmulator
@@ -44,6 +50,12 @@ async def _scan(emu: RunningEmulator, store: SqlStore
     return report, batches
 
 
+def _shown(rows: Iterable[InventoryRow], now: datetime
+           ) -> list[tuple[dict[str, object], list[str]]]:
+    """Each row as the --json listing and the table show it."""
+    return [(credential_json(r, now), table_cells(r, now)) for r in rows]
+
+
 def _held(batches: list[Sequence[InventoryRow]]) -> HeldRows:
     held = HeldRows()
     for rows in batches:
@@ -65,8 +77,9 @@ async def test_a_full_scan_lists_exactly_what_the_store_holds(
         now = datetime.now(UTC)
         for within in (None, 5.0, -1.0):
             expected = store.inventory(within_days=within, now=now)
-            listed = listing_rows(report, _held(batches), store, within, now)
-            assert listed == expected
+            count, listed = listing_rows(report, _held(batches), store, within, now)
+            assert _shown(listed, now) == _shown(expected, now)
+            assert count == len(expected)
         everything = store.inventory()
         assert {r.source for r in everything} == set(CredentialSource)
         assert any(r.owners for r in everything)
@@ -94,10 +107,11 @@ async def test_a_partial_scan_lists_the_rows_it_could_not_refresh(
     report, batches = await _scan(emu, store)
     assert report.status is ScanStatus.PARTIAL
     now = datetime.now(UTC)
-    listed = listing_rows(report, _held(batches), store, None, now)
+    _count, listed = listing_rows(report, _held(batches), store, None, now)
+    rows = list(listed)
     # The service principals' last known credentials are listed, though not read now.
-    assert listed == store.inventory(now=now)
-    assert any(r.on_service_principal for r in listed)
+    assert rows == store.inventory(now=now)
+    assert any(r.on_service_principal for r in rows)
     assert not any(r.on_service_principal for rows in batches for r in rows)
 
 
