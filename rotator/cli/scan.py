@@ -107,34 +107,55 @@ def write_listing_json(out: TextIO, head: dict[str, Any], items: Iterable[dict[s
 
 
 class HeldRows:
-    """What the listing shows of each row a full scan wrote, keyed as the store keys
-    them, so a later row for the same app id and key id replaces the earlier one here
-    as in the store. Only the listed fields are kept, in a plain tuple that sorts in the
-    store's order: a large tenant has hundreds of thousands of credentials."""
+    """What the listing shows of each row a full scan wrote. A later row for the same
+    app id and key id replaces the earlier one, as in the store. Only the listed fields
+    are kept, in a plain tuple that sorts in the store's order, and in a list rather
+    than keyed: a large tenant has hundreds of thousands of credentials, and the key
+    tuples alone would cost tens of megabytes."""
 
     def __init__(self) -> None:
-        self._rows: dict[tuple[str, str], _Held] = {}
+        self._rows: list[_Held] = []
 
     def add(self, rows: Sequence[InventoryRow]) -> None:
         held = self._rows
         for r in rows:
-            app_id, end = r.app_id.strip().lower(), r.end_at
+            end = r.end_at
             # The store's order: end_at ascending, never-ending last, then app id, key id
-            # (a pair the key makes unique, so the rest of the tuple is never compared).
-            held[(app_id, r.key_id)] = (
-                end is None, end or _NEVER, app_id, r.key_id, r.object_id,
-                r.app_display_name, r.kind, r.managed, r.thumbprint, r.source,
-                r.sp_object_id, r.usage, r.signing_active, r.owners)
+            # (a pair that is unique once duplicates go, so the rest is never compared).
+            held.append((
+                end is None, end or _NEVER, r.app_id.strip().lower(), r.key_id,
+                r.object_id, r.app_display_name, r.kind, r.managed, r.thumbprint,
+                r.source, r.sp_object_id, r.usage, r.signing_active, r.owners))
 
     def listing(self, within_days: float | None, now: datetime) -> list[_Held]:
         """The held rows ``store.inventory(within_days=..., now=...)`` would give, in its
         order; they are handed over, and no longer held here."""
-        rows: Iterable[_Held] = self._rows.values()
-        self._rows = {}
+        rows, self._rows = self._rows, []
+        # A stable sort by key id keeps the rows of one key id in the order written, so
+        # the last of each app id and key id is the one the store kept.
+        rows.sort(key=_key_id)
+        last: dict[str, _Held] = {}  # app id -> row, among rows of one key id
+        kept: list[_Held] = []
+        count = len(rows)
+        for n, row in enumerate(rows):
+            more = n + 1 < count and rows[n + 1][3] == row[3]
+            if not more and not last:
+                kept.append(row)  # nearly always: a key id no other row has
+                continue
+            last[row[2]] = row
+            if not more:
+                kept.extend(last.values())
+                last.clear()
+        del rows
         if within_days is not None:
             until = now + timedelta(days=within_days)
-            rows = (r for r in rows if not r[0] and r[1] <= until)
-        return sorted(rows)
+            kept = [r for r in kept if not r[0] and r[1] <= until]
+        kept.sort()
+        return kept
+
+
+def _key_id(row: _Held) -> str:
+    return row[3]
 
 
 _NEVER = datetime.max.replace(tzinfo=UTC)

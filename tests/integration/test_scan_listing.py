@@ -24,7 +24,7 @@ from rotator.cli.scan import (
     table_cells,
     write_listing_json,
 )
-from rotator.domain.credentials import CredentialSource
+from rotator.domain.credentials import CredentialKind, CredentialSource
 from rotator.domain.records import InventoryRow, ScanStatus
 from rotator.emulator.runner import RunningEmulator
 from rotator.engine.scan import ScanReport, scan
@@ -48,6 +48,9 @@ async def _scan(emu: RunningEmulator, store: SqlStore
         report = await asyncio.wait_for(
             scan(deps, full=True, on_rows=lambda rows: batches.append(list(rows))), 120)
     return report, batches
+
+
+_SUCCEEDED = ScanReport(scan_id="s", status=ScanStatus.SUCCEEDED)
 
 
 def _shown(rows: Iterable[InventoryRow], now: datetime
@@ -140,3 +143,20 @@ def test_the_command_lists_what_the_store_holds(emu: RunningEmulator, tmp_path: 
                   if len(_GUID.findall(line)) >= 2]
     assert shown_keys == [(r["app_id"], r["key_id"]) for r in stored]
     assert f"\n{len(stored)} credential(s) shown; full scan succeeded" in human.stdout
+
+
+def test_the_last_row_written_for_an_app_and_key_is_listed() -> None:
+    end = datetime(2030, 1, 1, tzinfo=UTC)
+
+    def row(app: str, key: str, name: str, days: float) -> InventoryRow:
+        return InventoryRow(app_id=app, key_id=key, object_id=app, app_display_name=name,
+                            kind=CredentialKind.SECRET, display_name=None, start_at=None,
+                            end_at=end + timedelta(days=days))
+
+    a, b = "0" * 8 + "-0000-0000-0000-" + "0" * 12, "f" * 8 + "-0000-0000-0000-" + "0" * 12
+    held = HeldRows()
+    held.add([row(a, "k1", "first", 1), row(b, "k1", "other app", 2)])
+    held.add([row(a.upper(), "k1", "second", 3), row(a, "k2", "alone", 0)])
+    listed = [(r.app_id, r.key_id, r.app_display_name) for r in
+              listing_rows(_SUCCEEDED, held, None, None, end)[1]]  # type: ignore[arg-type]
+    assert listed == [(a, "k2", "alone"), (b, "k1", "other app"), (a, "k1", "second")]
