@@ -229,31 +229,60 @@ class GraphDirectory:
 
     async def _pages(self, info: Any, what: str, builder: Any, *, advanced: bool = False
                      ) -> AsyncIterator[object]:
-        """Every entry of a paged listing, following ``@odata.nextLink`` with care."""
-        page_no = 0
+        """Every entry of a paged listing, following ``@odata.nextLink`` with care.
+
+        One request at a time, but the next page is asked for as soon as a page's link
+        to it is read, so Graph (far the slower side) prepares it while this one's
+        entries are parsed and written. Errors come in the order they did without the
+        read-ahead: a page's entries first, then what is wrong with its link or the next
+        page."""
+        page_no = 1
+        fetching: asyncio.Task[dict[str, Any]] | None = asyncio.create_task(
+            self._get_page(info, f"list {what} (page 1)"))
         followed: set[str] = set()
-        while True:
-            page_no += 1
-            where = f"list {what} (page {page_no})"
-            body = await self._get_page(info, where)
-            values = body.get("value")
-            if not isinstance(values, list):
-                raise DirectoryError(f"page {page_no} of {what} has no 'value' list")
-            for raw in values:
-                yield raw
-            next_link = body.get("@odata.nextLink")
-            if next_link is None:
-                return
-            url = self._checked_next_link(next_link, page_no, what)
-            if url in followed:
-                raise DirectoryError(
-                    f"page {page_no} of {what} has an @odata.nextLink to a page "
-                    "already read; Graph's paging went in a circle"
-                )
-            followed.add(url)
-            info = builder.with_url(url).to_get_request_information()
-            if advanced:
-                info.headers.add(*ADVANCED_QUERY)
+        try:
+            while fetching is not None:
+                body = await fetching
+                fetching = None
+                values = body.get("value")
+                if not isinstance(values, list):
+                    raise DirectoryError(f"page {page_no} of {what} has no 'value' list")
+                next_link = body.get("@odata.nextLink")
+                link_error: DirectoryError | None = None
+                if next_link is not None:
+                    try:
+                        info = self._next_page(next_link, page_no, what, builder, followed,
+                                               advanced=advanced)
+                    except DirectoryError as exc:
+                        link_error = exc
+                    else:
+                        page_no += 1
+                        fetching = asyncio.create_task(
+                            self._get_page(info, f"list {what} (page {page_no})"))
+                for raw in values:
+                    yield raw
+                if link_error is not None:
+                    raise link_error
+        finally:
+            if fetching is not None:
+                # The listing stopped early (an error, or the reader left): no page is
+                # left being fetched for nobody, and its outcome is not reported as lost.
+                fetching.cancel()
+                fetching.add_done_callback(_outcome_read)
+
+    def _next_page(self, next_link: object, page_no: int, what: str, builder: Any,
+                   followed: set[str], *, advanced: bool) -> Any:
+        url = self._checked_next_link(next_link, page_no, what)
+        if url in followed:
+            raise DirectoryError(
+                f"page {page_no} of {what} has an @odata.nextLink to a page "
+                "already read; Graph's paging went in a circle"
+            )
+        followed.add(url)
+        info = builder.with_url(url).to_get_request_information()
+        if advanced:
+            info.headers.add(*ADVANCED_QUERY)
+        return info
 
     def _delta_builder(self, resource: str) -> tuple[Any, tuple[str, ...], str]:
         if resource == "applications":
@@ -640,6 +669,11 @@ class GraphDirectory:
         async with self._app_locks[object_id]:
             await self._call("update the certificates of the application",
                              lambda: builder.patch(body))
+
+
+def _outcome_read(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled():
+        task.exception()
 
 
 def _origin(url: SplitResult) -> tuple[str, str, int | None]:

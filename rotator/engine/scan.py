@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
@@ -52,6 +52,7 @@ async def scan(
     deps: EngineDeps, *, on_app: Callable[[int, int], None] | None = None,
     on_started: Callable[[str], None] | None = None,
     full: bool = False,
+    on_rows: Callable[[Sequence[InventoryRow]], None] | None = None,
 ) -> ScanReport:
     """Scan the tenant's app registrations and service principals; ``on_app(apps,
     credentials)`` is told the running totals after each app is read (an admin's terminal
@@ -63,7 +64,12 @@ async def scan(
     ``full_scan_interval_hours`` ago, only what changed since is read and applied. A full
     listing runs instead when ``full`` is asked, when no links are stored, when the last
     full listing is older than the interval, and when Graph says a link is no longer
-    valid (expired, or its sync state is gone)."""
+    valid (expired, or its sync state is gone).
+
+    ``on_rows`` is given each batch of inventory rows a full listing writes, in the order
+    written (a later row for the same app id and key id replaces the earlier one, as in
+    the store): after a full scan that succeeded they are the whole inventory, so the
+    command line lists them without reading them back."""
     now = deps.now()
     scan_id = await deps.db(deps.store.start_scan, now)
     if on_started is not None:
@@ -90,7 +96,7 @@ async def scan(
                 report.apps_seen = report.credentials_seen = report.apps_changed = 0
         if report.mode == "full":
             links = await _track_changes(deps)
-            await _full(deps, report, on_app, now)
+            await _full(deps, report, on_app, now, on_rows)
     except asyncio.CancelledError:
         # The service is stopping. An inventory write already in its thread carries on
         # and lands (its rows are true); nothing is pruned, and the run is closed as
@@ -144,7 +150,8 @@ async def _track_changes(deps: EngineDeps) -> dict[str, str] | None:
 
 
 async def _full(deps: EngineDeps, report: ScanReport,
-                on_app: Callable[[int, int], None] | None, now: datetime) -> None:
+                on_app: Callable[[int, int], None] | None, now: datetime,
+                on_rows: Callable[[Sequence[InventoryRow]], None] | None = None) -> None:
     scan_id = report.scan_id
     batch: list[InventoryRow] = []
     managed = deps.policy.apps
@@ -164,6 +171,8 @@ async def _full(deps: EngineDeps, report: ScanReport,
 
     async def flush(rows: list[InventoryRow]) -> None:
         nonlocal writing
+        if on_rows is not None:
+            on_rows(rows)
         await settle()
         writing = asyncio.create_task(deps.db(deps.store.record_inventory, scan_id, rows, now))
 

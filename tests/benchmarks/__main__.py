@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 BENCHMARKS = [
-    ["tests.benchmarks.bench_scan", "--apps", "10000", "50000", "100000"],
+    ["tests.benchmarks.bench_scan", "--apps", "20000", "100000"],
     ["tests.benchmarks.bench_rotation", "--apps", "1000", "--budget", "1200"],
     ["tests.benchmarks.bench_responsiveness"],
     ["tests.benchmarks.bench_commands", "--apps", "2000", "--runs", "9"],
