@@ -17,7 +17,9 @@ def test_no_channels_no_alert_job(world: World) -> None:
     assert extra_jobs(types.SimpleNamespace(deps=world.deps())) == []  # type: ignore[arg-type]
 
 
-def test_alert_job_runs_a_pass_over_the_inventory(world: World, tmp_path: Path) -> None:
+def with_log_channel(world: World, tmp_path: Path) -> str:
+    """A managed app with a secret 3 days from its end, and a log alert channel; returns
+    the app id."""
     app = world.directory.add_app("orders", secret_days_left=3)
     policy_file = tmp_path / "alerts.toml"
     policy_file.write_text(
@@ -25,6 +27,11 @@ def test_alert_job_runs_a_pass_over_the_inventory(world: World, tmp_path: Path) 
         'secret_name = "orders-secret"\n[alerts]\ndigest = "none"\n'
         '[[alerts.channel]]\ntype = "log"\nname = "log"\n')
     world.policy = load_policy(policy_file, load_settings({"ROTATOR_VAULT_URL": VAULT}))
+    return app.app_id
+
+
+def test_alert_job_runs_a_pass_over_the_inventory(world: World, tmp_path: Path) -> None:
+    app_id = with_log_channel(world, tmp_path)
     deps = world.deps()
 
     async def scan_then_alert() -> None:
@@ -43,7 +50,7 @@ def test_alert_job_runs_a_pass_over_the_inventory(world: World, tmp_path: Path) 
         rows = conn.execute(sa.text("SELECT alert_key, status FROM alert_deliveries")).all()
     assert rows, "the pass recorded nothing"
     assert all(status == "sent" for _, status in rows)
-    assert any(app.app_id in key for key, _ in rows)
+    assert any(app_id in key for key, _ in rows)
 
 
 def test_alert_job_uses_the_engine_database_threads(world: World, tmp_path: Path) -> None:
@@ -53,13 +60,7 @@ def test_alert_job_uses_the_engine_database_threads(world: World, tmp_path: Path
     import threading
     from concurrent.futures import ThreadPoolExecutor
 
-    app = world.directory.add_app("orders", secret_days_left=3)
-    policy_file = tmp_path / "alerts.toml"
-    policy_file.write_text(
-        f'[defaults]\nvault_url = "{VAULT}"\n[[app]]\napp_id = "{app.app_id}"\n'
-        'secret_name = "orders-secret"\n[alerts]\ndigest = "none"\n'
-        '[[alerts.channel]]\ntype = "log"\nname = "log"\n')
-    world.policy = load_policy(policy_file, load_settings({"ROTATOR_VAULT_URL": VAULT}))
+    with_log_channel(world, tmp_path)
     deps = world.deps()
     deps.db_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="engine-db")
     threads: set[str] = set()
