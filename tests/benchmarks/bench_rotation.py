@@ -55,6 +55,7 @@ from typing import Any
 
 import certifi
 
+from rotator.config.policy import DaemonPolicy
 from rotator.domain.states import RotationState
 from rotator.emulator.model import Application
 from rotator.emulator.runner import RunningEmulator, start_emulator
@@ -233,9 +234,11 @@ def _run(emu: RunningEmulator, mode: str, args: argparse.Namespace, tmp: Path, u
                           max_concurrent_rotations=args.concurrency,
                           graph_writes_per_minute=args.budget * 0.95,
                           scan_interval_minutes=60,
-                          # Replicas compete for leases: the tests' 5 s, on busy cores,
-                          # hands rotations back and forth between live replicas.
-                          lease_seconds=5 if args.replicas == 1 else 60)
+                          # The service's default lease, as deployed: the tests' 5 s
+                          # renews a rotation's lease during every verify (database
+                          # writes production does not make) and, on busy cores, hands
+                          # rotations back and forth between live replicas.
+                          lease_seconds=DaemonPolicy().lease_seconds)
     env_file, extra_env = trust_for(mode, emu, tmp)
     emu.faults.reset_counters()
     writes = WriteSampler(emu)
