@@ -22,6 +22,7 @@ from pathlib import Path
 from rotator.domain.states import RotationState
 from rotator.emulator.runner import start_emulator
 from tests.support.serve import (
+    Served,
     make_due_apps,
     open_store,
     start_serve,
@@ -88,8 +89,10 @@ def main() -> None:
                 if delay == 2.0:
                     served = start_serve(emu, url, policy, Path(tmp) / "serve.log")
                     try:
-                        wait_for(lambda s=served: s.get("/readyz").status_code == 200, 60,
-                                 "serve ready")
+                        def ready(s: Served = served) -> bool:
+                            return s.get("/readyz").status_code == 200
+
+                        wait_for(ready, 60, "serve ready")
                         time.sleep(3)
                         rows.append(("rotator serve idle RSS", f"{rss_mb(served.proc.pid):.0f} MB",
                                      ""))
